@@ -1,0 +1,2 @@
+//! Device cgroup rules for a live container: v1 `devices.allow`, v2 BPF device filter.
+pub mod v2;

@@ -1,0 +1,1 @@
+//! cgroup v2 BPF_CGROUP_DEVICE filter extension.
