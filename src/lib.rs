@@ -2,9 +2,12 @@
 //!
 //! The flow, one module per stage:
 //! request grammar ([`request`]) → resolution ([`resolve`], facts from [`driver`])
-//! → container edits ([`edits`]) → applier ([`apply`] for the hook, [`oci`] for
-//! the shim, [`cdi`] for CDI specs).
+//! → container edits ([`edits`]) → applier ([`apply`] for the hook).
 
 pub mod apply;
+pub mod driver;
 pub mod edits;
+pub mod log;
+pub mod request;
+pub mod resolve;
 pub mod sys;

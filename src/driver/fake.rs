@@ -1,0 +1,114 @@
+//! In-memory driver for unit tests: a small A100-style node.
+
+use super::*;
+use std::cell::RefCell;
+
+/// `mig-minors` numbering of the real driver: 3 + minor*135 + gi*9 (+1+ci).
+pub fn gi_minor(gpu_minor: u32, gi: u32) -> u32 {
+    3 + gpu_minor * 135 + gi * 9
+}
+
+pub struct FakeDriver {
+    pub gpus: Vec<(Gpu, Vec<Option<MigDevice>>)>,
+    pub majors: Vec<(u32, &'static str)>,
+    /// Every call, for "work proportional to the request" checks.
+    pub calls: RefCell<Vec<String>>,
+}
+
+fn mig(slot: u32, gi: u32, ci: u32) -> Option<MigDevice> {
+    Some(MigDevice { slot, uuid: format!("MIG-00000000-0000-0000-0000-0000000{slot}{gi:02}{ci:02}"), gi, ci, profile: Some("1g.5gb".into()) })
+}
+
+fn gpu(index: u32, minor: u32, mig_mode: MigMode) -> Gpu {
+    Gpu {
+        index,
+        minor,
+        uuid: format!("GPU-00000000-0000-0000-0000-00000000000{index}"),
+        pci_bus_id: format!("00000000:{:02X}:00.0", 0x07 + index * 8),
+        name: "NVIDIA A100-SXM4-40GB".into(),
+        mig_mode,
+    }
+}
+
+impl FakeDriver {
+    /// GPU 0 (minor 2): MIG, slots 0..6 = GI 7,8,9,11,12,13,14.
+    /// GPU 1 (minor 3): MIG, GI 1 with CI 0,1,2 in slots 0..2, slot 3 empty, slot 4 = GI 2 CI 0.
+    /// GPU 2 (minor 0): MIG disabled.  GPU 3 (minor 1): MIG enabled, no devices.
+    pub fn a100() -> Self {
+        let gis = [7, 8, 9, 11, 12, 13, 14];
+        FakeDriver {
+            gpus: vec![
+                (gpu(0, 2, MigMode::Enabled), gis.iter().enumerate().map(|(s, gi)| mig(s as u32, *gi, 0)).collect()),
+                (gpu(1, 3, MigMode::Enabled), vec![mig(0, 1, 0), mig(1, 1, 1), mig(2, 1, 2), None, mig(4, 2, 0), None, None]),
+                (gpu(2, 0, MigMode::Disabled), vec![]),
+                (gpu(3, 1, MigMode::Enabled), vec![None; 7]),
+            ],
+            majors: vec![(195, "nvidia-frontend"), (508, "nvidia-caps"), (509, "nvidia-caps-imex-channels"), (511, "nvidia-uvm")],
+            calls: RefCell::new(vec![]),
+        }
+    }
+
+    fn call(&self, what: String) {
+        self.calls.borrow_mut().push(what);
+    }
+
+    fn get(&self, index: u32) -> Result<&(Gpu, Vec<Option<MigDevice>>), DriverError> {
+        self.gpus.get(index as usize).ok_or(DriverError::Nvml { call: "nvmlDeviceGetHandleByIndex_v2".into(), reason: "Invalid Argument".into() })
+    }
+}
+
+impl Driver for FakeDriver {
+    fn driver_version(&self) -> Result<String, DriverError> {
+        Ok("550.54.15".into())
+    }
+    fn gpu_count(&self) -> Result<u32, DriverError> {
+        self.call("count".into());
+        Ok(self.gpus.len() as u32)
+    }
+    fn gpu(&self, index: u32) -> Result<Gpu, DriverError> {
+        self.call(format!("gpu {index}"));
+        Ok(self.get(index)?.0.clone())
+    }
+    fn gpu_index_by_uuid(&self, uuid: &str) -> Result<Option<u32>, DriverError> {
+        self.call(format!("gpu-by-uuid {uuid}"));
+        Ok(self.gpus.iter().find(|(g, _)| g.uuid.eq_ignore_ascii_case(uuid)).map(|(g, _)| g.index))
+    }
+    fn gpu_index_by_pci(&self, pci: &PciBusId) -> Result<Option<u32>, DriverError> {
+        Ok(self.gpus.iter().find(|(g, _)| PciBusId::parse(&g.pci_bus_id) == Some(*pci)).map(|(g, _)| g.index))
+    }
+    fn mig_slot_count(&self, gpu_index: u32) -> Result<u32, DriverError> {
+        Ok(self.get(gpu_index)?.1.len() as u32)
+    }
+    fn mig_device(&self, gpu_index: u32, slot: u32) -> Result<Option<MigDevice>, DriverError> {
+        self.call(format!("mig {gpu_index}:{slot}"));
+        Ok(self.get(gpu_index)?.1.get(slot as usize).cloned().flatten())
+    }
+    fn mig_by_uuid(&self, uuid: &str) -> Result<Option<(u32, MigDevice)>, DriverError> {
+        Ok(self.gpus.iter().find_map(|(g, slots)| slots.iter().flatten().find(|m| m.uuid.eq_ignore_ascii_case(uuid)).map(|m| (g.index, m.clone()))))
+    }
+    fn chardev_major(&self, name: &str) -> Result<Option<u32>, DriverError> {
+        Ok(self.majors.iter().find(|(_, n)| *n == name).map(|(m, _)| *m))
+    }
+    fn mig_cap_minor(&self, cap: MigCap) -> Result<Option<u32>, DriverError> {
+        Ok(Some(match cap {
+            MigCap::Config => 1,
+            MigCap::Monitor => 2,
+            MigCap::Gi { gpu_minor, gi } => gi_minor(gpu_minor, gi),
+            MigCap::Ci { gpu_minor, gi, ci } => gi_minor(gpu_minor, gi) + 1 + ci,
+        }))
+    }
+    fn mig_caps_of_gpu(&self, gpu_minor: u32) -> Result<Vec<(MigCap, u32)>, DriverError> {
+        let mut v = vec![];
+        for gi in 0..15 {
+            v.push((MigCap::Gi { gpu_minor, gi }, gi_minor(gpu_minor, gi)));
+            for ci in 0..8 {
+                v.push((MigCap::Ci { gpu_minor, gi, ci }, gi_minor(gpu_minor, gi) + 1 + ci));
+            }
+        }
+        Ok(v)
+    }
+    fn cap_file(&self, cap: MigCap) -> Result<Option<CapFile>, DriverError> {
+        let mode = if cap == MigCap::Config { 0o400 } else { 0o444 };
+        Ok(Some(CapFile { minor: self.mig_cap_minor(cap)?, mode: Some(mode) }))
+    }
+}

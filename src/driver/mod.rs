@@ -1,0 +1,187 @@
+//! Facts from the NVIDIA driver, behind one trait.
+//!
+//! [`Driver`] is everything resolution may ask: GPUs and MIG devices from NVML
+//! ([`nvml`], through nvml-wrapper's real dlopen path), and char majors and
+//! capability minors from the driver's /proc files ([`procfs`]). Queries are
+//! narrow on purpose (one GPU, one slot), so a request for one device costs one
+//! device's worth of driver calls. [`HostDriver`] is the real thing; tests use
+//! an in-memory fake.
+
+pub mod nvml;
+pub mod procfs;
+
+use crate::request::PciBusId;
+use serde::Serialize;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum DriverError {
+    #[error("cannot load NVML from {lib}: {reason}")]
+    NvmlLoad { lib: String, reason: String },
+    #[error("NVML {call} failed: {reason}")]
+    Nvml { call: String, reason: String },
+    #[error("cannot read {path}: {reason}")]
+    Proc { path: String, reason: String },
+    #[error("{path}: {reason}")]
+    Inconsistent { path: String, reason: String },
+}
+
+/// Whether a GPU is partitioned into MIG devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MigMode {
+    Enabled,
+    Disabled,
+    /// The GPU (or driver) has no MIG.
+    Unsupported,
+}
+
+/// One physical GPU.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Gpu {
+    /// NVML index (`nvidia-smi` order).
+    pub index: u32,
+    /// Device minor: `/dev/nvidia<minor>`; also the `gpu<N>` of capability paths.
+    pub minor: u32,
+    pub uuid: String,
+    pub pci_bus_id: String,
+    pub name: String,
+    pub mig_mode: MigMode,
+}
+
+/// One MIG device (a compute instance inside a GPU instance).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MigDevice {
+    /// Index given to `nvmlDeviceGetMigDeviceHandleByIndex`: the `j` of `i:j`.
+    pub slot: u32,
+    pub uuid: String,
+    pub gi: u32,
+    pub ci: u32,
+    /// e.g. `1g.5gb` or `1c.3g.20gb`, when NVML's device name tells it.
+    pub profile: Option<String>,
+}
+
+/// A MIG capability, named as in `/proc/driver/nvidia-caps/mig-minors`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MigCap {
+    Config,
+    Monitor,
+    /// `gpu<minor>/gi<gi>/access`
+    Gi { gpu_minor: u32, gi: u32 },
+    /// `gpu<minor>/gi<gi>/ci<ci>/access`
+    Ci { gpu_minor: u32, gi: u32, ci: u32 },
+}
+
+impl MigCap {
+    /// The matching file under `/proc/driver/nvidia/capabilities/`.
+    pub fn proc_path(&self) -> String {
+        match *self {
+            MigCap::Config => "mig/config".into(),
+            MigCap::Monitor => "mig/monitor".into(),
+            MigCap::Gi { gpu_minor, gi } => format!("gpu{gpu_minor}/mig/gi{gi}/access"),
+            MigCap::Ci { gpu_minor, gi, ci } => format!("gpu{gpu_minor}/mig/gi{gi}/ci{ci}/access"),
+        }
+    }
+
+    pub fn gpu_minor(&self) -> Option<u32> {
+        match *self {
+            MigCap::Gi { gpu_minor, .. } | MigCap::Ci { gpu_minor, .. } => Some(gpu_minor),
+            _ => None,
+        }
+    }
+}
+
+/// A capability's device node facts from `/proc/driver/nvidia/capabilities/...`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapFile {
+    pub minor: Option<u32>,
+    pub mode: Option<u32>,
+}
+
+/// Every fact resolution needs from the driver.
+pub trait Driver {
+    fn driver_version(&self) -> Result<String, DriverError>;
+    fn gpu_count(&self) -> Result<u32, DriverError>;
+    fn gpu(&self, index: u32) -> Result<Gpu, DriverError>;
+    fn gpu_index_by_uuid(&self, uuid: &str) -> Result<Option<u32>, DriverError>;
+    fn gpu_index_by_pci(&self, pci: &PciBusId) -> Result<Option<u32>, DriverError>;
+    /// Size of the MIG handle table (`nvmlDeviceGetMaxMigDeviceCount`).
+    fn mig_slot_count(&self, gpu_index: u32) -> Result<u32, DriverError>;
+    /// `None` for an empty slot.
+    fn mig_device(&self, gpu_index: u32, slot: u32) -> Result<Option<MigDevice>, DriverError>;
+    /// GPU index and slot of a MIG device by its `MIG-<uuid>`.
+    fn mig_by_uuid(&self, uuid: &str) -> Result<Option<(u32, MigDevice)>, DriverError>;
+    /// Char major registered under exactly `name` in `/proc/devices`.
+    fn chardev_major(&self, name: &str) -> Result<Option<u32>, DriverError>;
+    /// Node minor of a MIG capability from `mig-minors`.
+    fn mig_cap_minor(&self, cap: MigCap) -> Result<Option<u32>, DriverError>;
+    /// Every GI/CI capability that `mig-minors` lists for a GPU minor.
+    fn mig_caps_of_gpu(&self, gpu_minor: u32) -> Result<Vec<(MigCap, u32)>, DriverError>;
+    /// `DeviceFileMinor`/`DeviceFileMode` of a capability, if its proc file exists.
+    fn cap_file(&self, cap: MigCap) -> Result<Option<CapFile>, DriverError>;
+
+    /// Every occupied MIG slot of a GPU, in slot order; empty slots are skipped.
+    fn mig_devices(&self, gpu_index: u32) -> Result<Vec<MigDevice>, DriverError> {
+        let mut out = Vec::new();
+        for slot in 0..self.mig_slot_count(gpu_index)? {
+            out.extend(self.mig_device(gpu_index, slot)?);
+        }
+        Ok(out)
+    }
+}
+
+/// The real driver: NVML loaded on first use, /proc files under a root.
+pub struct HostDriver {
+    nvml: nvml::LazyNvml,
+    proc: procfs::ProcFs,
+}
+
+impl HostDriver {
+    pub fn new(nvml_lib: &str, proc_root: &std::path::Path) -> Self {
+        HostDriver { nvml: nvml::LazyNvml::new(nvml_lib), proc: procfs::ProcFs::new(proc_root) }
+    }
+}
+
+impl Driver for HostDriver {
+    fn driver_version(&self) -> Result<String, DriverError> {
+        self.nvml.get()?.driver_version()
+    }
+    fn gpu_count(&self) -> Result<u32, DriverError> {
+        self.nvml.get()?.gpu_count()
+    }
+    fn gpu(&self, index: u32) -> Result<Gpu, DriverError> {
+        self.nvml.get()?.gpu(index)
+    }
+    fn gpu_index_by_uuid(&self, uuid: &str) -> Result<Option<u32>, DriverError> {
+        self.nvml.get()?.gpu_index_by_uuid(uuid)
+    }
+    fn gpu_index_by_pci(&self, pci: &PciBusId) -> Result<Option<u32>, DriverError> {
+        self.nvml.get()?.gpu_index_by_pci(pci)
+    }
+    fn mig_slot_count(&self, gpu_index: u32) -> Result<u32, DriverError> {
+        self.nvml.get()?.mig_slot_count(gpu_index)
+    }
+    fn mig_device(&self, gpu_index: u32, slot: u32) -> Result<Option<MigDevice>, DriverError> {
+        self.nvml.get()?.mig_device(gpu_index, slot)
+    }
+    fn mig_by_uuid(&self, uuid: &str) -> Result<Option<(u32, MigDevice)>, DriverError> {
+        self.nvml.get()?.mig_by_uuid(uuid)
+    }
+    fn chardev_major(&self, name: &str) -> Result<Option<u32>, DriverError> {
+        self.proc.chardev_major(name)
+    }
+    fn mig_cap_minor(&self, cap: MigCap) -> Result<Option<u32>, DriverError> {
+        self.proc.mig_cap_minor(cap)
+    }
+    fn mig_caps_of_gpu(&self, gpu_minor: u32) -> Result<Vec<(MigCap, u32)>, DriverError> {
+        self.proc.mig_caps_of_gpu(gpu_minor)
+    }
+    fn cap_file(&self, cap: MigCap) -> Result<Option<CapFile>, DriverError> {
+        self.proc.cap_file(cap)
+    }
+}
+
+#[cfg(test)]
+pub mod fake;

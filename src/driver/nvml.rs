@@ -1,0 +1,184 @@
+//! NVML through nvml-wrapper: dlopen of `libnvidia-ml.so.1` (path configurable).
+//!
+//! The library is loaded and initialised on first use and at most once per
+//! process, so requests that need no GPU facts (`none`, `void`) never touch
+//! it. GPU-instance and compute-instance ids are only reachable through
+//! nvml-wrapper's raw `lib()` functions; they are called through the symbol
+//! table so a library without them is an error, not a panic.
+
+use super::{DriverError, Gpu, MigDevice, MigMode};
+use crate::request::PciBusId;
+use nvml_wrapper::error::NvmlError;
+use nvml_wrapper::{Device, Nvml};
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::sync::{Mutex, OnceLock};
+
+/// NVML, loaded on first use.
+pub struct LazyNvml {
+    lib: String,
+    session: OnceLock<Result<NvmlSession, String>>,
+}
+
+impl LazyNvml {
+    pub fn new(lib: &str) -> Self {
+        LazyNvml { lib: lib.to_string(), session: OnceLock::new() }
+    }
+
+    pub fn get(&self) -> Result<&NvmlSession, DriverError> {
+        let session = self.session.get_or_init(|| {
+            Nvml::builder()
+                .lib_path(OsStr::new(&self.lib))
+                .init()
+                .map(|nvml| NvmlSession { nvml, gpus: Mutex::new(HashMap::new()) })
+                .map_err(|e| e.to_string())
+        });
+        session.as_ref().map_err(|reason| DriverError::NvmlLoad { lib: self.lib.clone(), reason: reason.clone() })
+    }
+}
+
+/// One initialised NVML, with per-GPU facts cached.
+pub struct NvmlSession {
+    nvml: Nvml,
+    gpus: Mutex<HashMap<u32, Gpu>>,
+}
+
+fn fail(call: &str) -> impl Fn(NvmlError) -> DriverError + '_ {
+    move |e| DriverError::Nvml { call: call.to_string(), reason: e.to_string() }
+}
+
+/// `NOT_FOUND` and `INVALID_ARGUMENT` mean "no such device" for lookups.
+fn absent<T>(r: Result<T, NvmlError>, call: &str) -> Result<Option<T>, DriverError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(NvmlError::NotFound | NvmlError::InvalidArg) => Ok(None),
+        Err(e) => Err(fail(call)(e)),
+    }
+}
+
+/// `1g.5gb` out of NVML's MIG device name `NVIDIA A100-SXM4-40GB MIG 1g.5gb`.
+pub fn profile_from_name(name: &str) -> Option<String> {
+    let (_, profile) = name.rsplit_once(" MIG ")?;
+    let profile = profile.trim();
+    (!profile.is_empty()).then(|| profile.to_string())
+}
+
+impl NvmlSession {
+    fn device(&self, index: u32) -> Result<Device<'_>, DriverError> {
+        self.nvml.device_by_index(index).map_err(fail("nvmlDeviceGetHandleByIndex_v2"))
+    }
+
+    pub fn driver_version(&self) -> Result<String, DriverError> {
+        self.nvml.sys_driver_version().map_err(fail("nvmlSystemGetDriverVersion"))
+    }
+
+    pub fn gpu_count(&self) -> Result<u32, DriverError> {
+        self.nvml.device_count().map_err(fail("nvmlDeviceGetCount_v2"))
+    }
+
+    pub fn gpu(&self, index: u32) -> Result<Gpu, DriverError> {
+        if let Some(g) = self.gpus.lock().unwrap_or_else(|p| p.into_inner()).get(&index) {
+            return Ok(g.clone());
+        }
+        let d = self.device(index)?;
+        let mig_mode = match d.mig_mode() {
+            Ok(m) if m.current == 1 => MigMode::Enabled,
+            Ok(_) => MigMode::Disabled,
+            Err(NvmlError::NotSupported | NvmlError::FunctionNotFound) => MigMode::Unsupported,
+            Err(e) => return Err(fail("nvmlDeviceGetMigMode")(e)),
+        };
+        let gpu = Gpu {
+            index,
+            minor: d.minor_number().map_err(fail("nvmlDeviceGetMinorNumber"))?,
+            uuid: d.uuid().map_err(fail("nvmlDeviceGetUUID"))?,
+            pci_bus_id: d.pci_info().map_err(fail("nvmlDeviceGetPciInfo_v3"))?.bus_id,
+            name: d.name().map_err(fail("nvmlDeviceGetName"))?,
+            mig_mode,
+        };
+        self.gpus.lock().unwrap_or_else(|p| p.into_inner()).insert(index, gpu.clone());
+        Ok(gpu)
+    }
+
+    pub fn gpu_index_by_uuid(&self, uuid: &str) -> Result<Option<u32>, DriverError> {
+        let Some(d) = absent(self.nvml.device_by_uuid(uuid), "nvmlDeviceGetHandleByUUID")? else { return Ok(None) };
+        if d.mig_is_mig_device_handle().unwrap_or(false) {
+            return Ok(None);
+        }
+        d.index().map(Some).map_err(fail("nvmlDeviceGetIndex"))
+    }
+
+    pub fn gpu_index_by_pci(&self, pci: &PciBusId) -> Result<Option<u32>, DriverError> {
+        let found = absent(self.nvml.device_by_pci_bus_id(pci.to_string()), "nvmlDeviceGetHandleByPciBusId_v2")?;
+        found.map(|d| d.index().map_err(fail("nvmlDeviceGetIndex"))).transpose()
+    }
+
+    pub fn mig_slot_count(&self, gpu_index: u32) -> Result<u32, DriverError> {
+        self.device(gpu_index)?.mig_device_count().map_err(fail("nvmlDeviceGetMaxMigDeviceCount"))
+    }
+
+    pub fn mig_device(&self, gpu_index: u32, slot: u32) -> Result<Option<MigDevice>, DriverError> {
+        let parent = self.device(gpu_index)?;
+        let mig = match parent.mig_device_by_index(slot) {
+            Ok(m) => m,
+            // An empty slot: a destroyed instance leaves a hole, the walk goes on.
+            Err(NvmlError::NotFound) => return Ok(None),
+            Err(e) => return Err(fail("nvmlDeviceGetMigDeviceHandleByIndex")(e)),
+        };
+        self.describe_mig(&mig, slot).map(Some)
+    }
+
+    fn describe_mig(&self, mig: &Device<'_>, slot: u32) -> Result<MigDevice, DriverError> {
+        let lib = self.nvml.lib();
+        // Symbols are looked up, not `expect`ed: a library without them is an error, not a panic.
+        macro_rules! raw_id {
+            ($sym:ident) => {{
+                let f = lib.$sym.as_ref().map_err(|e| DriverError::Nvml { call: stringify!($sym).into(), reason: e.to_string() })?;
+                let mut id = 0u32;
+                // SAFETY: `mig` is a live handle of this NVML session; `id` outlives the call.
+                let rc = unsafe { f(mig.handle(), &mut id) };
+                nvml_wrapper::error::nvml_try(rc).map_err(fail(stringify!($sym)))?;
+                id
+            }};
+        }
+        Ok(MigDevice {
+            slot,
+            uuid: mig.uuid().map_err(fail("nvmlDeviceGetUUID"))?,
+            gi: raw_id!(nvmlDeviceGetGpuInstanceId),
+            ci: raw_id!(nvmlDeviceGetComputeInstanceId),
+            profile: mig.name().ok().and_then(|n| profile_from_name(&n)),
+        })
+    }
+
+    pub fn mig_by_uuid(&self, uuid: &str) -> Result<Option<(u32, MigDevice)>, DriverError> {
+        let Some(mig) = absent(self.nvml.device_by_uuid(uuid), "nvmlDeviceGetHandleByUUID")? else { return Ok(None) };
+        if !mig.mig_is_mig_device_handle().map_err(fail("nvmlDeviceIsMigDeviceHandle"))? {
+            return Ok(None);
+        }
+        let parent = mig.mig_parent_device().map_err(fail("nvmlDeviceGetDeviceHandleFromMigDeviceHandle"))?;
+        let gpu_index = parent.index().map_err(fail("nvmlDeviceGetIndex"))?;
+        // The slot number is only known by walking the parent's handle table.
+        for slot in 0..self.mig_slot_count(gpu_index)? {
+            if let Some(m) = self.mig_device(gpu_index, slot)? {
+                if m.uuid.eq_ignore_ascii_case(uuid) {
+                    return Ok(Some((gpu_index, m)));
+                }
+            }
+        }
+        Err(DriverError::Nvml {
+            call: "nvmlDeviceGetMigDeviceHandleByIndex".into(),
+            reason: format!("{uuid} is not in the MIG handle table of its parent GPU {gpu_index}"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_comes_from_the_mig_device_name() {
+        assert_eq!(profile_from_name("NVIDIA A100-SXM4-40GB MIG 1g.5gb").as_deref(), Some("1g.5gb"));
+        assert_eq!(profile_from_name("NVIDIA A100-SXM4-40GB MIG 1c.3g.20gb").as_deref(), Some("1c.3g.20gb"));
+        assert_eq!(profile_from_name("NVIDIA A100-SXM4-40GB"), None);
+    }
+}

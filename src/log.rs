@@ -1,0 +1,82 @@
+//! Log file: details for admins, one line per event.
+//!
+//! The one-line error a runtime shows comes from `main`; everything else
+//! (what was resolved, created, skipped) goes here when a log file is
+//! configured. Without one, warnings go to stderr and the rest is dropped.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+impl std::str::FromStr for Level {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "error" => Ok(Level::Error),
+            "warn" => Ok(Level::Warn),
+            "info" => Ok(Level::Info),
+            "debug" => Ok(Level::Debug),
+            _ => Err(format!("unknown log level '{s}' (error, warn, info, debug)")),
+        }
+    }
+}
+
+struct Logger {
+    file: Option<PathBuf>,
+    level: Level,
+}
+
+static LOGGER: OnceLock<Logger> = OnceLock::new();
+
+/// Sets the destination once; later calls are ignored.
+pub fn init(file: Option<PathBuf>, level: Level) {
+    let _ = LOGGER.set(Logger { file, level });
+}
+
+pub fn log(level: Level, msg: &str) {
+    let Some(logger) = LOGGER.get() else {
+        if level <= Level::Warn {
+            eprintln!("mighook: warning: {msg}");
+        }
+        return;
+    };
+    if level > logger.level {
+        return;
+    }
+    match &logger.file {
+        Some(path) => {
+            let line = format!("{} mighook[{}] {:?}: {msg}\n", unix_time(), std::process::id(), level);
+            // Opened per line: the hook logs a handful of lines per start.
+            if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
+                let _ = f.write_all(line.as_bytes());
+            }
+        }
+        None if level <= Level::Warn => eprintln!("mighook: warning: {msg}"),
+        None => {}
+    }
+}
+
+fn unix_time() -> String {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format!("{}.{:03}", d.as_secs(), d.subsec_millis())
+}
+
+pub fn warn(msg: &str) {
+    log(Level::Warn, msg)
+}
+pub fn info(msg: &str) {
+    log(Level::Info, msg)
+}
+pub fn debug(msg: &str) {
+    log(Level::Debug, msg)
+}

@@ -1,0 +1,390 @@
+//! Request grammar: what a container asks for, before any driver is consulted.
+//!
+//! The value of `NVIDIA_VISIBLE_DEVICES` (and docker `--gpus device=...`) is a
+//! comma-separated list. Each entry is trimmed, empty entries are skipped, and
+//! every entry must match one form exactly; nothing is a partial match
+//! (`0:1:2`, `-1` and `1abc` are errors, unlike libnvidia-container's sscanf).
+//!
+//! | entry | meaning |
+//! |---|---|
+//! | `all` | every GPU and MIG device |
+//! | `none` | control nodes only, no GPU |
+//! | `void`, empty, unset | not a GPU container: no edits |
+//! | `3` | GPU by NVML index (not the device minor) |
+//! | `GPU-<uuid>` | GPU by UUID |
+//! | `0000:3b:00.0`, `3b:00.0` | GPU by PCI bus id (hex, any case, domain optional) |
+//! | `MIG-<uuid>` | MIG device by UUID (R470+ drivers) |
+//! | `MIG-GPU-<uuid>/<gi>/<ci>` | MIG device by parent UUID + GPU/compute instance ids (R450/R460 names) |
+//! | `<i>:<j>` | MIG device `j` of GPU `i` (see [`DeviceId::MigIndex`]) |
+
+pub mod capabilities;
+pub mod source;
+
+use std::fmt;
+use thiserror::Error;
+
+pub use capabilities::DriverCapabilities;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum RequestError {
+    #[error("{entry}: not a GPU index, UUID, PCI bus id or MIG device")]
+    UnknownForm { entry: String },
+    #[error("{entry}: {reason}")]
+    Malformed { entry: String, reason: &'static str },
+    #[error("NVIDIA_DRIVER_CAPABILITIES: unknown driver capability '{name}' (known: {known})")]
+    UnknownCapability { name: String, known: &'static str },
+    #[error("{var}={value}: only 'all' is supported")]
+    MigAccessValue { var: &'static str, value: String },
+    #[error("{var}: needs a privileged container (CAP_SYS_ADMIN in the bounding set)")]
+    MigAccessUnprivileged { var: &'static str },
+}
+
+/// A PCI bus id, normalised so `0000:3B:00.0` and `3b:00.0` compare equal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PciBusId {
+    pub domain: u32,
+    pub bus: u8,
+    pub device: u8,
+    pub function: u8,
+}
+
+impl PciBusId {
+    /// Parses `[domain:]bus:device.function` in hex; NVML's `00000000:07:00.0` too.
+    pub fn parse(s: &str) -> Option<PciBusId> {
+        let (rest, function) = s.rsplit_once('.')?;
+        let mut parts: Vec<&str> = rest.split(':').collect();
+        if parts.len() == 2 {
+            parts.insert(0, "0");
+        }
+        let [domain, bus, device] = parts[..] else { return None };
+        let hex = |f: &str, max_len: usize| -> Option<u32> {
+            if f.is_empty() || f.len() > max_len || !f.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
+            u32::from_str_radix(f, 16).ok()
+        };
+        let function = hex(function, 1)?;
+        let device = hex(device, 2)?;
+        if function > 7 || device > 0x1f {
+            return None;
+        }
+        Some(PciBusId { domain: hex(domain, 8)?, bus: hex(bus, 2)? as u8, device: device as u8, function: function as u8 })
+    }
+}
+
+impl fmt::Display for PciBusId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:08x}:{:02x}:{:02x}.{:x}", self.domain, self.bus, self.device, self.function)
+    }
+}
+
+/// One device named by one entry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum DeviceId {
+    /// NVML index (the `nvidia-smi` number), not the device minor.
+    Index(u32),
+    /// `GPU-<uuid>`, stored lower-case.
+    GpuUuid(String),
+    PciBusId(PciBusId),
+    /// `MIG-<uuid>`, stored lower-case.
+    MigUuid(String),
+    /// `MIG-GPU-<uuid>/<gi>/<ci>`: resolved by parent UUID and instance ids, never by
+    /// comparing strings with NVML's MIG UUID, so it works on R470+ drivers too.
+    LegacyMig { gpu_uuid: String, gi: u32, ci: u32 },
+    /// `<i>:<j>`: GPU `i` by NVML index, then `j` is the index passed to
+    /// `nvmlDeviceGetMigDeviceHandleByIndex` — the "MIG ... Device j" number of
+    /// `nvidia-smi -L` and of CDI names. Empty slots in that table are skipped,
+    /// not the end of the walk, so `j` never shifts when another instance is destroyed.
+    MigIndex { gpu: u32, slot: u32 },
+}
+
+/// One parsed entry, with the text the user wrote (for error messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub text: String,
+    pub id: DeviceId,
+}
+
+/// The whole device list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceList {
+    /// Not a GPU container: no edits at all.
+    Void,
+    /// A GPU container with no GPU: control nodes only.
+    None,
+    All,
+    Devices(Vec<Entry>),
+}
+
+/// Parses a device list; `None` (unset) is `void`.
+///
+/// Special values follow NVIDIA's toolkit: `void` anywhere wins, otherwise the
+/// first of `all`/`none` in list order wins.
+pub fn parse_device_list(value: Option<&str>) -> Result<DeviceList, RequestError> {
+    let Some(value) = value else { return Ok(DeviceList::Void) };
+    let entries: Vec<&str> = value.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
+    if entries.is_empty() || entries.iter().any(|e| e.eq_ignore_ascii_case("void")) {
+        return Ok(DeviceList::Void);
+    }
+    for e in &entries {
+        if e.eq_ignore_ascii_case("all") {
+            return Ok(DeviceList::All);
+        }
+        if e.eq_ignore_ascii_case("none") {
+            return Ok(DeviceList::None);
+        }
+    }
+    let mut parsed = Vec::with_capacity(entries.len());
+    for text in entries {
+        let id = parse_entry(text)?;
+        if !parsed.iter().any(|p: &Entry| p.id == id) {
+            parsed.push(Entry { text: text.to_string(), id });
+        }
+    }
+    Ok(DeviceList::Devices(parsed))
+}
+
+/// Parses one trimmed, non-empty, non-special entry.
+pub fn parse_entry(text: &str) -> Result<DeviceId, RequestError> {
+    let malformed = |reason| RequestError::Malformed { entry: text.to_string(), reason };
+    if let Some(n) = parse_decimal(text) {
+        return n.map(DeviceId::Index).ok_or_else(|| malformed("GPU index out of range"));
+    }
+    if let Some((i, j)) = text.split_once(':') {
+        if let (Some(i), Some(j)) = (parse_decimal(i), parse_decimal(j)) {
+            return match (i, j) {
+                (Some(gpu), Some(slot)) => Ok(DeviceId::MigIndex { gpu, slot }),
+                _ => Err(malformed("MIG index out of range")),
+            };
+        }
+    }
+    if let Some(rest) = strip_prefix_ignore_case(text, "MIG-GPU-") {
+        let mut fields = rest.split('/');
+        let (Some(uuid), Some(gi), Some(ci), None) = (fields.next(), fields.next(), fields.next(), fields.next()) else {
+            return Err(malformed("legacy MIG name must be MIG-GPU-<uuid>/<gi>/<ci>"));
+        };
+        let (Some(Some(gi)), Some(Some(ci))) = (parse_decimal(gi), parse_decimal(ci)) else {
+            return Err(malformed("legacy MIG name must be MIG-GPU-<uuid>/<gi>/<ci>"));
+        };
+        let uuid = canonical_uuid(uuid).ok_or_else(|| malformed("malformed GPU UUID in legacy MIG name"))?;
+        return Ok(DeviceId::LegacyMig { gpu_uuid: format!("GPU-{uuid}"), gi, ci });
+    }
+    if let Some(rest) = strip_prefix_ignore_case(text, "MIG-") {
+        let uuid = canonical_uuid(rest)
+            .ok_or_else(|| malformed("malformed MIG UUID (expected MIG-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"))?;
+        return Ok(DeviceId::MigUuid(format!("MIG-{uuid}")));
+    }
+    if let Some(rest) = strip_prefix_ignore_case(text, "GPU-") {
+        let uuid = canonical_uuid(rest)
+            .ok_or_else(|| malformed("malformed GPU UUID (expected GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"))?;
+        return Ok(DeviceId::GpuUuid(format!("GPU-{uuid}")));
+    }
+    if let Some(pci) = PciBusId::parse(text) {
+        return Ok(DeviceId::PciBusId(pci));
+    }
+    Err(RequestError::UnknownForm { entry: text.to_string() })
+}
+
+/// `Some(Some(n))` for a plain decimal that fits, `Some(None)` for digits that
+/// overflow, `None` when it is not all digits (no sign, no spaces).
+fn parse_decimal(s: &str) -> Option<Option<u32>> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(s.parse().ok())
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
+}
+
+/// A UUID body in 8-4-4-4-12 hex form, lower-cased; NVML compares case-insensitively.
+pub fn canonical_uuid(s: &str) -> Option<String> {
+    let groups: Vec<&str> = s.split('-').collect();
+    let lens = [8, 4, 4, 4, 12];
+    let ok = groups.len() == lens.len()
+        && groups.iter().zip(lens).all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()));
+    ok.then(|| s.to_ascii_lowercase())
+}
+
+/// Everything a container asks for: devices, capabilities, MIG management access.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub devices: DeviceList,
+    pub capabilities: DriverCapabilities,
+    /// `NVIDIA_MIG_CONFIG_DEVICES=all`: the mig-config cap plus every GI/CI cap of the selected GPUs.
+    pub mig_config: bool,
+    /// `NVIDIA_MIG_MONITOR_DEVICES=all`: the mig-monitor cap plus every GI/CI cap of the selected GPUs.
+    pub mig_monitor: bool,
+}
+
+/// The raw values a request is built from, wherever they came from.
+#[derive(Debug, Clone, Default)]
+pub struct RawRequest<'a> {
+    pub visible_devices: Option<&'a str>,
+    pub driver_capabilities: Option<&'a str>,
+    pub mig_config: Option<&'a str>,
+    pub mig_monitor: Option<&'a str>,
+    /// CAP_SYS_ADMIN in the container's bounding set.
+    pub privileged: bool,
+}
+
+impl Request {
+    pub fn parse(raw: &RawRequest<'_>, default_capabilities: &DriverCapabilities) -> Result<Request, RequestError> {
+        let devices = parse_device_list(raw.visible_devices)?;
+        let capabilities = match raw.driver_capabilities.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(caps) => DriverCapabilities::parse(caps)?,
+            None => default_capabilities.clone(),
+        };
+        let mig_access = |var: &'static str, value: Option<&str>| -> Result<bool, RequestError> {
+            match value.map(str::trim).filter(|s| !s.is_empty()) {
+                None => Ok(false),
+                Some(v) if !v.eq_ignore_ascii_case("all") => {
+                    Err(RequestError::MigAccessValue { var, value: v.to_string() })
+                }
+                Some(_) if !raw.privileged => Err(RequestError::MigAccessUnprivileged { var }),
+                Some(_) => Ok(true),
+            }
+        };
+        Ok(Request {
+            devices,
+            capabilities,
+            mig_config: mig_access("NVIDIA_MIG_CONFIG_DEVICES", raw.mig_config)?,
+            mig_monitor: mig_access("NVIDIA_MIG_MONITOR_DEVICES", raw.mig_monitor)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(text: &str) -> DeviceId {
+        parse_entry(text).unwrap()
+    }
+    fn err(text: &str) -> String {
+        parse_entry(text).unwrap_err().to_string()
+    }
+    fn list(value: &str) -> DeviceList {
+        parse_device_list(Some(value)).unwrap()
+    }
+    const U: &str = "5d5ba0d6-d33d-2b2c-524d-9e3d8d2b8a77";
+
+    #[test]
+    fn gpu_index() {
+        assert_eq!(one("0"), DeviceId::Index(0));
+        assert_eq!(one("7"), DeviceId::Index(7));
+        assert_eq!(one("007"), DeviceId::Index(7));
+    }
+
+    #[test]
+    fn mig_index() {
+        assert_eq!(one("0:1"), DeviceId::MigIndex { gpu: 0, slot: 1 });
+        assert_eq!(one("12:6"), DeviceId::MigIndex { gpu: 12, slot: 6 });
+    }
+
+    #[test]
+    fn gpu_uuid_any_case() {
+        assert_eq!(one(&format!("GPU-{U}")), DeviceId::GpuUuid(format!("GPU-{U}")));
+        assert_eq!(one(&format!("gpu-{}", U.to_uppercase())), DeviceId::GpuUuid(format!("GPU-{U}")));
+    }
+
+    #[test]
+    fn mig_uuid() {
+        assert_eq!(one(&format!("MIG-{U}")), DeviceId::MigUuid(format!("MIG-{U}")));
+    }
+
+    #[test]
+    fn legacy_mig_name() {
+        assert_eq!(one(&format!("MIG-GPU-{U}/7/0")), DeviceId::LegacyMig { gpu_uuid: format!("GPU-{U}"), gi: 7, ci: 0 });
+    }
+
+    #[test]
+    fn pci_bus_ids() {
+        let p = PciBusId { domain: 0, bus: 0x3b, device: 0, function: 0 };
+        assert_eq!(one("0000:3b:00.0"), DeviceId::PciBusId(p));
+        assert_eq!(one("0000:3B:00.0"), DeviceId::PciBusId(p));
+        assert_eq!(one("3b:00.0"), DeviceId::PciBusId(p));
+        assert_eq!(one("00000000:3b:00.0"), DeviceId::PciBusId(p));
+        assert_eq!(p.to_string(), "00000000:3b:00.0");
+    }
+
+    #[test]
+    fn strict_forms_are_errors() {
+        assert_eq!(err("abc"), "abc: not a GPU index, UUID, PCI bus id or MIG device");
+        assert_eq!(err("0:1:2"), "0:1:2: not a GPU index, UUID, PCI bus id or MIG device");
+        assert_eq!(err("-1"), "-1: not a GPU index, UUID, PCI bus id or MIG device");
+        assert_eq!(err("1abc"), "1abc: not a GPU index, UUID, PCI bus id or MIG device");
+        assert_eq!(err("0:"), "0:: not a GPU index, UUID, PCI bus id or MIG device");
+        assert_eq!(err("+1"), "+1: not a GPU index, UUID, PCI bus id or MIG device");
+        assert_eq!(err("0000:3b:00.8"), "0000:3b:00.8: not a GPU index, UUID, PCI bus id or MIG device");
+    }
+
+    #[test]
+    fn malformed_uuids_name_the_entry() {
+        assert!(err("GPU-1234").starts_with("GPU-1234: malformed GPU UUID"));
+        assert!(err("MIG-abc").starts_with("MIG-abc: malformed MIG UUID"));
+        assert!(err(&format!("GPU-{U}x")).contains("malformed GPU UUID"));
+        assert!(err("MIG-GPU-abc/1/0").contains("malformed GPU UUID in legacy MIG name"));
+        assert!(err(&format!("MIG-GPU-{U}/1")).contains("must be MIG-GPU-<uuid>/<gi>/<ci>"));
+        assert!(err(&format!("MIG-GPU-{U}/1/x")).contains("must be MIG-GPU-<uuid>/<gi>/<ci>"));
+    }
+
+    #[test]
+    fn overflow_is_an_error_not_a_wrap() {
+        assert_eq!(err("99999999999"), "99999999999: GPU index out of range");
+        assert_eq!(err("0:99999999999"), "0:99999999999: MIG index out of range");
+    }
+
+    #[test]
+    fn special_values() {
+        assert_eq!(parse_device_list(None).unwrap(), DeviceList::Void);
+        assert_eq!(list(""), DeviceList::Void);
+        assert_eq!(list(" , ,"), DeviceList::Void);
+        assert_eq!(list("void"), DeviceList::Void);
+        assert_eq!(list("0,void"), DeviceList::Void);
+        assert_eq!(list("all"), DeviceList::All);
+        assert_eq!(list("0, all"), DeviceList::All);
+        assert_eq!(list("none"), DeviceList::None);
+    }
+
+    #[test]
+    fn entries_are_trimmed_and_empty_ones_skipped() {
+        let DeviceList::Devices(e) = list(" 0 ,, 1:2 ,") else { panic!() };
+        assert_eq!(e.iter().map(|e| e.text.as_str()).collect::<Vec<_>>(), ["0", "1:2"]);
+    }
+
+    #[test]
+    fn exact_duplicates_collapse() {
+        let DeviceList::Devices(e) = list("0,0,1,0") else { panic!() };
+        assert_eq!(e.len(), 2);
+        let DeviceList::Devices(e) = list(&format!("GPU-{U},gpu-{}", U.to_uppercase())) else { panic!() };
+        assert_eq!(e.len(), 1);
+    }
+
+    #[test]
+    fn first_bad_entry_is_reported() {
+        assert_eq!(parse_device_list(Some("0,bad,worse")).unwrap_err().to_string(), "bad: not a GPU index, UUID, PCI bus id or MIG device");
+    }
+
+    fn raw<'a>(mig_config: Option<&'a str>, privileged: bool) -> RawRequest<'a> {
+        RawRequest { visible_devices: Some("0"), mig_config, privileged, ..Default::default() }
+    }
+
+    #[test]
+    fn mig_config_needs_privilege() {
+        let d = DriverCapabilities::default();
+        assert!(Request::parse(&raw(Some("all"), true), &d).unwrap().mig_config);
+        assert_eq!(Request::parse(&raw(Some("all"), false), &d).unwrap_err().to_string(), "NVIDIA_MIG_CONFIG_DEVICES: needs a privileged container (CAP_SYS_ADMIN in the bounding set)");
+        assert_eq!(Request::parse(&raw(Some("0"), true), &d).unwrap_err().to_string(), "NVIDIA_MIG_CONFIG_DEVICES=0: only 'all' is supported");
+        assert!(!Request::parse(&raw(Some(""), false), &d).unwrap().mig_config);
+    }
+
+    #[test]
+    fn empty_capabilities_fall_back_to_the_default() {
+        let d = DriverCapabilities::default();
+        let r = RawRequest { visible_devices: Some("0"), driver_capabilities: Some(""), ..Default::default() };
+        assert_eq!(Request::parse(&r, &d).unwrap().capabilities, d);
+    }
+}

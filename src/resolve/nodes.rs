@@ -1,0 +1,118 @@
+//! From a selection to device nodes: the NVIDIA node set per request.
+//!
+//! Any GPU container gets `/dev/nvidiactl`; `compute` adds `/dev/nvidia-uvm` and
+//! `/dev/nvidia-uvm-tools`, `display` adds `/dev/nvidia-modeset`. Each selected
+//! GPU (whole or as a MIG parent) adds `/dev/nvidia<minor>`, and each MIG device
+//! adds `/dev/nvidia-caps/nvidia-cap<N>` for its GPU instance and its compute
+//! instance, with minors from `mig-minors` (keyed by the GPU's device minor).
+//! `NVIDIA_MIG_CONFIG_DEVICES` / `NVIDIA_MIG_MONITOR_DEVICES` add the config /
+//! monitor cap and every GI/CI cap of the selected MIG-capable GPUs.
+
+use super::{ResolveError, Selection};
+use crate::driver::{Driver, MigCap, MigMode};
+use crate::edits::{ContainerEdits, DeviceNode, MODESET_MINOR, NVIDIA_MAJOR, NVIDIACTL_MINOR, UVM_TOOLS_MINOR};
+use crate::request::Request;
+
+/// The driver's default `DeviceFileMode` for GPU and control nodes.
+const GPU_NODE_MODE: u32 = 0o666;
+/// Capability nodes the driver creates read-only: GI/CI access and monitor caps.
+const CAP_NODE_MODE: u32 = 0o444;
+/// The mig-config cap is owner-only.
+const CONFIG_CAP_MODE: u32 = 0o400;
+
+fn node(path: String, major: u32, minor: u32, file_mode: u32) -> DeviceNode {
+    DeviceNode { path, kind: 'c', major, minor, file_mode }
+}
+
+pub fn cap_path(minor: u32) -> String {
+    format!("/dev/nvidia-caps/nvidia-cap{minor}")
+}
+
+struct Caps<'d, D: Driver + ?Sized> {
+    driver: &'d D,
+    major: Option<u32>,
+}
+
+impl<D: Driver + ?Sized> Caps<'_, D> {
+    fn major(&self, what: &str) -> Result<u32, ResolveError> {
+        self.major.ok_or_else(|| {
+            ResolveError::Node(format!("{what}: needs /dev/nvidia-caps, but /proc/devices has no nvidia-caps major (driver without MIG capability devices?)"))
+        })
+    }
+
+    fn driver<T>(&self, what: &str, r: Result<T, crate::driver::DriverError>) -> Result<T, ResolveError> {
+        r.map_err(|source| ResolveError::Driver { context: what.to_string(), source })
+    }
+
+    /// The node of one capability; its mode from the capability file where present.
+    fn node(&self, what: &str, cap: MigCap, minor: Option<u32>, default_mode: u32) -> Result<DeviceNode, ResolveError> {
+        let major = self.major(what)?;
+        let minor = match minor {
+            Some(m) => m,
+            None => self.driver(what, self.driver.mig_cap_minor(cap))?.ok_or_else(|| {
+                ResolveError::Node(format!("{what}: mig-minors has no entry for {}", cap.proc_path()))
+            })?,
+        };
+        let mode = match self.driver(what, self.driver.cap_file(cap))? {
+            Some(file) => {
+                // Two driver files disagreeing about a node means we cannot tell which one is right.
+                if let Some(m) = file.minor.filter(|m| *m != minor) {
+                    return Err(ResolveError::Node(format!(
+                        "{what}: capabilities/{} says minor {m} but mig-minors says {minor}",
+                        cap.proc_path()
+                    )));
+                }
+                file.mode.map(|m| m & 0o777).unwrap_or(default_mode)
+            }
+            None => default_mode,
+        };
+        Ok(node(cap_path(minor), major, minor, mode))
+    }
+}
+
+/// Builds the edits for a selection. Adds a warning for missing optional nodes.
+pub fn build<D: Driver + ?Sized>(request: &Request, sel: &mut Selection, driver: &D) -> Result<ContainerEdits, ResolveError> {
+    if !sel.gpu_container {
+        return Ok(ContainerEdits::default());
+    }
+    let mut nodes = vec![node("/dev/nvidiactl".into(), NVIDIA_MAJOR, NVIDIACTL_MINOR, GPU_NODE_MODE)];
+    let proc_err = |source| ResolveError::Driver { context: "/proc/devices".into(), source };
+    if request.capabilities.compute() {
+        match driver.chardev_major("nvidia-uvm").map_err(proc_err)? {
+            Some(uvm) => {
+                nodes.push(node("/dev/nvidia-uvm".into(), uvm, 0, GPU_NODE_MODE));
+                nodes.push(node("/dev/nvidia-uvm-tools".into(), uvm, UVM_TOOLS_MINOR, GPU_NODE_MODE));
+            }
+            None => sel.warnings.push("compute: /proc/devices has no nvidia-uvm major (nvidia-uvm not loaded?): no /dev/nvidia-uvm nodes".into()),
+        }
+    }
+    if request.capabilities.display() {
+        nodes.push(node("/dev/nvidia-modeset".into(), NVIDIA_MAJOR, MODESET_MINOR, GPU_NODE_MODE));
+    }
+    for gpu in &sel.gpus {
+        nodes.push(node(format!("/dev/nvidia{}", gpu.minor), NVIDIA_MAJOR, gpu.minor, GPU_NODE_MODE));
+    }
+    let needs_caps = !sel.migs.is_empty() || request.mig_config || request.mig_monitor;
+    let caps = Caps { driver, major: if needs_caps { driver.chardev_major("nvidia-caps").map_err(proc_err)? } else { None } };
+    for (gpu, mig) in &sel.migs {
+        let what = format!("{}:{}", gpu.index, mig.slot);
+        nodes.push(caps.node(&what, MigCap::Gi { gpu_minor: gpu.minor, gi: mig.gi }, None, CAP_NODE_MODE)?);
+        nodes.push(caps.node(&what, MigCap::Ci { gpu_minor: gpu.minor, gi: mig.gi, ci: mig.ci }, None, CAP_NODE_MODE)?);
+    }
+    for (wanted, cap, var, mode) in [
+        (request.mig_config, MigCap::Config, "NVIDIA_MIG_CONFIG_DEVICES", CONFIG_CAP_MODE),
+        (request.mig_monitor, MigCap::Monitor, "NVIDIA_MIG_MONITOR_DEVICES", CAP_NODE_MODE),
+    ] {
+        if !wanted {
+            continue;
+        }
+        nodes.push(caps.node(var, cap, None, mode)?);
+        // Future instances too: a container that may create GIs/CIs needs their caps up front.
+        for gpu in sel.gpus.iter().filter(|g| g.mig_mode != MigMode::Unsupported) {
+            for (cap, minor) in caps.driver(var, driver.mig_caps_of_gpu(gpu.minor))? {
+                nodes.push(caps.node(var, cap, Some(minor), CAP_NODE_MODE)?);
+            }
+        }
+    }
+    Ok(ContainerEdits::from_nodes(nodes, vec![]))
+}

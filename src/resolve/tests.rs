@@ -1,0 +1,178 @@
+use super::*;
+use crate::driver::fake::{gi_minor, FakeDriver};
+use crate::edits::DeviceRule;
+use crate::request::{DriverCapabilities, RawRequest};
+
+fn request(devices: &str) -> Request {
+    request_with(RawRequest { visible_devices: Some(devices), ..Default::default() })
+}
+
+fn request_with(raw: RawRequest<'_>) -> Request {
+    Request::parse(&raw, &DriverCapabilities::default()).unwrap()
+}
+
+fn paths(devices: &str) -> Vec<String> {
+    let p = plan(&request(devices), &FakeDriver::a100()).unwrap();
+    p.edits.device_nodes.iter().map(|n| format!("{} {}:{}", n.path, n.major, n.minor)).collect()
+}
+
+fn error(devices: &str) -> String {
+    plan(&request(devices), &FakeDriver::a100()).unwrap_err().to_string()
+}
+
+#[test]
+fn mig_index_gives_the_six_nodes() {
+    assert_eq!(
+        paths("0:1"),
+        [
+            "/dev/nvidia-caps/nvidia-cap345 508:345",
+            "/dev/nvidia-caps/nvidia-cap346 508:346",
+            "/dev/nvidia-uvm 511:0",
+            "/dev/nvidia-uvm-tools 511:1",
+            "/dev/nvidia2 195:2",
+            "/dev/nvidiactl 195:255",
+        ]
+    );
+}
+
+#[test]
+fn rules_are_rw_on_exactly_the_nodes() {
+    let p = plan(&request("0:1"), &FakeDriver::a100()).unwrap();
+    assert_eq!(p.edits.device_rules.len(), 6);
+    assert!(p.edits.device_rules.contains(&DeviceRule::allow_rw(508, 345)));
+    assert!(p.edits.device_rules.iter().all(|r| r.allow && r.access == "rw" && r.kind == 'c'));
+}
+
+#[test]
+fn cap_minors_are_keyed_by_device_minor_not_index() {
+    // GPU 1 has device minor 3: gpu3/gi1/ci2.
+    assert!(paths("1:2").contains(&format!("/dev/nvidia-caps/nvidia-cap{} 508:{}", gi_minor(3, 1) + 3, gi_minor(3, 1) + 3)));
+    assert!(paths("1:2").contains(&"/dev/nvidia3 195:3".to_string()));
+}
+
+#[test]
+fn gpu_index_is_the_nvml_index() {
+    assert!(paths("2").contains(&"/dev/nvidia0 195:0".to_string()));
+}
+
+#[test]
+fn one_gpu_node_per_gpu() {
+    assert_eq!(paths("2").iter().filter(|p| p.starts_with("/dev/nvidia0 ")).count(), 1);
+}
+
+#[test]
+fn same_device_named_two_ways_collapses() {
+    let d = FakeDriver::a100();
+    let uuid = d.gpus[0].1[1].as_ref().unwrap().uuid.clone();
+    let p = plan(&request(&format!("0:1,{uuid}")), &d).unwrap();
+    assert_eq!(p.selection.migs.len(), 1);
+    assert_eq!(p.edits.device_nodes.len(), 6);
+}
+
+#[test]
+fn legacy_mig_name_resolves_by_parent_uuid_and_instance_ids() {
+    let d = FakeDriver::a100();
+    let gpu_uuid = d.gpus[0].0.uuid.clone();
+    let p = plan(&request(&format!("MIG-{gpu_uuid}/8/0")), &d).unwrap();
+    assert_eq!(p.selection.migs[0].1.slot, 1);
+}
+
+#[test]
+fn legacy_mig_name_errors() {
+    let d = FakeDriver::a100();
+    let gpu_uuid = d.gpus[0].0.uuid.clone();
+    let e = plan(&request(&format!("MIG-{gpu_uuid}/10/0")), &d).unwrap_err().to_string();
+    assert!(e.ends_with("GPU 0 has no MIG device with GPU instance 10 and compute instance 0"), "{e}");
+}
+
+#[test]
+fn empty_slots_are_skipped_not_the_end() {
+    assert!(paths("1:4").contains(&format!("/dev/nvidia-caps/nvidia-cap{} 508:{}", gi_minor(3, 2), gi_minor(3, 2))));
+    assert_eq!(error("1:3"), "1:3: GPU 1 has no MIG device 3 (it has 0, 1, 2, 4)");
+}
+
+#[test]
+fn resolution_errors_name_the_entry() {
+    assert_eq!(error("0:9"), "0:9: GPU 0 has no MIG device 9 (it has 0..6)");
+    assert_eq!(error("2:0"), "2:0: GPU 2 is not in MIG mode");
+    assert_eq!(error("3:0"), "3:0: GPU 3 has no MIG devices");
+    assert_eq!(error("9"), "9: no GPU with index 9 (this node has 0..3)");
+    assert_eq!(error("9:0"), "9:0: no GPU with index 9 (this node has 0..3)");
+    assert_eq!(error("GPU-11111111-2222-3333-4444-555555555555"), "GPU-11111111-2222-3333-4444-555555555555: no GPU with this UUID");
+    assert_eq!(error("MIG-11111111-2222-3333-4444-555555555555"), "MIG-11111111-2222-3333-4444-555555555555: no MIG device with this UUID");
+    assert_eq!(error("0000:99:00.0"), "0000:99:00.0: no GPU at PCI bus id 00000000:99:00.0");
+}
+
+#[test]
+fn pci_bus_id_selects_the_gpu() {
+    assert!(paths("0000:0f:00.0").contains(&"/dev/nvidia3 195:3".to_string()));
+    assert!(paths("0F:00.0").contains(&"/dev/nvidia3 195:3".to_string()));
+}
+
+#[test]
+fn whole_mig_gpu_gives_its_node_and_a_warning() {
+    let p = plan(&request("0"), &FakeDriver::a100()).unwrap();
+    assert!(p.edits.device_nodes.iter().all(|n| !n.path.contains("nvidia-caps")));
+    assert_eq!(p.selection.warnings.len(), 1);
+    assert!(p.selection.warnings[0].contains("no MIG compute without a MIG device"));
+}
+
+#[test]
+fn none_gives_control_nodes_only() {
+    assert_eq!(paths("none"), ["/dev/nvidia-uvm 511:0", "/dev/nvidia-uvm-tools 511:1", "/dev/nvidiactl 195:255"]);
+}
+
+#[test]
+fn void_gives_nothing() {
+    assert!(paths("void").is_empty());
+    assert!(plan(&request_with(RawRequest::default()), &FakeDriver::a100()).unwrap().edits.is_empty());
+}
+
+#[test]
+fn all_gives_every_full_gpu_and_every_mig_device() {
+    let p = plan(&request("all"), &FakeDriver::a100()).unwrap();
+    assert_eq!(p.selection.gpus.len(), 4);
+    assert_eq!(p.selection.migs.len(), 7 + 4);
+    assert!(p.selection.warnings.is_empty());
+}
+
+#[test]
+fn uvm_only_with_compute_and_modeset_only_with_display() {
+    let utility = request_with(RawRequest { visible_devices: Some("2"), driver_capabilities: Some("utility"), ..Default::default() });
+    let nodes = plan(&utility, &FakeDriver::a100()).unwrap().edits.device_nodes;
+    assert!(nodes.iter().all(|n| !n.path.contains("uvm")));
+    let display = request_with(RawRequest { visible_devices: Some("2"), driver_capabilities: Some("display"), ..Default::default() });
+    let nodes = plan(&display, &FakeDriver::a100()).unwrap().edits.device_nodes;
+    assert!(nodes.iter().any(|n| n.path == "/dev/nvidia-modeset" && n.minor == 254));
+}
+
+#[test]
+fn mig_monitor_adds_monitor_and_every_cap_of_the_selected_gpus() {
+    let raw = RawRequest { visible_devices: Some("0:1"), mig_monitor: Some("all"), privileged: true, ..Default::default() };
+    let nodes = plan(&request_with(raw), &FakeDriver::a100()).unwrap().edits.device_nodes;
+    assert!(nodes.iter().any(|n| n.path == "/dev/nvidia-caps/nvidia-cap2"));
+    assert_eq!(nodes.iter().filter(|n| n.path.starts_with("/dev/nvidia-caps/")).count(), 1 + 135);
+}
+
+#[test]
+fn mig_config_cap_is_owner_only() {
+    let raw = RawRequest { visible_devices: Some("2"), mig_config: Some("all"), privileged: true, ..Default::default() };
+    let nodes = plan(&request_with(raw), &FakeDriver::a100()).unwrap().edits.device_nodes;
+    let config = nodes.iter().find(|n| n.path == "/dev/nvidia-caps/nvidia-cap1").unwrap();
+    assert_eq!(config.file_mode, 0o400);
+}
+
+#[test]
+fn missing_caps_major_fails_closed_for_mig() {
+    let mut d = FakeDriver::a100();
+    d.majors.retain(|(_, n)| *n != "nvidia-caps");
+    let e = plan(&request("0:1"), &d).unwrap_err().to_string();
+    assert!(e.starts_with("0:1: needs /dev/nvidia-caps"), "{e}");
+}
+
+#[test]
+fn one_mig_device_asks_about_one_gpu_and_one_slot() {
+    let d = FakeDriver::a100();
+    plan(&request("0:1"), &d).unwrap();
+    assert_eq!(*d.calls.borrow(), ["count", "gpu 0", "mig 0:1"]);
+}
