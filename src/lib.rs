@@ -5,9 +5,16 @@
 //! → container edits ([`edits`]) → applier ([`apply`] for the hook).
 
 pub mod apply;
+pub mod cdi;
+pub mod cli;
+pub mod config;
 pub mod driver;
 pub mod edits;
+pub mod hook;
 pub mod log;
 pub mod request;
 pub mod resolve;
+pub mod settings;
+pub mod setup;
+pub mod shim;
 pub mod sys;

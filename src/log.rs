@@ -45,7 +45,8 @@ pub fn init(file: Option<PathBuf>, level: Level) {
 
 pub fn log(level: Level, msg: &str) {
     let Some(logger) = LOGGER.get() else {
-        if level <= Level::Warn {
+        // Errors reach stderr once, from main.
+        if level == Level::Warn {
             eprintln!("mighook: warning: {msg}");
         }
         return;
@@ -61,7 +62,7 @@ pub fn log(level: Level, msg: &str) {
                 let _ = f.write_all(line.as_bytes());
             }
         }
-        None if level <= Level::Warn => eprintln!("mighook: warning: {msg}"),
+        None if level == Level::Warn => eprintln!("mighook: warning: {msg}"),
         None => {}
     }
 }

@@ -1,1 +1,56 @@
-fn main() {}
+//! mighook's entry point: picks the personality from argv[0], runs it, and turns
+//! any error into one `mighook: ` line on stderr with exit status 1.
+
+use clap::Parser;
+use mighook::cli::{self, args::Cli};
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// docker `--gpus` looks this name up on PATH and calls it with `prestart`.
+const HOOK_NAME: &str = "nvidia-container-runtime-hook";
+/// docker `--runtime=nvidia` and containerd/CRI-O runtime entries call the shim by this name.
+const RUNTIME_NAME: &str = "nvidia-container-runtime";
+
+/// Rewrites `nvidia-container-runtime-hook [-flags] prestart` into `mighook prestart`.
+/// NVIDIA's single-dash flags (`-debug`, `-config=...`) mean nothing here and are dropped.
+fn hook_argv(args: Vec<OsString>) -> Vec<OsString> {
+    let stage = args.iter().skip(1).find(|a| matches!(a.to_str(), Some("prestart" | "poststart" | "poststop")));
+    let mut argv = vec![OsString::from("mighook")];
+    argv.extend(stage.cloned().or_else(|| args.get(1).cloned()));
+    argv
+}
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let name = args.first().and_then(|a| Path::new(a).file_name()).and_then(|n| n.to_str()).unwrap_or("mighook");
+    let argv = match name {
+        HOOK_NAME => hook_argv(args),
+        RUNTIME_NAME => std::iter::once(OsString::from("mighook")).chain(std::iter::once(OsString::from("runtime"))).chain(args.into_iter().skip(1)).collect(),
+        _ => args,
+    };
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let msg = e.kind().as_str().map(str::to_string).unwrap_or_else(|| e.to_string());
+            let first = e.to_string().lines().next().unwrap_or(&msg).trim_start_matches("error: ").to_string();
+            eprintln!("mighook: {first}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli::run(cli) {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(msg) => {
+            mighook::log::log(mighook::log::Level::Error, &msg);
+            eprintln!("mighook: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

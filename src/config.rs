@@ -1,0 +1,107 @@
+//! The config file, `/etc/mighook/config.toml` by default.
+//!
+//! Every key is optional; unknown keys are an error that names the key, so a
+//! typo never silently keeps a default. The keys, one by one, are documented
+//! in docs/CONFIG.md. The file is mighook's own: nothing a container sets can
+//! point mighook at another one.
+
+use crate::log::Level;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Where the config file is read from when neither `--config` nor `MIGHOOK_CONFIG` says.
+pub const DEFAULT_PATH: &str = "/etc/mighook/config.toml";
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("config {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("config {path}: {reason}")]
+    Parse { path: String, reason: String },
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConfigFile {
+    /// Path or soname of libnvidia-ml (default `libnvidia-ml.so.1`).
+    pub nvml_lib: Option<String>,
+    /// Where the driver's /proc files are read (default `/proc`).
+    pub proc_root: Option<PathBuf>,
+    /// Host directory of the NVIDIA device nodes (default `/dev`): CDI host paths and bind-mount sources.
+    pub dev_root: Option<PathBuf>,
+    /// Log file for details (default: none; warnings go to stderr).
+    pub log_file: Option<PathBuf>,
+    /// error, warn, info or debug (default `info`).
+    pub log_level: Option<Level>,
+    /// Low-level runtime the shim execs: a name on PATH or an absolute path (default `runc`).
+    pub low_level_runtime: Option<String>,
+    /// Whether unprivileged containers may ask by `NVIDIA_VISIBLE_DEVICES` (default true, like NVIDIA's stack).
+    pub accept_envvar_when_unprivileged: Option<bool>,
+    /// Whether `/dev/null` mounts onto `/var/run/nvidia-container-devices/<id>` name devices (default false).
+    pub accept_volume_mounts: Option<bool>,
+    /// Annotation key prefixes whose `nvidia.com/gpu=<id>` values the shim reads (default `["cdi.k8s.io/"]`).
+    pub annotation_prefixes: Option<Vec<String>>,
+    /// Driver capabilities when a container sets none (default `utility,compute`).
+    pub default_driver_capabilities: Option<String>,
+}
+
+impl ConfigFile {
+    /// Reads a config file. A missing file is an error only when `required`.
+    pub fn load(path: &Path, required: bool) -> Result<ConfigFile, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(ConfigFile::default()),
+            Err(e) => return Err(ConfigError::Read { path: path.display().to_string(), reason: e.to_string() }),
+        };
+        Self::parse(&text).map_err(|reason| ConfigError::Parse { path: path.display().to_string(), reason })
+    }
+
+    pub fn parse(text: &str) -> Result<ConfigFile, String> {
+        toml::from_str(text).map_err(|e| e.message().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_parses() {
+        let c = ConfigFile::parse(
+            r#"
+nvml-lib = "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1"
+proc-root = "/proc"
+dev-root = "/dev"
+log-file = "/var/log/mighook.log"
+log-level = "debug"
+low-level-runtime = "crun"
+accept-envvar-when-unprivileged = false
+accept-volume-mounts = true
+annotation-prefixes = ["cdi.k8s.io/", "example.com/"]
+default-driver-capabilities = "utility"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.low_level_runtime.as_deref(), Some("crun"));
+        assert_eq!(c.log_level, Some(Level::Debug));
+        assert_eq!(c.accept_envvar_when_unprivileged, Some(false));
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_that_names_it() {
+        let e = ConfigFile::parse("nvml-library = \"x\"\n").unwrap_err();
+        assert!(e.contains("nvml-library"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_an_error() {
+        assert!(ConfigFile::parse("accept-volume-mounts = \"yes\"\n").is_err());
+    }
+
+    #[test]
+    fn missing_default_file_is_fine_but_a_named_one_is_not() {
+        assert_eq!(ConfigFile::load(Path::new("/nonexistent/mighook.toml"), false).unwrap(), ConfigFile::default());
+        assert!(ConfigFile::load(Path::new("/nonexistent/mighook.toml"), true).is_err());
+    }
+}
