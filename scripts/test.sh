@@ -1,0 +1,10 @@
+#!/bin/sh
+# The whole test suite, exactly as CI runs it: install what the tests need,
+# build the workspace (the fake libnvidia-ml.so.1 is a cdylib that `cargo test`
+# does not build), then run every test. Needs root for the end-to-end tests.
+set -eu
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+scripts/install-deps.sh
+cargo build --workspace --locked
+cargo test --workspace --locked
