@@ -96,7 +96,7 @@ pub fn prestart(global: &GlobalArgs, stdin: &mut dyn Read) -> Result<(), CmdErro
     }
     let target = Target { pid: state.pid, rootfs: rootfs(&spec, &state.bundle)? };
     let report = apply::apply(&crate::sys::LinuxSys, &target, &plan.edits, &settings.dev_root).map_err(|e| e.to_string())?;
-    crate::log::info(&format!("pid {}: applied {:?}", state.pid, report));
+    crate::log::info(&format!("pid {}: applied {report}", state.pid));
     Ok(())
 }
 

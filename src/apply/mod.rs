@@ -1,2 +1,115 @@
 //! Applier: puts [`crate::edits::ContainerEdits`] into a live container (prestart hook path).
+//!
+//! Two steps, in this order: the device nodes go into the container's root
+//! ([`rootfs`], from inside its mount namespace), then the device cgroup rules
+//! are granted ([`cgroup`], v1 and/or v2). Both fail closed: the first error
+//! stops the hook, and the runtime then refuses to start the container.
+//! Environment edits are not applied here; at prestart the process's
+//! environment is already fixed, so only the shim and CDI paths can set it.
+
 pub mod cgroup;
+pub mod rootfs;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::edits::ContainerEdits;
+use crate::sys::Sys;
+
+/// The live container to apply to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The container's init process (from the OCI state).
+    pub pid: i32,
+    /// Absolute host path of `root.path` as the runtime sees it (bundle-joined).
+    pub rootfs: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Rootfs(#[from] rootfs::RootfsError),
+    #[error(transparent)]
+    Cgroup(#[from] cgroup::CgroupError),
+}
+
+/// Everything that was created, kept, replaced, bind-mounted or written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    pub nodes: Vec<rootfs::NodeReport>,
+    pub cgroup: cgroup::CgroupReport,
+}
+
+impl fmt::Display for ApplyReport {
+    /// One line per change, for the hook's log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for node in &self.nodes {
+            writeln!(f, "{node}")?;
+        }
+        if let Some(v1) = &self.cgroup.v1 {
+            for line in &v1.lines {
+                writeln!(f, "cgroup v1: wrote {line:?} to {}", v1.allow_file.display())?;
+            }
+        }
+        if let Some(v2) = &self.cgroup.v2 {
+            writeln!(f, "cgroup v2 {}: {}", v2.dir.display(), v2.report)?;
+        }
+        Ok(())
+    }
+}
+
+/// Give the live container `target` its device nodes and device cgroup rules.
+/// `host_dev_root` (normally `/dev`) is where the host nodes are for the
+/// bind-mount fallback.
+pub fn apply(sys: &impl Sys, target: &Target, edits: &ContainerEdits, host_dev_root: &Path) -> Result<ApplyReport, ApplyError> {
+    let nodes = rootfs::create_nodes(sys, target.pid, &target.rootfs, &edits.device_nodes, host_dev_root)?;
+    let cgroup = cgroup::allow_devices(sys, target.pid, &edits.device_rules)?;
+    Ok(ApplyReport { nodes, cgroup })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::edits::DeviceNode;
+    use crate::sys::LinuxSys;
+    use crate::sys::fs::fake::root_or_skip;
+    use cgroup::v1::tests::TestCgroup;
+    use rootfs::kernel_tests::{Container, describe, entries};
+
+    fn edits() -> ContainerEdits {
+        let node = |path: &str, minor| DeviceNode { path: path.into(), kind: 'c', major: 195, minor, file_mode: 0o666 };
+        ContainerEdits::from_nodes([node("/dev/nvidiactl", 255), node("/dev/nvidia1", 1)], vec![])
+    }
+
+    #[test]
+    fn empty_edits_touch_nothing() {
+        let r = apply(&LinuxSys, &Target { pid: -1, rootfs: "/nonexistent".into() }, &ContainerEdits::default(), Path::new("/dev"));
+        assert_eq!(r.unwrap(), ApplyReport::default());
+    }
+
+    #[test]
+    fn live_container_gets_nodes_in_its_namespace_and_rules_in_its_cgroup() {
+        if !root_or_skip("live_container_gets_nodes_in_its_namespace_and_rules_in_its_cgroup") {
+            return;
+        }
+        let Some(cg) = TestCgroup::new("apply") else { return };
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("dev")).unwrap();
+        let ctr = Container::start(t.path());
+        std::fs::write(cg.0.join("cgroup.procs"), ctr.pid().to_string()).unwrap();
+
+        let target = Target { pid: ctr.pid(), rootfs: t.path().into() };
+        let report = apply(&LinuxSys, &target, &edits(), Path::new("/dev")).unwrap();
+
+        assert_eq!(describe(&ctr.view(t.path(), "dev/nvidia1")), "c 195:1 0666 0:0");
+        assert_eq!(describe(&ctr.view(t.path(), "dev/nvidiactl")), "c 195:255 0666 0:0");
+        assert_eq!(entries(&t.path().join("dev")), Vec::<String>::new());
+        assert_eq!(cg.list(), "c 195:1 rw\nc 195:255 rw\n");
+        let log = report.to_string();
+        assert!(log.starts_with("created /dev/nvidia1 (c 195:1)\ncreated /dev/nvidiactl (c 195:255)\n"), "{log}");
+        assert!(log.contains(&format!("cgroup v1: wrote \"c 195:1 rw\" to {}/devices.allow", cg.0.display())), "{log}");
+        // On a hybrid host the container is also in a v2 cgroup, which goes to the v2 filter.
+        let v2_mounted = std::fs::read_to_string("/proc/self/mountinfo").unwrap().contains(" - cgroup2 ");
+        assert_eq!(report.cgroup.v2.is_some(), v2_mounted, "{log}");
+    }
+}
