@@ -31,7 +31,7 @@ chroot "$W/bundle/rootfs" /bin/busybox --install -s /bin
 (cd "$W/bundle" && runc spec)
 jq --arg m "$M" --arg lib "$W/node/libnvidia-ml.so.1" --arg proc "$W/node/proc" --arg dev "$DEVICES" '
   .process.terminal = false
-  | .process.args = ["sh", "-c", "ls -l /dev/nvidia* /dev/nvidia-caps; for n in /dev/nvidia*; do [ -c $n ] && { cat $n 2>&1 | head -1; }; done; true"]
+  | .process.args = ["sh", "-c", "ls -l /dev/nvidia*; for n in /dev/nvidia* /dev/nvidia-caps/*; do [ -c $n ] && { cat $n 2>&1 | head -1; }; done; true"]
   | .process.env += ["NVIDIA_VISIBLE_DEVICES=" + $dev]
   | .hooks.prestart = [{path: $m, args: ["mighook", "--nvml-lib", $lib, "--proc-root", $proc, "prestart"], env: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]}]
 ' "$W/bundle/config.json" > "$W/config.json" && mv "$W/config.json" "$W/bundle/config.json"
