@@ -1,0 +1,318 @@
+//! The CDI spec mighook generates, and how it is built from resolution.
+//!
+//! Every device's edits come from [`crate::resolve::plan`] for exactly that
+//! one device id, so a CDI container gets the same nodes as a container that
+//! asks through `NVIDIA_VISIBLE_DEVICES`. The nodes every GPU container gets
+//! (`/dev/nvidiactl`, `/dev/nvidia-uvm*`: the plan of `none`) go into the
+//! spec-wide edits once; each device keeps only the rest (its GPU node and,
+//! for a MIG device, its GI and CI capability nodes).
+
+use super::CdiError;
+use crate::driver::{Driver, MigMode};
+use crate::edits::DeviceNode;
+use crate::request::{DriverCapabilities, RawRequest, Request};
+use crate::settings::Settings;
+use serde::Serialize;
+use std::path::Path;
+
+/// The one CDI kind mighook owns: `nvidia.com/gpu=<name>`, as nvidia-ctk names it.
+pub const KIND: &str = "nvidia.com/gpu";
+
+/// Spec-wide env: a legacy NVIDIA hook that also runs sees `void` and does nothing.
+pub const VOID_ENV: &str = "NVIDIA_VISIBLE_DEVICES=void";
+
+/// The oldest CDI version; it already has deviceNodes with type, major, minor, fileMode, permissions.
+const V030: &str = "0.3.0";
+/// Device names starting with a digit (`0`, `0:1`) and `hostPath` need 0.5.0
+/// (CDI `requiresV050`). podman 4.3 reads up to 0.5.0 and skips newer specs.
+const V050: &str = "0.5.0";
+
+/// A CDI spec (`cdiVersion`, `kind`, `devices`, spec-wide `containerEdits`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Spec {
+    pub cdi_version: &'static str,
+    pub kind: &'static str,
+    pub devices: Vec<Device>,
+    pub container_edits: Edits,
+}
+
+/// One named device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Device {
+    pub name: String,
+    pub container_edits: Edits,
+}
+
+/// CDI `containerEdits`: only the two kinds mighook needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Edits {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub device_nodes: Vec<Node>,
+}
+
+/// CDI `deviceNodes` entry. Everything is given, so no runtime has to stat the host node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Node {
+    pub path: String,
+    /// Only when the host node is not at `path` (a `dev-root` other than `/dev`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_path: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub major: u32,
+    pub minor: u32,
+    pub file_mode: u32,
+    /// The cgroup access the runtime grants: `rw`, never `m`.
+    pub permissions: String,
+}
+
+impl Spec {
+    /// `nvidia.com/gpu=<name>` of every device, in spec order.
+    pub fn qualified_names(&self) -> Vec<String> {
+        self.devices.iter().map(|d| format!("{}={}", self.kind, d.name)).collect()
+    }
+
+    /// The device called `name`, if any.
+    pub fn device(&self, name: &str) -> Option<&Device> {
+        self.devices.iter().find(|d| d.name == name)
+    }
+}
+
+/// Builds the spec for every GPU and MIG device the driver reports now.
+///
+/// Devices: each GPU not in MIG mode (by index and by `GPU-` UUID), each MIG
+/// device (by `i:j` and by `MIG-` UUID), and `all`. A GPU in MIG mode gets no
+/// whole-GPU entry, like nvidia-ctk: it is used through its MIG devices.
+pub fn generate_spec(settings: &Settings, driver: &dyn Driver) -> Result<Spec, CdiError> {
+    let host = HostPaths { dev_root: &settings.dev_root };
+    // CDI devices are for CUDA work: always the `compute,utility` node set, whatever the hook's default.
+    let caps = DriverCapabilities::default();
+    let plan = |ids: &str| -> Result<Vec<DeviceNode>, CdiError> {
+        let raw = RawRequest { visible_devices: Some(ids), ..Default::default() };
+        let request = Request::parse(&raw, &caps).map_err(|e| CdiError::Resolve(e.to_string()))?;
+        let plan = crate::resolve::plan(&request, driver).map_err(|e| CdiError::Resolve(e.to_string()))?;
+        for w in &plan.selection.warnings {
+            crate::log::log(crate::log::Level::Warn, &format!("cdi: {w}"));
+        }
+        Ok(plan.edits.device_nodes)
+    };
+    let common = plan("none")?;
+    let own = |ids: &str| -> Result<Vec<Node>, CdiError> {
+        plan(ids)?.into_iter().filter(|n| !common.contains(n)).map(|n| host.node(n)).collect()
+    };
+
+    let mut devices = Vec::new();
+    let driver_err = |e: crate::driver::DriverError| CdiError::Driver(e.to_string());
+    for index in 0..driver.gpu_count().map_err(driver_err)? {
+        let gpu = driver.gpu(index).map_err(driver_err)?;
+        if gpu.mig_mode == MigMode::Enabled {
+            for mig in driver.mig_devices(index).map_err(driver_err)? {
+                let nodes = own(&format!("{index}:{}", mig.slot))?;
+                devices.push(device(format!("{index}:{}", mig.slot), &nodes));
+                devices.push(device(mig.uuid, &nodes));
+            }
+        } else {
+            let nodes = own(&index.to_string())?;
+            devices.push(device(index.to_string(), &nodes));
+            devices.push(device(gpu.uuid, &nodes));
+        }
+    }
+    devices.push(device("all".into(), &own("all")?));
+
+    let container_edits = Edits {
+        env: vec![VOID_ENV.into()],
+        device_nodes: common.into_iter().map(|n| host.node(n)).collect::<Result<_, _>>()?,
+    };
+    let mut spec = Spec { cdi_version: V030, kind: KIND, devices, container_edits };
+    validate(&spec)?;
+    spec.cdi_version = minimum_version(&spec);
+    Ok(spec)
+}
+
+fn device(name: String, nodes: &[Node]) -> Device {
+    Device { name, container_edits: Edits { env: vec![], device_nodes: nodes.to_vec() } }
+}
+
+/// Where the host's NVIDIA nodes live.
+struct HostPaths<'a> {
+    dev_root: &'a Path,
+}
+
+impl HostPaths<'_> {
+    fn node(&self, n: DeviceNode) -> Result<Node, CdiError> {
+        let host_path = if self.dev_root == Path::new("/dev") {
+            None
+        } else {
+            let rel = n.path.strip_prefix("/dev/").ok_or_else(|| CdiError::Resolve(format!("{}: not under /dev", n.path)))?;
+            Some(self.dev_root.join(rel).to_str().ok_or_else(|| CdiError::Resolve("dev-root is not UTF-8".into()))?.to_string())
+        };
+        Ok(Node {
+            path: n.path,
+            host_path,
+            kind: n.kind.to_string(),
+            major: n.major,
+            minor: n.minor,
+            file_mode: n.file_mode,
+            permissions: "rw".into(),
+        })
+    }
+}
+
+/// CDI's device-name rule: letters, digits, `_ - . :`, starting and ending with a letter or digit.
+pub fn valid_device_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    let inner_ok = |c: &u8| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b':');
+    match (b.first(), b.last()) {
+        (Some(f), Some(l)) => f.is_ascii_alphanumeric() && l.is_ascii_alphanumeric() && b.iter().all(inner_ok),
+        _ => false,
+    }
+}
+
+/// Runtimes refuse a whole spec with one bad or repeated name: refuse to write it instead.
+fn validate(spec: &Spec) -> Result<(), CdiError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for d in &spec.devices {
+        if !valid_device_name(&d.name) {
+            return Err(CdiError::Resolve(format!("{}={}: not a valid CDI device name", spec.kind, d.name)));
+        }
+        if !seen.insert(d.name.as_str()) {
+            return Err(CdiError::Resolve(format!("{}={}: two devices have this name", spec.kind, d.name)));
+        }
+    }
+    Ok(())
+}
+
+/// The lowest `cdiVersion` that has every feature the spec uses.
+pub fn minimum_version(spec: &Spec) -> &'static str {
+    let digit_name = spec.devices.iter().any(|d| !d.name.as_bytes()[0].is_ascii_alphabetic());
+    let host_path = std::iter::once(&spec.container_edits)
+        .chain(spec.devices.iter().map(|d| &d.container_edits))
+        .any(|e| e.device_nodes.iter().any(|n| n.host_path.is_some()));
+    if digit_name || host_path { V050 } else { V030 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::fake::FakeDriver;
+    use crate::settings::{GlobalFlags, OwnEnv};
+
+    fn settings(dev_root: &str) -> Settings {
+        let mut s = Settings::resolve(&GlobalFlags { config: Some("/dev/null".into()), ..Default::default() }, &OwnEnv::default()).unwrap();
+        s.dev_root = dev_root.into();
+        s
+    }
+
+    fn spec() -> Spec {
+        generate_spec(&settings("/dev"), &FakeDriver::a100()).unwrap()
+    }
+
+    fn paths(spec: &Spec, name: &str) -> Vec<String> {
+        let d = spec.device(name).unwrap_or_else(|| panic!("no device {name}"));
+        d.container_edits.device_nodes.iter().map(|n| format!("{} {}:{}", n.path, n.major, n.minor)).collect()
+    }
+
+    #[test]
+    fn names_cover_mig_devices_non_mig_gpus_and_all() {
+        let names = spec().qualified_names();
+        assert!(names.contains(&"nvidia.com/gpu=0:0".to_string()));
+        assert!(names.contains(&"nvidia.com/gpu=MIG-00000000-0000-0000-0000-000000000700".to_string()));
+        assert!(names.contains(&"nvidia.com/gpu=1:4".to_string()));
+        assert!(names.contains(&"nvidia.com/gpu=2".to_string()));
+        assert!(names.contains(&"nvidia.com/gpu=GPU-00000000-0000-0000-0000-000000000002".to_string()));
+        assert_eq!(names.last().unwrap(), "nvidia.com/gpu=all");
+    }
+
+    #[test]
+    fn mig_enabled_gpus_have_no_whole_gpu_entry() {
+        let s = spec();
+        for name in ["0", "1", "3", "GPU-00000000-0000-0000-0000-000000000000", "1:3"] {
+            assert!(s.device(name).is_none(), "{name} must not be a device");
+        }
+    }
+
+    #[test]
+    fn mig_device_gets_parent_node_and_its_two_caps() {
+        // GPU 0 is minor 2; slot 1 is GI 8: caps 3 + 2*135 + 8*9 = 345 and 346.
+        assert_eq!(paths(&spec(), "0:1"), ["/dev/nvidia-caps/nvidia-cap345 508:345", "/dev/nvidia-caps/nvidia-cap346 508:346", "/dev/nvidia2 195:2"]);
+    }
+
+    #[test]
+    fn uuid_name_has_the_same_edits_as_the_index_name() {
+        let s = spec();
+        assert_eq!(s.device("MIG-00000000-0000-0000-0000-000000010800").unwrap().container_edits, s.device("0:1").unwrap().container_edits);
+        assert_eq!(s.device("GPU-00000000-0000-0000-0000-000000000002").unwrap().container_edits, s.device("2").unwrap().container_edits);
+    }
+
+    #[test]
+    fn whole_gpu_gets_only_its_node() {
+        assert_eq!(paths(&spec(), "2"), ["/dev/nvidia0 195:0"]);
+    }
+
+    #[test]
+    fn common_nodes_and_void_env_are_spec_wide() {
+        let e = spec().container_edits;
+        assert_eq!(e.env, ["NVIDIA_VISIBLE_DEVICES=void"]);
+        let p: Vec<&str> = e.device_nodes.iter().map(|n| n.path.as_str()).collect();
+        assert_eq!(p, ["/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidiactl"]);
+    }
+
+    #[test]
+    fn all_has_every_gpu_node_and_no_common_node() {
+        let p = paths(&spec(), "all");
+        assert!(p.contains(&"/dev/nvidia0 195:0".to_string()));
+        assert!(p.contains(&"/dev/nvidia1 195:1".to_string()), "GPU 3 is MIG-enabled without devices but still selected by all");
+        assert!(!p.iter().any(|n| n.starts_with("/dev/nvidiactl")));
+    }
+
+    #[test]
+    fn nodes_grant_rw_and_carry_numbers_and_modes() {
+        let s = spec();
+        let n = &s.device("0:1").unwrap().container_edits.device_nodes[0];
+        assert_eq!((n.kind.as_str(), n.file_mode, n.permissions.as_str(), &n.host_path), ("c", 0o444, "rw", &None));
+    }
+
+    #[test]
+    fn host_path_follows_dev_root() {
+        let s = generate_spec(&settings("/tmp/node/dev"), &FakeDriver::a100()).unwrap();
+        let hp: Vec<_> = s.device("0:1").unwrap().container_edits.device_nodes.iter().map(|n| n.host_path.clone().unwrap()).collect();
+        assert_eq!(hp, ["/tmp/node/dev/nvidia-caps/nvidia-cap345", "/tmp/node/dev/nvidia-caps/nvidia-cap346", "/tmp/node/dev/nvidia2"]);
+        assert_eq!(s.container_edits.device_nodes[2].host_path.as_deref(), Some("/tmp/node/dev/nvidiactl"));
+    }
+
+    #[test]
+    fn version_is_the_lowest_that_fits() {
+        let mut s = spec();
+        assert_eq!(s.cdi_version, "0.5.0", "names starting with a digit need 0.5.0");
+        s.devices.retain(|d| d.name.as_bytes()[0].is_ascii_alphabetic());
+        assert_eq!(minimum_version(&s), "0.3.0");
+        s.container_edits.device_nodes[0].host_path = Some("/x/dev/nvidiactl".into());
+        assert_eq!(minimum_version(&s), "0.5.0", "hostPath needs 0.5.0");
+    }
+
+    #[test]
+    fn device_name_rule() {
+        for ok in ["0", "0:1", "all", "GPU-0a-b", "MIG-c7384736-a75d-5afc-978f-d2f1294409fd", "a.b_c"] {
+            assert!(valid_device_name(ok), "{ok}");
+        }
+        for bad in ["", ":0", "0:", "a/b", "a b", "-a", "MIG-GPU-x/1/0"] {
+            assert!(!valid_device_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn json_field_names_follow_cdi() {
+        let v = serde_json::to_value(spec()).unwrap();
+        let n = &v["devices"][0]["containerEdits"]["deviceNodes"][0];
+        let keys: Vec<&str> = n.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["path", "type", "major", "minor", "fileMode", "permissions"]);
+        assert_eq!(v["kind"], "nvidia.com/gpu");
+        assert!(v["containerEdits"]["env"].is_array());
+    }
+}
