@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::process::{Command, Output};
 use support::SimNode;
 
-const MIG_0_1: &str = "MIG-c7384736-a75d-5afc-978f-d2f1294409fd";
+use support::a100::MIG_0_1_UUID as MIG_0_1;
 
 fn mighook(node: &SimNode, args: &[&str]) -> Output {
     Command::new(support::mighook_bin()).args(node.mighook_args()).args(args).output().expect("run mighook")

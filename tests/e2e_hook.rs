@@ -20,15 +20,7 @@ const TOPOLOGY: &str = "a100x8";
 const ENXIO: i32 = 6;
 const EPERM: i32 = 1;
 
-/// What `0:1` must put in the container: these six nodes and no other.
-const MIG_0_1_NODES: [(&str, u32, u32); 6] = [
-    ("/dev/nvidiactl", 195, 255),
-    ("/dev/nvidia-uvm", 511, 0),
-    ("/dev/nvidia-uvm-tools", 511, 1),
-    ("/dev/nvidia2", 195, 2),
-    ("/dev/nvidia-caps/nvidia-cap345", 508, 345),
-    ("/dev/nvidia-caps/nvidia-cap346", 508, 346),
-];
+use support::a100::MIG_0_1_NODES;
 
 /// Nodes the probe makes itself (it has CAP_MKNOD): other GPUs, modeset, the
 /// MIG config/monitor caps, GI 7/9 of GPU 0, another GPU's caps. All must be denied.

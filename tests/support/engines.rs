@@ -46,18 +46,7 @@ pub fn probe_output(out: &Output, what: &str) -> ProbeOutput {
 // ---------------------------------------------------------------------------
 // What a `0:1` container must see (same node and topology facts as tests/e2e_hook.rs).
 
-/// `0:1` on a100x8: GPU 0 (minor 2) slot 1 = GI 8 / CI 0 → caps 345 and 346.
-pub const MIG_0_1_UUID: &str = "MIG-c7384736-a75d-5afc-978f-d2f1294409fd";
-
-/// The six nodes a `0:1` container gets.
-pub const MIG_0_1_NODES: [(&str, u32, u32); 6] = [
-    ("/dev/nvidiactl", 195, 255),
-    ("/dev/nvidia-uvm", 511, 0),
-    ("/dev/nvidia-uvm-tools", 511, 1),
-    ("/dev/nvidia2", 195, 2),
-    ("/dev/nvidia-caps/nvidia-cap345", 508, 345),
-    ("/dev/nvidia-caps/nvidia-cap346", 508, 346),
-];
+pub use crate::support::a100::{MIG_0_1_NODES, MIG_0_1_UUID};
 
 /// Nodes the probe mknods itself: other GPUs, modeset, MIG config/monitor, the caps of
 /// GPU 0's GI 7 and 9, a cap of another GPU. The devices cgroup must deny them all.

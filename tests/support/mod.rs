@@ -10,6 +10,7 @@
 // Each test file uses a different subset of the harness.
 #![allow(dead_code, unused_imports)]
 
+pub mod a100;
 pub mod bundle;
 pub mod probe;
 pub mod rootfs;
