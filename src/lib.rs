@@ -12,6 +12,7 @@ pub mod driver;
 pub mod edits;
 pub mod hook;
 pub mod log;
+pub mod oci;
 pub mod request;
 pub mod resolve;
 pub mod settings;

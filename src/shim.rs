@@ -1,5 +1,282 @@
-//! Runtime shim (being written).
-use crate::cli::{args::GlobalArgs, CmdError};
-pub fn run(_global: &GlobalArgs, _args: Vec<std::ffi::OsString>) -> Result<String, CmdError> {
-    Err("runtime: not implemented yet".into())
+//! `mighook runtime` (also argv0 `nvidia-container-runtime`): the runtime shim
+//! that docker `--runtime=nvidia`, containerd's `BinaryName` and CRI-O's
+//! `runtime_path` run in place of runc.
+//!
+//! On `create` and `run` it reads `<bundle>/config.json`, resolves the request
+//! the way the prestart hook does (plus CDI annotations, which only the shim
+//! reads), writes the device nodes and cgroup allow rules into the spec, and
+//! removes NVIDIA/mighook prestart hooks so nothing is done twice. Then it
+//! execs the configured low-level runtime with the original arguments. Every
+//! other subcommand goes straight through without touching config.json. Any
+//! error stops before the exec with config.json unchanged.
+
+use crate::cli::args::GlobalArgs;
+use crate::cli::CmdError;
+use crate::oci::{self, argv, spec};
+use crate::settings::{OwnEnv, Settings};
+use std::ffi::OsString;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// PATH to search when the engine gave the shim none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[derive(Debug, Error)]
+pub enum ShimError {
+    #[error("low-level-runtime must be a name on PATH or an absolute path, not {0:?}")]
+    RuntimeName(String),
+    #[error("low-level-runtime {name}: not found in PATH ({path})")]
+    NotFound { name: String, path: String },
+    #[error("low-level-runtime {0}: not an executable file")]
+    NotExecutable(String),
+    #[error("low-level-runtime {name} is {path}, which is mighook itself: set low-level-runtime to runc or crun")]
+    IsMighook { name: String, path: String },
+    #[error("cannot exec {path}: {reason}")]
+    Exec { path: String, reason: String },
+}
+
+fn is_executable_file(p: &Path) -> Option<std::fs::Metadata> {
+    let m = std::fs::metadata(p).ok()?;
+    (m.is_file() && m.mode() & 0o111 != 0).then_some(m)
+}
+
+/// Finds the low-level runtime: an absolute path as is, a bare name in `path_var`.
+/// Refuses a binary that is this very executable (a loop that would exec forever).
+pub fn find_runtime(name: &str, path_var: Option<&std::ffi::OsStr>, self_exe: &Path) -> Result<PathBuf, ShimError> {
+    let found = if name.starts_with('/') {
+        let p = PathBuf::from(name);
+        is_executable_file(&p).ok_or_else(|| ShimError::NotExecutable(name.to_string()))?;
+        p
+    } else if name.is_empty() || name.contains('/') {
+        return Err(ShimError::RuntimeName(name.to_string()));
+    } else {
+        let path_var = path_var.filter(|p| !p.is_empty()).unwrap_or(DEFAULT_PATH.as_ref());
+        // Relative PATH entries would resolve against the bundle (the engine's cwd).
+        let hit = std::env::split_paths(path_var).filter(|d| d.is_absolute()).map(|d| d.join(name)).find(|p| is_executable_file(p).is_some());
+        hit.ok_or_else(|| ShimError::NotFound { name: name.to_string(), path: path_var.to_string_lossy().into_owned() })?
+    };
+    let me = std::fs::metadata(self_exe).ok().map(|m| (m.dev(), m.ino()));
+    let it = std::fs::metadata(&found).ok().map(|m| (m.dev(), m.ino()));
+    if me.is_some() && me == it {
+        return Err(ShimError::IsMighook { name: name.to_string(), path: found.display().to_string() });
+    }
+    Ok(found)
+}
+
+/// Writes the container's devices into `<bundle>/config.json` (`spec` is what was read
+/// from it); leaves the file untouched and returns `None` when the container asks for
+/// nothing. Returns a line for the log.
+pub fn prepare_bundle<D: crate::driver::Driver + ?Sized>(
+    bundle: &Path,
+    mut spec: serde_json::Value,
+    settings: &Settings,
+    driver: &D,
+) -> Result<Option<String>, CmdError> {
+    // The error names the entry (`0:99: ...`); the engine already names the container.
+    let spec_err = |e: oci::OciError| e.to_string();
+    let plan = oci::plan_from_spec(&spec, &settings.policy, &settings.default_capabilities, driver).map_err(spec_err)?;
+    if plan.edits.is_empty() {
+        return Ok(None);
+    }
+    for w in &plan.selection.warnings {
+        crate::log::warn(w);
+    }
+    let changes = spec::apply_edits(&mut spec, &plan.edits).map_err(spec_err)?;
+    let path = bundle.join("config.json");
+    let mut text = serde_json::to_vec(&spec).map_err(|e| format!("{}: cannot serialize: {e}", path.display()))?;
+    text.push(b'\n');
+    oci::file::replace(&path, &text, 0o644).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let nodes: Vec<&str> = plan.edits.device_nodes.iter().map(|n| n.path.as_str()).collect();
+    Ok(Some(format!(
+        "{}: wrote {} devices ({:?}), {} cgroup rules, removed {} GPU hooks",
+        bundle.display(),
+        nodes.len(),
+        nodes,
+        changes.rules_added,
+        changes.hooks_removed
+    )))
+}
+
+/// Settings as the prestart hook has them: a `MIGHOOK_*` value that the container's
+/// own env also carries is ignored (defence in depth; the engine's env is the shim's).
+fn settings_for(global: &GlobalArgs, spec: &serde_json::Value) -> Result<Settings, CmdError> {
+    let (env, dropped) = OwnEnv::from_process().without_container_values(&oci::container_env(spec));
+    let settings = Settings::resolve(&crate::cli::flags(global), &env).map_err(|e| e.to_string())?;
+    crate::log::init(settings.log_file.clone(), settings.log_level);
+    for var in dropped {
+        crate::log::warn(&format!("ignoring {var}: the container's own environment sets the same value"));
+    }
+    Ok(settings)
+}
+
+/// One error line in the runtime log format: logrus JSON (`--log-format json`) or logfmt text.
+pub fn runtime_log_line(format: Option<&str>, msg: &str) -> String {
+    if format == Some("json") {
+        serde_json::json!({"level": "error", "msg": msg}).to_string() + "\n"
+    } else {
+        format!("level=error msg={}\n", serde_json::Value::String(msg.to_string()))
+    }
+}
+
+/// Appends the error to the runtime's `--log` file: containerd's runc shim (docker too)
+/// reports the last error found there, not the runtime's stderr.
+fn log_for_engine(inv: &argv::Invocation, msg: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let Some(path) = &inv.log else { return };
+    let line = runtime_log_line(inv.log_format.as_deref(), &format!("mighook: {msg}"));
+    let file = std::fs::OpenOptions::new().create(true).append(true).mode(0o644).custom_flags(libc::O_NOFOLLOW).open(path);
+    if let Err(e) = file.and_then(|mut f| f.write_all(line.as_bytes())) {
+        crate::log::warn(&format!("cannot write the error to the runtime log {}: {e}", path.display()));
+    }
+}
+
+/// Runs the shim. Returns only on error: success is the exec of the low-level runtime.
+pub fn run(global: &GlobalArgs, args: Vec<OsString>) -> Result<String, CmdError> {
+    let inv = argv::parse(&args);
+    let err = shim(global, &inv, &args).unwrap_err();
+    log_for_engine(&inv, &err);
+    Err(err)
+}
+
+/// Everything up to the exec; returns only with an error.
+fn shim(global: &GlobalArgs, inv: &argv::Invocation, args: &[OsString]) -> Result<std::convert::Infallible, CmdError> {
+    // Only create/run read config.json; every other call passes through without it.
+    let bundle = match (inv.creates(), inv.bundle.clone()) {
+        (false, _) => None,
+        (true, Some(b)) => Some(b),
+        (true, None) => Some(std::env::current_dir().map_err(|e| format!("no --bundle and no current directory: {e}"))?),
+    };
+    let spec = bundle.as_deref().map(crate::hook::read_spec).transpose()?;
+    let settings = match &spec {
+        Some(spec) => settings_for(global, spec)?,
+        None => crate::cli::settings(global)?,
+    };
+    // Found before config.json is touched: a missing runtime leaves the bundle as it was.
+    let runtime = find_runtime(&settings.low_level_runtime, std::env::var_os("PATH").as_deref(), Path::new("/proc/self/exe"))
+        .map_err(|e| e.to_string())?;
+    if let (Some(bundle), Some(spec)) = (&bundle, spec) {
+        match prepare_bundle(bundle, spec, &settings, &settings.driver())? {
+            Some(line) => crate::log::info(&line),
+            None => crate::log::debug(&format!("{}: not a GPU container, config.json left as is", bundle.display())),
+        }
+    }
+    crate::log::debug(&format!("exec {} {:?}", runtime.display(), args));
+    let err = std::process::Command::new(&runtime).args(args).exec();
+    Err(ShimError::Exec { path: runtime.display().to_string(), reason: err.to_string() }.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn exe(dir: &Path, name: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    #[test]
+    fn a_name_is_searched_in_path_in_order() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        exe(b.path(), "runc");
+        let found = exe(a.path(), "runc");
+        let path = std::env::join_paths([a.path(), b.path()]).unwrap();
+        assert_eq!(find_runtime("runc", Some(&path), Path::new("/nonexistent")).unwrap(), found);
+    }
+
+    #[test]
+    fn relative_path_entries_and_non_executables_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("crun"), "").unwrap();
+        let path = std::env::join_paths([Path::new("."), dir.path()]).unwrap();
+        assert!(matches!(find_runtime("crun", Some(&path), Path::new("/x")), Err(ShimError::NotFound { .. })));
+    }
+
+    #[test]
+    fn relative_and_empty_names_are_refused() {
+        assert!(matches!(find_runtime("./runc", None, Path::new("/x")), Err(ShimError::RuntimeName(_))));
+        assert!(matches!(find_runtime("", None, Path::new("/x")), Err(ShimError::RuntimeName(_))));
+    }
+
+    #[test]
+    fn an_absolute_path_must_be_executable() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = exe(dir.path(), "fake-runc");
+        assert_eq!(find_runtime(p.to_str().unwrap(), None, Path::new("/x")).unwrap(), p);
+        let missing = dir.path().join("none");
+        assert!(matches!(find_runtime(missing.to_str().unwrap(), None, Path::new("/x")), Err(ShimError::NotExecutable(_))));
+    }
+
+    #[test]
+    fn mighook_itself_is_refused_also_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = exe(dir.path(), "mighook");
+        std::os::unix::fs::symlink(&me, dir.path().join("runc")).unwrap();
+        let path = dir.path().as_os_str();
+        let e = find_runtime("runc", Some(path), &me).unwrap_err();
+        assert!(matches!(e, ShimError::IsMighook { .. }), "{e}");
+        assert!(e.to_string().contains("which is mighook itself"));
+    }
+
+    fn settings(dir: &Path) -> Settings {
+        let config = dir.join("config.toml");
+        std::fs::write(&config, "").unwrap();
+        let flags = crate::settings::GlobalFlags { config: Some(config), ..Default::default() };
+        Settings::resolve(&flags, &crate::settings::OwnEnv::default()).unwrap()
+    }
+
+    fn bundle_with(spec: serde_json::Value) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.json"), serde_json::to_string_pretty(&spec).unwrap()).unwrap();
+        dir
+    }
+
+    #[test]
+    fn runtime_log_lines_are_what_runc_writes() {
+        assert_eq!(runtime_log_line(Some("json"), "mighook: 0:99: no \"x\""), "{\"level\":\"error\",\"msg\":\"mighook: 0:99: no \\\"x\\\"\"}\n");
+        assert_eq!(runtime_log_line(Some("text"), "mighook: a b"), "level=error msg=\"mighook: a b\"\n");
+        assert_eq!(runtime_log_line(None, "x"), "level=error msg=\"x\"\n");
+    }
+
+    fn spec_of(dir: &Path) -> serde_json::Value {
+        crate::hook::read_spec(dir).unwrap()
+    }
+
+    fn config_json(dir: &Path) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn an_annotation_request_is_written_into_the_bundle() {
+        let b = bundle_with(serde_json::json!({"annotations": {"cdi.k8s.io/gpu": "nvidia.com/gpu=0:1"}, "process": {"env": []}}));
+        let driver = crate::driver::fake::FakeDriver::a100();
+        prepare_bundle(b.path(), spec_of(b.path()), &settings(b.path()), &driver).unwrap();
+        let spec = config_json(b.path());
+        let paths: Vec<&str> = spec["linux"]["devices"].as_array().unwrap().iter().map(|d| d["path"].as_str().unwrap()).collect();
+        assert!(paths.contains(&"/dev/nvidia2") && paths.contains(&"/dev/nvidiactl"), "{paths:?}");
+        assert_eq!(spec["linux"]["resources"]["devices"].as_array().unwrap().len(), paths.len());
+    }
+
+    #[test]
+    fn a_container_asking_for_nothing_keeps_its_file_byte_for_byte() {
+        let b = bundle_with(serde_json::json!({"process": {"env": ["NVIDIA_VISIBLE_DEVICES=void"]}}));
+        let before = std::fs::read(b.path().join("config.json")).unwrap();
+        let line = prepare_bundle(b.path(), spec_of(b.path()), &settings(b.path()), &crate::driver::fake::FakeDriver::a100()).unwrap();
+        assert_eq!(line, None);
+        assert_eq!(std::fs::read(b.path().join("config.json")).unwrap(), before);
+    }
+
+    #[test]
+    fn a_bad_entry_is_an_error_that_names_it_and_writes_nothing() {
+        let b = bundle_with(serde_json::json!({"process": {"env": ["NVIDIA_VISIBLE_DEVICES=0:99"]}}));
+        let before = std::fs::read(b.path().join("config.json")).unwrap();
+        let e = prepare_bundle(b.path(), spec_of(b.path()), &settings(b.path()), &crate::driver::fake::FakeDriver::a100()).unwrap_err();
+        assert!(e.starts_with("0:99: "), "{e}");
+        assert_eq!(std::fs::read(b.path().join("config.json")).unwrap(), before);
+    }
 }

@@ -1,0 +1,91 @@
+//! podman and CRI-O: the OCI hooks.d registration, CRI-O's runtime drop-in,
+//! and (podman) the CDI spec command.
+//!
+//! hooks.d `when` cannot match environment variables, so the hook runs for
+//! every container (`always`) and returns at once when nothing is requested.
+//! Its `env` is a PATH only: hooks.d hooks inherit nothing else.
+
+use super::{Ctx, RUNTIME_LINK, SetupError, Step};
+use serde_json::{Value, json};
+use std::path::Path;
+
+pub const HOOKS_D_JSON: &str = "/usr/share/containers/oci/hooks.d/oci-mighook-hook.json";
+pub const CRIO_DROPIN: &str = "/etc/crio/crio.conf.d/99-mighook.toml";
+pub const HOOK_PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn toml_str(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// The hooks.d file for a binary (hooks/oci-mighook-hook.json is this for /usr/bin/mighook).
+pub fn hook_json(binary: &Path) -> String {
+    let v = json!({
+        "version": "1.0.0",
+        "hook": {"path": binary.to_str().unwrap_or_default(), "args": ["mighook", "prestart"], "env": [HOOK_PATH_ENV]},
+        "when": {"always": true},
+        "stages": ["prestart"]
+    });
+    serde_json::to_string_pretty(&v).expect("JSON value serializes") + "\n"
+}
+
+/// CRI-O's drop-in for a shim path (hooks/crio-99-mighook.toml is this for /usr/bin).
+pub fn crio_dropin(shim: &Path) -> String {
+    format!(
+        "# Written by `mighook setup crio`: the \"nvidia\" runtime handler runs mighook's shim, which writes\n\
+         # the requested GPUs and MIG devices into config.json and then execs runc.\n\
+         [crio.runtime.runtimes.nvidia]\n\
+         runtime_path = {}\n\
+         runtime_type = \"oci\"\n",
+        toml_str(shim.to_str().unwrap_or_default())
+    )
+}
+
+/// The hooks.d step; an existing file with the same JSON (any formatting) is left alone.
+fn hook_step(ctx: &Ctx) -> Result<Step, SetupError> {
+    let path = ctx.host(HOOKS_D_JSON);
+    let new = hook_json(&ctx.binary);
+    let old = ctx.read(&path)?;
+    let same = old.as_deref().and_then(|t| serde_json::from_str::<Value>(t).ok()) == serde_json::from_str::<Value>(&new).ok();
+    Ok(if same { Step::Unchanged(path) } else { Step::Write { path, old, new } })
+}
+
+pub fn crio_steps(ctx: &Ctx) -> Result<Vec<Step>, SetupError> {
+    let mut steps = vec![];
+    super::link_steps(ctx, &[RUNTIME_LINK], &mut steps)?;
+    steps.push(ctx.write_step(ctx.host(CRIO_DROPIN), crio_dropin(&ctx.shim_path()))?);
+    steps.push(hook_step(ctx)?);
+    steps.push(Step::Hint("restart CRI-O (systemctl restart crio); pods pick the shim with a RuntimeClass of handler \"nvidia\"".into()));
+    Ok(steps)
+}
+
+pub fn podman_steps(ctx: &Ctx) -> Result<Vec<Step>, SetupError> {
+    Ok(vec![
+        hook_step(ctx)?,
+        Step::Hint(format!(
+            "for --device nvidia.com/gpu=<id>, write the CDI spec: {} cdi generate --output /etc/cdi/nvidia.json",
+            ctx.binary.display()
+        )),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hook_json_has_the_hooks_d_shape() {
+        let v: Value = serde_json::from_str(&hook_json(Path::new("/opt/m/mighook"))).unwrap();
+        assert_eq!(v["version"], "1.0.0");
+        assert_eq!(v["hook"], json!({"path": "/opt/m/mighook", "args": ["mighook", "prestart"], "env": [HOOK_PATH_ENV]}));
+        assert_eq!(v["when"], json!({"always": true}));
+        assert_eq!(v["stages"], json!(["prestart"]));
+    }
+
+    #[test]
+    fn crio_dropin_parses_and_quotes_the_path() {
+        let t: toml::Table = toml::from_str(&crio_dropin(Path::new("/opt/a \"b\"/nvidia-container-runtime"))).unwrap();
+        let nvidia = &t["crio"]["runtime"]["runtimes"]["nvidia"];
+        assert_eq!(nvidia["runtime_path"].as_str(), Some("/opt/a \"b\"/nvidia-container-runtime"));
+        assert_eq!(nvidia["runtime_type"].as_str(), Some("oci"));
+    }
+}
