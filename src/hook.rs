@@ -8,10 +8,9 @@
 
 use crate::apply::{self, Target};
 use crate::cli::args::GlobalArgs;
-use crate::cli::{flags, CmdError};
-use crate::request::source::{self, SourcePolicy};
-use crate::request::Request;
-use crate::settings::{OwnEnv, Settings};
+use crate::cli::CmdError;
+use crate::oci;
+use crate::request::source::SourcePolicy;
 use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -56,12 +55,6 @@ pub fn read_spec(bundle: &Path) -> Result<Value, CmdError> {
     serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))
 }
 
-/// The container's `process.env` as strings, for the settings guard.
-fn container_env(spec: &Value) -> Vec<String> {
-    let env = spec.pointer("/process/env").and_then(Value::as_array);
-    env.map(|e| e.iter().filter_map(Value::as_str).map(str::to_string).collect()).unwrap_or_default()
-}
-
 /// Absolute host path of the container's root filesystem.
 fn rootfs(spec: &Value, bundle: &Path) -> Result<PathBuf, CmdError> {
     let root = spec.pointer("/root/path").and_then(Value::as_str).ok_or("config.json has no root.path")?;
@@ -72,21 +65,11 @@ fn rootfs(spec: &Value, bundle: &Path) -> Result<PathBuf, CmdError> {
 pub fn prestart(global: &GlobalArgs, stdin: &mut dyn Read) -> Result<(), CmdError> {
     let state = parse_state(&read_limited(stdin, MAX_STATE_BYTES, "OCI state")?)?;
     let spec = read_spec(&state.bundle)?;
-    let (env, dropped) = OwnEnv::from_process().without_container_values(&container_env(&spec));
-    let settings = Settings::resolve(&flags(global), &env).map_err(|e| e.to_string())?;
-    crate::log::init(settings.log_file.clone(), settings.log_level);
-    for var in dropped {
-        crate::log::warn(&format!("ignoring {var}: the container's own environment sets the same value"));
-    }
+    let settings = crate::cli::container_settings(global, &spec)?;
     // Annotations are the runtime shim's business; the hook reads mounts and env.
     let policy = SourcePolicy { annotation_prefixes: vec![], ..settings.policy.clone() };
-    let found = source::from_spec(&spec, &policy);
-    for note in &found.notes {
-        crate::log::info(note);
-    }
-    let request = Request::parse(&found.raw(), &settings.default_capabilities).map_err(|e| e.to_string())?;
     let driver = settings.driver();
-    let plan = crate::resolve::plan(&request, &driver).map_err(|e| e.to_string())?;
+    let plan = oci::plan_from_spec(&spec, &policy, &settings.default_capabilities, &driver).map_err(|e| e.to_string())?;
     if plan.edits.is_empty() {
         crate::log::debug(&format!("pid {}: not a GPU container, nothing to do", state.pid));
         return Ok(());

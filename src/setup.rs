@@ -106,6 +106,8 @@ pub(crate) struct Ctx {
     pub root: PathBuf,
     /// Absolute path of the mighook binary.
     pub binary: PathBuf,
+    /// podman and CRI-O: the CDI spec of this node, or why it could not be made.
+    pub cdi_spec: Option<Result<String, String>>,
 }
 
 impl Ctx {
@@ -286,8 +288,16 @@ fn steps(engine: Engine, ctx: &Ctx) -> Result<Vec<Step>, SetupError> {
     }
 }
 
-pub fn run(_global: &GlobalArgs, args: &SetupArgs) -> Result<String, CmdError> {
-    let ctx = Ctx { root: args.config_root.clone(), binary: binary(args.binary.as_deref()).map_err(|e| e.to_string())? };
+/// This node's CDI spec, rendered as `mighook cdi generate` writes it.
+fn cdi_spec(global: &GlobalArgs) -> Result<String, String> {
+    let settings = crate::cli::settings(global)?;
+    let spec = crate::cdi::generate_spec(&settings, &settings.driver()).map_err(|e| e.to_string())?;
+    Ok(crate::cdi::render(&spec, crate::cdi::Format::Json))
+}
+
+pub fn run(global: &GlobalArgs, args: &SetupArgs) -> Result<String, CmdError> {
+    let cdi_spec = matches!(args.engine, Engine::Podman | Engine::Crio).then(|| cdi_spec(global));
+    let ctx = Ctx { root: args.config_root.clone(), binary: binary(args.binary.as_deref()).map_err(|e| e.to_string())?, cdi_spec };
     let name = format!("{:?}", args.engine).to_lowercase();
     let steps = steps(args.engine, &ctx).map_err(|e| e.to_string())?;
     apply(&steps, args.dry_run, &name).map_err(|e| e.to_string())

@@ -13,7 +13,7 @@
 use crate::cli::args::GlobalArgs;
 use crate::cli::CmdError;
 use crate::oci::{self, argv, spec};
-use crate::settings::{OwnEnv, Settings};
+use crate::settings::Settings;
 use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
@@ -99,18 +99,6 @@ pub fn prepare_bundle<D: crate::driver::Driver + ?Sized>(
     )))
 }
 
-/// Settings as the prestart hook has them: a `MIGHOOK_*` value that the container's
-/// own env also carries is ignored (defence in depth; the engine's env is the shim's).
-fn settings_for(global: &GlobalArgs, spec: &serde_json::Value) -> Result<Settings, CmdError> {
-    let (env, dropped) = OwnEnv::from_process().without_container_values(&oci::container_env(spec));
-    let settings = Settings::resolve(&crate::cli::flags(global), &env).map_err(|e| e.to_string())?;
-    crate::log::init(settings.log_file.clone(), settings.log_level);
-    for var in dropped {
-        crate::log::warn(&format!("ignoring {var}: the container's own environment sets the same value"));
-    }
-    Ok(settings)
-}
-
 /// One error line in the runtime log format: logrus JSON (`--log-format json`) or logfmt text.
 pub fn runtime_log_line(format: Option<&str>, msg: &str) -> String {
     if format == Some("json") {
@@ -151,7 +139,7 @@ fn shim(global: &GlobalArgs, inv: &argv::Invocation, args: &[OsString]) -> Resul
     };
     let spec = bundle.as_deref().map(crate::hook::read_spec).transpose()?;
     let settings = match &spec {
-        Some(spec) => settings_for(global, spec)?,
+        Some(spec) => crate::cli::container_settings(global, spec)?,
         None => crate::cli::settings(global)?,
     };
     // Found before config.json is touched: a missing runtime leaves the bundle as it was.

@@ -98,8 +98,12 @@ impl Host {
 
 /// Runs `setup` twice and checks the second run says so and changes nothing.
 fn assert_idempotent(h: &Host, engine: &str) {
+    assert_idempotent_with(h, engine, &[]);
+}
+
+fn assert_idempotent_with(h: &Host, engine: &str, extra: &[&str]) {
     let before = h.snapshot();
-    let out = h.setup_ok(engine, &[]);
+    let out = h.setup_ok(engine, extra);
     assert!(out.starts_with(&format!("{engine}: already configured, nothing changed\n")), "{out}");
     assert_eq!(h.snapshot(), before, "a second run changed something");
 }
@@ -415,6 +419,18 @@ fn podman_writes_the_hooks_d_file_next_to_others() {
         })
     );
     assert!(out.contains("cdi generate --output /etc/cdi/nvidia.json"), "{out}");
+}
+
+#[test]
+fn podman_writes_this_nodes_cdi_spec_when_the_driver_answers() {
+    let h = Host::new();
+    let node = support::SimNode::new("a100x8");
+    let args = node.mighook_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    h.setup_ok("podman", &args);
+    let generated = Command::new(support::mighook_bin()).args(&args).args(["cdi", "generate"]).output().unwrap();
+    assert_eq!(h.text("/etc/cdi/nvidia.json").as_bytes(), &generated.stdout[..]);
+    assert_idempotent_with(&h, "podman", &args);
 }
 
 #[test]

@@ -44,6 +44,7 @@ pub enum Command {
     /// OCI poststop hook (nothing to do)
     Poststop,
     /// Runtime shim: writes the edits into config.json on create/run, then execs the low-level runtime
+    #[command(disable_help_flag = true)]
     Runtime {
         /// The low-level runtime's arguments, passed on unchanged
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]

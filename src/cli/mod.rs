@@ -28,6 +28,19 @@ pub fn settings(global: &GlobalArgs) -> Result<Settings, CmdError> {
     Ok(s)
 }
 
+/// Settings for the hook and the shim, which act on a container: a `MIGHOOK_*`
+/// value that the container's own env also carries is ignored (defence in depth
+/// against hooks that inherit a container's environment, CVE-2025-23266).
+pub fn container_settings(global: &GlobalArgs, spec: &serde_json::Value) -> Result<Settings, CmdError> {
+    let (env, dropped) = OwnEnv::from_process().without_container_values(&crate::oci::container_env(spec));
+    let s = Settings::resolve(&flags(global), &env).map_err(|e| e.to_string())?;
+    crate::log::init(s.log_file.clone(), s.log_level);
+    for var in dropped {
+        crate::log::warn(&format!("ignoring {var}: the container's own environment sets the same value"));
+    }
+    Ok(s)
+}
+
 /// Runs a parsed command line; returns what to print on stdout.
 pub fn run(cli: Cli) -> Result<String, CmdError> {
     match cli.command {

@@ -1,5 +1,5 @@
 //! podman and CRI-O: the OCI hooks.d registration, CRI-O's runtime drop-in,
-//! and (podman) the CDI spec command.
+//! and the CDI spec in /etc/cdi (written when the driver answers, else a hint).
 //!
 //! hooks.d `when` cannot match environment variables, so the hook runs for
 //! every container (`always`) and returns at once when nothing is requested.
@@ -11,6 +11,8 @@ use std::path::Path;
 
 pub const HOOKS_D_JSON: &str = "/usr/share/containers/oci/hooks.d/oci-mighook-hook.json";
 pub const CRIO_DROPIN: &str = "/etc/crio/crio.conf.d/99-mighook.toml";
+/// podman 4 and CRI-O read CDI specs from /etc/cdi and /var/run/cdi only.
+pub const CDI_SPEC: &str = "/etc/cdi/nvidia.json";
 pub const HOOK_PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 fn toml_str(s: &str) -> String {
@@ -49,23 +51,30 @@ fn hook_step(ctx: &Ctx) -> Result<Step, SetupError> {
     Ok(if same { Step::Unchanged(path) } else { Step::Write { path, old, new } })
 }
 
+/// The CDI spec in /etc/cdi, or a hint when the driver could not be asked.
+fn cdi_step(ctx: &Ctx) -> Result<Step, SetupError> {
+    match &ctx.cdi_spec {
+        Some(Ok(spec)) => ctx.write_step(ctx.host(CDI_SPEC), spec.clone()),
+        Some(Err(why)) => Ok(Step::Hint(format!(
+            "no CDI spec written ({why}); once the driver is up, for --device nvidia.com/gpu=<id>: {} cdi generate --output {CDI_SPEC}",
+            ctx.binary.display()
+        ))),
+        None => Ok(Step::Hint(format!("for --device nvidia.com/gpu=<id>: {} cdi generate --output {CDI_SPEC}", ctx.binary.display()))),
+    }
+}
+
 pub fn crio_steps(ctx: &Ctx) -> Result<Vec<Step>, SetupError> {
     let mut steps = vec![];
     super::link_steps(ctx, &[RUNTIME_LINK], &mut steps)?;
     steps.push(ctx.write_step(ctx.host(CRIO_DROPIN), crio_dropin(&ctx.shim_path()))?);
     steps.push(hook_step(ctx)?);
+    steps.push(cdi_step(ctx)?);
     steps.push(Step::Hint("restart CRI-O (systemctl restart crio); pods pick the shim with a RuntimeClass of handler \"nvidia\"".into()));
     Ok(steps)
 }
 
 pub fn podman_steps(ctx: &Ctx) -> Result<Vec<Step>, SetupError> {
-    Ok(vec![
-        hook_step(ctx)?,
-        Step::Hint(format!(
-            "for --device nvidia.com/gpu=<id>, write the CDI spec: {} cdi generate --output /etc/cdi/nvidia.json",
-            ctx.binary.display()
-        )),
-    ])
+    Ok(vec![hook_step(ctx)?, cdi_step(ctx)?])
 }
 
 #[cfg(test)]
