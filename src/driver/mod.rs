@@ -130,6 +130,12 @@ pub trait Driver {
         }
         Ok(out)
     }
+
+    /// The MIG device of a GPU with GPU instance `gi` and compute instance `ci`
+    /// (the first in slot order), for legacy `MIG-GPU-<uuid>/<gi>/<ci>` names.
+    fn mig_by_instance(&self, gpu_index: u32, gi: u32, ci: u32) -> Result<Option<MigDevice>, DriverError> {
+        Ok(self.mig_devices(gpu_index)?.into_iter().find(|m| m.gi == gi && m.ci == ci))
+    }
 }
 
 /// The real driver: NVML loaded on first use, /proc files under a root.
@@ -168,6 +174,9 @@ impl Driver for HostDriver {
     }
     fn mig_by_uuid(&self, uuid: &str) -> Result<Option<(u32, MigDevice)>, DriverError> {
         self.nvml.get()?.mig_by_uuid(uuid)
+    }
+    fn mig_by_instance(&self, gpu_index: u32, gi: u32, ci: u32) -> Result<Option<MigDevice>, DriverError> {
+        self.nvml.get()?.mig_by_instance(gpu_index, gi, ci)
     }
     fn chardev_major(&self, name: &str) -> Result<Option<u32>, DriverError> {
         self.proc.chardev_major(name)

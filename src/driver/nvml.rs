@@ -63,6 +63,16 @@ pub fn profile_from_name(name: &str) -> Option<String> {
     (!profile.is_empty()).then(|| profile.to_string())
 }
 
+/// The MIG device in `slot` of `parent`; `None` for an empty slot (a destroyed
+/// instance leaves a hole, and a walk goes on past it).
+fn mig_handle<'n>(parent: &Device<'n>, slot: u32) -> Result<Option<Device<'n>>, DriverError> {
+    match parent.mig_device_by_index(slot) {
+        Ok(m) => Ok(Some(m)),
+        Err(NvmlError::NotFound) => Ok(None),
+        Err(e) => Err(fail("nvmlDeviceGetMigDeviceHandleByIndex")(e)),
+    }
+}
+
 impl NvmlSession {
     fn device(&self, index: u32) -> Result<Device<'_>, DriverError> {
         self.nvml.device_by_index(index).map_err(fail("nvmlDeviceGetHandleByIndex_v2"))
@@ -118,16 +128,14 @@ impl NvmlSession {
 
     pub fn mig_device(&self, gpu_index: u32, slot: u32) -> Result<Option<MigDevice>, DriverError> {
         let parent = self.device(gpu_index)?;
-        let mig = match parent.mig_device_by_index(slot) {
-            Ok(m) => m,
-            // An empty slot: a destroyed instance leaves a hole, the walk goes on.
-            Err(NvmlError::NotFound) => return Ok(None),
-            Err(e) => return Err(fail("nvmlDeviceGetMigDeviceHandleByIndex")(e)),
-        };
-        self.describe_mig(&mig, slot).map(Some)
+        match mig_handle(&parent, slot)? {
+            Some(mig) => self.describe_mig(&mig, slot).map(Some),
+            None => Ok(None),
+        }
     }
 
-    fn describe_mig(&self, mig: &Device<'_>, slot: u32) -> Result<MigDevice, DriverError> {
+    /// GPU-instance and compute-instance ids of a MIG handle.
+    fn instance_ids(&self, mig: &Device<'_>) -> Result<(u32, u32), DriverError> {
         let lib = self.nvml.lib();
         // Symbols are looked up, not `expect`ed: a library without them is an error, not a panic.
         macro_rules! raw_id {
@@ -140,13 +148,26 @@ impl NvmlSession {
                 id
             }};
         }
-        Ok(MigDevice {
-            slot,
-            uuid: mig.uuid().map_err(fail("nvmlDeviceGetUUID"))?,
-            gi: raw_id!(nvmlDeviceGetGpuInstanceId),
-            ci: raw_id!(nvmlDeviceGetComputeInstanceId),
-            profile: mig.name().ok().and_then(|n| profile_from_name(&n)),
-        })
+        Ok((raw_id!(nvmlDeviceGetGpuInstanceId), raw_id!(nvmlDeviceGetComputeInstanceId)))
+    }
+
+    fn describe_mig(&self, mig: &Device<'_>, slot: u32) -> Result<MigDevice, DriverError> {
+        let uuid = mig.uuid().map_err(fail("nvmlDeviceGetUUID"))?;
+        let (gi, ci) = self.instance_ids(mig)?;
+        Ok(MigDevice { slot, uuid, gi, ci, profile: mig.name().ok().and_then(|n| profile_from_name(&n)) })
+    }
+
+    /// Walks one GPU's MIG handle table comparing instance ids only; the match alone is described.
+    pub fn mig_by_instance(&self, gpu_index: u32, gi: u32, ci: u32) -> Result<Option<MigDevice>, DriverError> {
+        let parent = self.device(gpu_index)?;
+        let slots = parent.mig_device_count().map_err(fail("nvmlDeviceGetMaxMigDeviceCount"))?;
+        for slot in 0..slots {
+            let Some(m) = mig_handle(&parent, slot)? else { continue };
+            if self.instance_ids(&m)? == (gi, ci) {
+                return self.describe_mig(&m, slot).map(Some);
+            }
+        }
+        Ok(None)
     }
 
     pub fn mig_by_uuid(&self, uuid: &str) -> Result<Option<(u32, MigDevice)>, DriverError> {
@@ -156,12 +177,13 @@ impl NvmlSession {
         }
         let parent = mig.mig_parent_device().map_err(fail("nvmlDeviceGetDeviceHandleFromMigDeviceHandle"))?;
         let gpu_index = parent.index().map_err(fail("nvmlDeviceGetIndex"))?;
-        // The slot number is only known by walking the parent's handle table.
-        for slot in 0..self.mig_slot_count(gpu_index)? {
-            if let Some(m) = self.mig_device(gpu_index, slot)? {
-                if m.uuid.eq_ignore_ascii_case(uuid) {
-                    return Ok(Some((gpu_index, m)));
-                }
+        // The slot number is only known by walking the parent's handle table. Only
+        // UUIDs are compared on the way: the match alone is described.
+        let slots = parent.mig_device_count().map_err(fail("nvmlDeviceGetMaxMigDeviceCount"))?;
+        for slot in 0..slots {
+            let Some(m) = mig_handle(&parent, slot)? else { continue };
+            if m.uuid().map_err(fail("nvmlDeviceGetUUID"))?.eq_ignore_ascii_case(uuid) {
+                return self.describe_mig(&m, slot).map(|m| Some((gpu_index, m)));
             }
         }
         Err(DriverError::Nvml {

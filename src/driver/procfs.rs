@@ -8,16 +8,194 @@
 //!
 //! Malformed lines are skipped with a log line, never a panic. Each file is
 //! read at most once per process.
+//!
+//! `mig-minors` always lists all 32 possible GPUs (4,322 lines, 107 KiB)
+//! whatever the node has. Parsing all of it was most of a one-device hook's
+//! own CPU time, and holding it was 27 freshly faulted pages. So it is streamed
+//! once through a 16 KiB buffer to index which byte ranges belong to which GPU
+//! minor, and only the ranges of the GPUs a request touches are read back
+//! (pread) and parsed ([`MigMinors`]). The answers are those of parsing the
+//! whole file ([`parse_mig_minors`]), "the last of duplicate lines wins"
+//! included; a file that changes between the two reads is an error.
 
 use super::{CapFile, DriverError, MigCap};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 pub struct ProcFs {
     root: PathBuf,
     devices: OnceLock<Result<Vec<(u32, String)>, String>>,
-    mig_minors: OnceLock<Result<BTreeMap<MigCap, u32>, String>>,
+    mig_minors: OnceLock<Result<MigMinors, String>>,
+}
+
+/// Which GPU minor a `mig-minors` line belongs to; `None` for `config`/`monitor`.
+type Owner = Option<u32>;
+
+/// Positioned reads: the open `mig-minors` (pread), or bytes in memory.
+pub trait ReadAt: Send + Sync {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+}
+
+impl ReadAt for std::fs::File {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        std::os::unix::fs::FileExt::read_at(self, buf, offset)
+    }
+}
+
+impl ReadAt for Vec<u8> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let rest = self.get(offset as usize..).unwrap_or_default();
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        Ok(n)
+    }
+}
+
+/// Read size of the indexing pass; a longer line grows the buffer.
+pub const SCAN_BUFFER: usize = 16 << 10;
+
+fn not_utf8() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, "stream did not contain valid UTF-8")
+}
+
+fn changed() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, "changed while being read")
+}
+
+/// Calls `f(line, from, to)` for every line as `str::lines` splits the whole
+/// file, with its byte range (line ending excluded), reading `buffer` bytes at a time.
+fn for_each_line(source: &dyn ReadAt, buffer: usize, mut f: impl FnMut(&str, u64, u64)) -> io::Result<()> {
+    let mut buf = vec![0u8; buffer.max(1)];
+    // `buf[..len]` holds the file from offset `base`: the unfinished line, then new bytes.
+    let (mut base, mut len) = (0u64, 0usize);
+    loop {
+        if len == buf.len() {
+            let grown = buf.len() * 2;
+            buf.resize(grown, 0);
+        }
+        let n = source.read_at(&mut buf[len..], base + len as u64)?;
+        let eof = n == 0;
+        len += n;
+        let text = match std::str::from_utf8(&buf[..len]) {
+            Ok(text) => text,
+            // A character cut by the read: its rest comes with the next one.
+            Err(e) if e.error_len().is_none() && !eof => std::str::from_utf8(&buf[..e.valid_up_to()]).map_err(|_| not_utf8())?,
+            Err(_) => return Err(not_utf8()),
+        };
+        let mut done = 0;
+        for piece in text.split_inclusive('\n') {
+            let Some(line) = piece.strip_suffix('\n') else { break };
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            f(line, base + done as u64, base + (done + line.len()) as u64);
+            done += piece.len();
+        }
+        if eof {
+            if done < len {
+                f(&text[done..], base + done as u64, base + len as u64);
+            }
+            return Ok(());
+        }
+        buf.copy_within(done..len, 0);
+        base += done as u64;
+        len -= done;
+    }
+}
+
+/// `mig-minors`, indexed by owner and parsed per owner on first use.
+pub struct MigMinors {
+    source: Box<dyn ReadAt>,
+    /// File ranges of runs of consecutive lines with one owner, in file order
+    /// (the driver writes each GPU's lines together: about 33 runs).
+    runs: Vec<(Owner, u64, u64)>,
+    parsed: Mutex<HashMap<Owner, BTreeMap<MigCap, u32>>>,
+}
+
+impl MigMinors {
+    /// Indexes the file by owner; `skipped` gets the lines no owner can be read from.
+    pub fn scan(source: impl ReadAt + 'static, buffer: usize, mut skipped: impl FnMut(&str)) -> io::Result<Self> {
+        let mut runs: Vec<(Owner, u64, u64)> = Vec::new();
+        // Whether the next line may extend the last run: an ownerless line ends it.
+        let mut open = false;
+        for_each_line(&source, buffer, |line, from, to| {
+            let owner = match owner_of(line) {
+                // Blank lines are skipped by the parser too; they do not break a run.
+                None if line.trim().is_empty() => return,
+                owner => owner,
+            };
+            match (owner, runs.last_mut()) {
+                (Some(owner), Some(run)) if open && run.0 == owner => run.2 = to,
+                (Some(owner), _) => runs.push((owner, from, to)),
+                (None, _) => skipped(line),
+            }
+            open = owner.is_some();
+        })?;
+        Ok(MigMinors { source: Box::new(source), runs, parsed: Mutex::new(HashMap::new()) })
+    }
+
+    /// The well-formed lines of one owner, read back and parsed once; `skipped` gets its malformed ones.
+    fn with_owner<T>(&self, owner: Owner, skipped: impl FnMut(&str), f: impl FnOnce(&BTreeMap<MigCap, u32>) -> T) -> io::Result<T> {
+        let mut parsed = self.parsed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(map) = parsed.get(&owner) {
+            return Ok(f(map));
+        }
+        let mut texts = vec![];
+        for &(_, from, to) in self.runs.iter().filter(|r| r.0 == owner) {
+            let mut buf = vec![0u8; (to - from) as usize];
+            let mut got = 0;
+            while got < buf.len() {
+                match self.source.read_at(&mut buf[got..], from + got as u64)? {
+                    0 => return Err(changed()),
+                    n => got += n,
+                }
+            }
+            let text = String::from_utf8(buf).map_err(|_| not_utf8())?;
+            // Every line must still be this owner's: otherwise the file changed since the scan.
+            if text.lines().any(|l| owner_of(l) != Some(owner) && !l.trim().is_empty()) {
+                return Err(changed());
+            }
+            texts.push(text);
+        }
+        let map = parse_mig_minor_lines(texts.iter().flat_map(|t| t.lines()), skipped);
+        Ok(f(parsed.entry(owner).or_insert(map)))
+    }
+
+    pub fn get(&self, cap: MigCap, skipped: impl FnMut(&str)) -> io::Result<Option<u32>> {
+        self.with_owner(cap.gpu_minor(), skipped, |m| m.get(&cap).copied())
+    }
+
+    /// Every GI/CI capability of one GPU minor, in [`MigCap`] order.
+    pub fn of_gpu(&self, gpu_minor: u32, skipped: impl FnMut(&str)) -> io::Result<Vec<(MigCap, u32)>> {
+        self.with_owner(Some(gpu_minor), skipped, |m| m.iter().map(|(c, n)| (*c, *n)).collect())
+    }
+}
+
+/// The owner of a line, `None` when no parse of it could succeed.
+fn owner_of(line: &str) -> Option<Owner> {
+    fast_line_owner(line).or_else(|| line_owner(line))
+}
+
+/// The common case in bytes: a line that starts `gpu<digits>/` belongs to that GPU
+/// (its first field can only start with exactly that). `None`: ask [`line_owner`].
+fn fast_line_owner(line: &str) -> Option<Owner> {
+    let rest = line.as_bytes().strip_prefix(b"gpu")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if rest.get(digits) != Some(&b'/') {
+        return None;
+    }
+    number(&line[3..3 + digits]).map(Some)
+}
+
+/// The owner of a line from its name alone (`gpu<N>/...` or `config`/`monitor`),
+/// reading `<N>` exactly as the full parser does; `None` when no parse could succeed.
+fn line_owner(line: &str) -> Option<Owner> {
+    let name = line.split_whitespace().next()?;
+    if name == "config" || name == "monitor" {
+        return Some(None);
+    }
+    let (gpu, _) = name.split_once('/')?;
+    prefixed(gpu, "gpu").map(Some)
 }
 
 impl ProcFs {
@@ -49,26 +227,35 @@ impl ProcFs {
         Ok(devices.iter().find(|(_, n)| n == name).map(|(m, _)| *m))
     }
 
-    fn mig_minors(&self) -> Result<&BTreeMap<MigCap, u32>, DriverError> {
-        const REL: &str = "driver/nvidia-caps/mig-minors";
-        let map = self.mig_minors.get_or_init(|| match self.read(REL) {
-            // No file: a driver without MIG support; no capability has a minor.
-            Ok(None) => Ok(BTreeMap::new()),
-            Ok(Some(text)) => Ok(parse_mig_minors(&text, |line| {
-                crate::log::warn(&format!("{}: skipping malformed line {line:?}", self.path(REL).display()))
-            })),
-            Err(e) => Err(e.to_string()),
+    const MIG_MINORS: &str = "driver/nvidia-caps/mig-minors";
+
+    fn warn_malformed(&self, line: &str) {
+        crate::log::warn(&format!("{}: skipping malformed line {line:?}", self.path(Self::MIG_MINORS).display()))
+    }
+
+    fn mig_minors_err(&self, reason: String) -> DriverError {
+        DriverError::Proc { path: self.path(Self::MIG_MINORS).display().to_string(), reason }
+    }
+
+    fn mig_minors(&self) -> Result<&MigMinors, DriverError> {
+        let map = self.mig_minors.get_or_init(|| {
+            let scanned = match std::fs::File::open(self.path(Self::MIG_MINORS)) {
+                // No file: a driver without MIG support; no capability has a minor.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => MigMinors::scan(Vec::new(), SCAN_BUFFER, |_| {}),
+                Err(e) => Err(e),
+                Ok(file) => MigMinors::scan(file, SCAN_BUFFER, |line| self.warn_malformed(line)),
+            };
+            scanned.map_err(|e| e.to_string())
         });
-        map.as_ref().map_err(|reason| DriverError::Proc { path: self.path(REL).display().to_string(), reason: reason.clone() })
+        map.as_ref().map_err(|reason| self.mig_minors_err(reason.clone()))
     }
 
     pub fn mig_cap_minor(&self, cap: MigCap) -> Result<Option<u32>, DriverError> {
-        Ok(self.mig_minors()?.get(&cap).copied())
+        self.mig_minors()?.get(cap, |line| self.warn_malformed(line)).map_err(|e| self.mig_minors_err(e.to_string()))
     }
 
     pub fn mig_caps_of_gpu(&self, gpu_minor: u32) -> Result<Vec<(MigCap, u32)>, DriverError> {
-        let map = self.mig_minors()?;
-        Ok(map.iter().filter(|(c, _)| c.gpu_minor() == Some(gpu_minor)).map(|(c, m)| (*c, *m)).collect())
+        self.mig_minors()?.of_gpu(gpu_minor, |line| self.warn_malformed(line)).map_err(|e| self.mig_minors_err(e.to_string()))
     }
 
     pub fn cap_file(&self, cap: MigCap) -> Result<Option<CapFile>, DriverError> {
@@ -102,10 +289,14 @@ pub fn parse_char_devices(text: &str) -> Vec<(u32, String)> {
     out
 }
 
-/// Parses `mig-minors`; calls `skipped` with each malformed line.
-pub fn parse_mig_minors(text: &str, mut skipped: impl FnMut(&str)) -> BTreeMap<MigCap, u32> {
+/// Parses all of `mig-minors`; calls `skipped` with each malformed line.
+pub fn parse_mig_minors(text: &str, skipped: impl FnMut(&str)) -> BTreeMap<MigCap, u32> {
+    parse_mig_minor_lines(text.lines(), skipped)
+}
+
+fn parse_mig_minor_lines<'a>(lines: impl Iterator<Item = &'a str>, mut skipped: impl FnMut(&str)) -> BTreeMap<MigCap, u32> {
     let mut map = BTreeMap::new();
-    for line in text.lines() {
+    for line in lines {
         if line.trim().is_empty() {
             continue;
         }
@@ -206,6 +397,103 @@ mod tests {
         let c = parse_cap_file("DeviceFileMinor: 345\nDeviceFileMode: 292\nDeviceFileModify: 1\n");
         assert_eq!(c, CapFile { minor: Some(345), mode: Some(0o444) });
         assert_eq!(parse_cap_file("garbage\nDeviceFileMinor: x"), CapFile { minor: None, mode: None });
+    }
+
+    /// Every answer of the per-GPU index equals the full parse's, and every line the
+    /// full parse skips is reported once the lines of every owner have been parsed.
+    fn assert_lazy_matches_full(text: &str, buffer: usize) {
+        let (mut full_skipped, mut lazy_skipped) = (vec![], vec![]);
+        let full = parse_mig_minors(text, |l| full_skipped.push(l.to_string()));
+        let lazy = MigMinors::scan(text.as_bytes().to_vec(), buffer, |l| lazy_skipped.push(l.to_string())).unwrap();
+        let mut probes: Vec<MigCap> = full.keys().copied().collect();
+        probes.extend([MigCap::Config, MigCap::Monitor, MigCap::Gi { gpu_minor: 9, gi: 0 }, MigCap::Ci { gpu_minor: 1, gi: 1, ci: 7 }]);
+        for cap in probes {
+            let got = lazy.get(cap, |l| lazy_skipped.push(l.to_string())).unwrap();
+            assert_eq!(got, full.get(&cap).copied(), "{cap:?} in {text:?}, buffer {buffer}");
+        }
+        for gpu in 0..10 {
+            let expected: Vec<_> = full.iter().filter(|(c, _)| c.gpu_minor() == Some(gpu)).map(|(c, m)| (*c, *m)).collect();
+            let got = lazy.of_gpu(gpu, |l| lazy_skipped.push(l.to_string())).unwrap();
+            assert_eq!(got, expected, "gpu{gpu} in {text:?}, buffer {buffer}");
+        }
+        full_skipped.sort();
+        lazy_skipped.sort();
+        assert_eq!(lazy_skipped, full_skipped, "skipped lines of {text:?}, buffer {buffer}");
+    }
+
+    #[test]
+    fn per_gpu_lookups_answer_as_the_full_parse() {
+        let tricky = concat!(
+            // Duplicates (the last wins), leading zeros, CRLF, blank and malformed lines of known and unknown owners,
+            "config 1\r\ngpu2/gi7/access 336\ngpu02/gi7/access 400\n\n  \ngpuX/gi0/access 9\ngpu2/gi7/ci0/access 401 5\n",
+            // a non-ASCII line, and a last line without a newline.
+            "gpu1 7\ngpu2/gi7/ci0/accéss 3\nconfig 11\ngpu2/gi07/ci0/access 337\nmonitor\r",
+        );
+        for buffer in [1, 2, 3, 7, 16, SCAN_BUFFER] {
+            assert_lazy_matches_full("config 1\nmonitor 2\ngpu0/gi0/access 3\ngpu1/gi0/access 138\ngpu1/gi0/ci0/access 139\n", buffer);
+            assert_lazy_matches_full(tricky, buffer);
+            assert_lazy_matches_full("", buffer);
+            assert_lazy_matches_full("\n", buffer);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn per_gpu_lookups_answer_as_the_full_parse_on_any_lines(
+            lines in proptest::collection::vec(
+                "(config|monitor|gpu0?[0-3]/gi0?[0-9](/ci[0-3])?/(access|x)|gpu[X0-3]?/gi1/access|gpu1|[a-zé/]{0,6})( [0-9]{1,3}| x){0,3}[ \r]?",
+                0..40,
+            ),
+            crlf: bool,
+            buffer in 1usize..64,
+        ) {
+            assert_lazy_matches_full(&lines.join(if crlf { "\r\n" } else { "\n" }), buffer);
+        }
+    }
+
+    #[test]
+    fn only_the_requested_gpus_lines_are_parsed() {
+        let text = "config 1\ngpu0/gi0/access 3\ngpu1/gi0/access 138\ngpu1/gi0/ci0/access 139\n";
+        let m = MigMinors::scan(text.as_bytes().to_vec(), SCAN_BUFFER, |l| panic!("skipped {l:?}")).unwrap();
+        assert_eq!(m.runs.len(), 3);
+        assert_eq!(m.get(MigCap::Gi { gpu_minor: 1, gi: 0 }, |_| {}).unwrap(), Some(138));
+        let parsed = m.parsed.lock().unwrap();
+        assert_eq!(parsed.keys().collect::<Vec<_>>(), [&Some(1)]);
+        assert_eq!(parsed[&Some(1)].len(), 2);
+    }
+
+    /// The index says where each GPU's lines are; if they are not there any more, say so.
+    #[test]
+    fn a_file_changed_between_scan_and_read_back_is_an_error() {
+        struct Changing(std::sync::atomic::AtomicBool);
+        impl ReadAt for Changing {
+            fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+                let later = self.0.swap(true, std::sync::atomic::Ordering::SeqCst);
+                let text = if later { "gpu0/gi0/access 3\ngpu2/gi0/access 138\n" } else { "gpu0/gi0/access 3\ngpu1/gi0/access 138\n" };
+                text.as_bytes().to_vec().read_at(buf, offset)
+            }
+        }
+        let m = MigMinors::scan(Changing(false.into()), SCAN_BUFFER, |_| {}).unwrap();
+        let err = m.get(MigCap::Gi { gpu_minor: 1, gi: 0 }, |_| {}).unwrap_err();
+        assert_eq!(err.to_string(), "changed while being read");
+    }
+
+    #[test]
+    fn a_mig_minors_file_that_is_not_utf8_is_an_error() {
+        for buffer in [1, 5, SCAN_BUFFER] {
+            let err = MigMinors::scan(b"config 1\ngpu0/gi0/access \xff\n".to_vec(), buffer, |_| {}).err().unwrap();
+            assert_eq!(err.to_string(), "stream did not contain valid UTF-8");
+        }
+    }
+
+    #[test]
+    fn lookups_through_procfs_read_the_file_under_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(ProcFs::new(dir.path()).mig_cap_minor(MigCap::Config).unwrap(), None, "no file: no minors");
+        std::fs::create_dir_all(dir.path().join("driver/nvidia-caps")).unwrap();
+        std::fs::write(dir.path().join("driver/nvidia-caps/mig-minors"), b"config 1\n\xff\n").unwrap();
+        let err = ProcFs::new(dir.path()).mig_cap_minor(MigCap::Config).unwrap_err().to_string();
+        assert!(err.ends_with("driver/nvidia-caps/mig-minors: stream did not contain valid UTF-8"), "{err}");
     }
 
     #[test]

@@ -183,8 +183,10 @@ impl<D: Driver + ?Sized> Resolver<'_, D> {
                     return Err(entry_err(entry, format!("no GPU with UUID {gpu_uuid}")));
                 };
                 let gpu = self.driver(text, self.driver.gpu(i))?;
-                let migs = self.mig_devices_of(entry, &gpu)?;
-                let Some(mig) = migs.into_iter().find(|m| m.gi == *gi && m.ci == *ci) else {
+                if gpu.mig_mode != MigMode::Enabled {
+                    return Err(entry_err(entry, format!("GPU {} is not in MIG mode", gpu.index)));
+                }
+                let Some(mig) = self.driver(text, self.driver.mig_by_instance(gpu.index, *gi, *ci))? else {
                     return Err(entry_err(
                         entry,
                         format!("GPU {} has no MIG device with GPU instance {gi} and compute instance {ci}", gpu.index),
