@@ -2,7 +2,7 @@
 # Whole-process benchmark: what mighook adds to a container start, against the
 # same start without it, on a simulated 8 x A100 node (56 MIG devices, fake NVML).
 #
-#   scripts/bench-hook.sh [-n ROUNDS] [--cgroup v1|v2|both] [--no-build] [--keep] [--mighook BIN]
+#   scripts/bench-hook.sh [-n ROUNDS] [--cgroup v1|v2|both] [--no-build] [--keep] [--mighook BIN] [--against BIN_B]
 #
 # Root only (runc, mknod). Uses target/release (built here unless --no-build).
 # For each request (void, 1, 8 and 56 devices) a busybox bundle runs /bin/true:
@@ -19,6 +19,9 @@
 #                run by hand on a `runc create`d container: by then the init has
 #                pivoted into the rootfs, and the hook finds no rootfs path there.
 #   NVML:        nvmlInit calls per start, from the fake NVML's FAKE_NVML_TRACE.
+#   --against:   a second build (e.g. the one before a change) is timed as "hook
+#                alone" too, in the same rounds, its turn alternating with BIN's,
+#                so that load from elsewhere falls on both builds alike.
 # cgroup v1 runs on the host as it is; v2 runs inside `unshare -m` with cgroup2
 # mounted over /sys/fs/cgroup (as the e2e tests do), so runc and the hook use
 # BPF device programs there.
@@ -73,16 +76,17 @@ start() {
   echo "$mode $case $variant $round $ns $rss $cpu" >>"$W/samples.tsv"
 }
 
-# The hook alone: runc runs the timing helper as the hook, which runs mighook.
+# The hook alone: runc runs the timing helper as the hook, which runs mighook
+# (variant alone) or the --against build (variant aloneB).
 hook_alone() {
-  local case=$1 round=$2 id ns rss status cpu
-  id="mb-alone-$case-$round-$$"
+  local case=$1 round=$2 variant=${3:-alone} id ns rss status cpu
+  id="mb-$variant-$case-$round-$$"
   rm -f "$W/alone.out"
-  runc --root "$W/state" run --bundle "$W/b-$case-alone" "$id" </dev/null >/dev/null 2>"$W/err" \
-    || { cat "$W/err" "$W/hook.err" >&2; die "$mode: timed hook run of $case failed"; }
+  runc --root "$W/state" run --bundle "$W/b-$case-$variant" "$id" </dev/null >/dev/null 2>"$W/err" \
+    || { cat "$W/err" "$W/hook.err" >&2; die "$mode: timed hook run of $case ($variant) failed"; }
   read -r ns rss status cpu <"$W/alone.out"
-  [ "$status" = 0 ] || { cat "$W/hook.err" >&2; die "$mode: mighook prestart on $case failed"; }
-  echo "$mode $case alone $round $ns $rss $cpu" >>"$W/samples.tsv"
+  [ "$status" = 0 ] || { cat "$W/hook.err" >&2; die "$mode: mighook prestart on $case ($variant) failed"; }
+  echo "$mode $case $variant $round $ns $rss $cpu" >>"$W/samples.tsv"
 }
 
 # nvmlInit calls during one start of each case (and the total of NVML calls).
@@ -116,7 +120,13 @@ measure() {
       # ABBA: the order flips every round, so drift and warm caches favour neither side.
       if [ $((round % 2)) = 1 ]; then order="base hook $SHIM"; else order="$SHIM hook base"; fi
       for v in $order; do start "$case" "$v" "$round"; done
-      hook_alone "$case" "$round"
+      if [ -z "$BIN_B" ]; then
+        hook_alone "$case" "$round"
+      elif [ $((round % 2)) = 1 ]; then
+        hook_alone "$case" "$round" alone; hook_alone "$case" "$round" aloneB
+      else
+        hook_alone "$case" "$round" aloneB; hook_alone "$case" "$round" alone
+      fi
     done
   done
   nvml_sessions
@@ -130,7 +140,7 @@ fi
 # ---------------------------------------------------------------------------
 # Setup (host side).
 
-ROUNDS=40 CGROUPS=both BUILD=1 KEEP=0 BIN=
+ROUNDS=40 CGROUPS=both BUILD=1 KEEP=0 BIN= BIN_B=
 while [ $# -gt 0 ]; do
   case $1 in
     -n) ROUNDS=$2; shift 2 ;;
@@ -138,6 +148,7 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0; shift ;;
     --keep) KEEP=1; shift ;;
     --mighook) BIN=$(realpath "$2"); shift 2 ;;  # e.g. a saved older build, for before/after
+    --against) BIN_B=$(realpath "$2"); shift 2 ;;  # a second build, timed as "hook alone" in the same rounds
     -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
@@ -236,11 +247,15 @@ for case in $CASES; do
      | .process.env += ($e | split("\n") | map(select(. != "")))' \
     "$b/config.json" >"$b/config.pristine.json"
   cp "$b/config.pristine.json" "$b/config.json"
-  for v in hook trace shim alone; do mkdir -p "$W/b-$case-$v"; done
+  for v in hook trace shim alone aloneB; do mkdir -p "$W/b-$case-$v"; done
   jq --argjson h "$hook_json" '.hooks.prestart = $h' "$b/config.json" >"$W/b-$case-hook/config.json"
   jq --argjson h "$hook_json" --arg t "$W/timeit" --arg o "$W/alone.out" --arg e "$W/hook.err" \
     '.hooks.prestart = $h | .hooks.prestart[0].args = [$t, "-o", $o, "/dev/stdin", $e, .hooks.prestart[0].path] + .hooks.prestart[0].args[1:] | .hooks.prestart[0].path = $t' \
     "$b/config.json" >"$W/b-$case-alone/config.json"
+  # The same timed hook, running the --against build (argument 5 is the binary the helper runs).
+  if [ -n "$BIN_B" ]; then
+    jq --arg bb "$BIN_B" '.hooks.prestart[0].args[5] = $bb' "$W/b-$case-alone/config.json" >"$W/b-$case-aloneB/config.json"
+  fi
   jq --argjson h "$hook_json" --arg t "FAKE_NVML_TRACE=$W/trace" '.hooks.prestart = $h | .hooks.prestart[0].env += [$t]' \
     "$b/config.json" >"$W/b-$case-trace/config.json"
 done
@@ -257,7 +272,7 @@ fi
 : >"$W/samples.tsv"
 : >"$W/nvml.tsv"
 declare -p DEVICES >"$W/env.sh"
-printf 'CASES=%q\nSHIM=%q\nMIGHOOK=(%s)\n' "$CASES" "$SHIM" "$(printf '%q ' "${MIGHOOK[@]}")" >>"$W/env.sh"
+printf 'CASES=%q\nSHIM=%q\nBIN_B=%q\nMIGHOOK=(%s)\n' "$CASES" "$SHIM" "$BIN_B" "$(printf '%q ' "${MIGHOOK[@]}")" >>"$W/env.sh"
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 if [ "$CGROUPS" != v2 ]; then
@@ -310,6 +325,20 @@ for m in v1 v2; do
     [ "$case" = void ] && label="void (hook registered, nothing asked)" || label="$case device(s): ${DEVICES[$case]}"
     echo "| $label | $(ms "$bm") [$(ms "$bl")-$(ms "$bh")] | $(ms "$hm") [$(ms "$hl")-$(ms "$hh")] | $(ratio "$hm" "$bm") | $(diffms "$hm" "$bm") | $shim_cols | $(ms "$am") [$(ms "$al")-$(ms "$ah")] | $(ms "$cm") [$(ms "$cl")-$(ms "$ch")] | $(maxrss $m "$case" alone) MiB |"
   done
+  if [ -n "$BIN_B" ]; then
+    echo
+    echo "Hook alone, this build against $BIN_B (sha256 $(sha256sum "$BIN_B" | cut -c1-12)), same rounds (ms: median [min-max]):"
+    echo
+    echo "| request | wall, against | wall, this | CPU, against | CPU, this | CPU change |"
+    echo "|---|---|---|---|---|---|"
+    for case in $CASES; do
+      read -r am al ah <<<"$(stats $m "$case" alone)"
+      read -r cm cl ch <<<"$(stats $m "$case" alone 7)"
+      read -r bam bal bah <<<"$(stats $m "$case" aloneB)"
+      read -r bcm bcl bch <<<"$(stats $m "$case" aloneB 7)"
+      echo "| $case | $(ms "$bam") [$(ms "$bal")-$(ms "$bah")] | $(ms "$am") [$(ms "$al")-$(ms "$ah")] | $(ms "$bcm") [$(ms "$bcl")-$(ms "$bch")] | $(ms "$cm") [$(ms "$cl")-$(ms "$ch")] | $(diffms "$cm" "$bcm") |"
+    done
+  fi
   echo
   echo "NVML per start (nvmlInit calls / all NVML calls):"
   awk -v m="$m" '$1 == m { printf "  %-5s %-4s %s / %s\n", $2, $3, $4, $5 }' "$W/nvml.tsv"

@@ -244,7 +244,7 @@ fn apply(steps: &[Step], dry_run: bool, engine: &str) -> Result<String, SetupErr
                     return Err(write_err(path, "changed while mighook was preparing it; run setup again"));
                 }
                 let saved = now.map(|bytes| backup(path, &bytes)).transpose()?;
-                crate::oci::file::replace(path, new.as_bytes(), 0o644).map_err(|e| write_err(path, e))?;
+                crate::oci::file::replace_durable(path, new.as_bytes(), 0o644).map_err(|e| write_err(path, e))?;
                 let _ = match saved {
                     Some(b) => writeln!(out, "wrote {} (backup: {})", path.display(), b.display()),
                     None => writeln!(out, "created {}", path.display()),

@@ -150,7 +150,13 @@ pub fn create_nodes_in_root<S: FsOps>(
     host_dev_root: &Path,
 ) -> Result<Vec<NodeReport>, RootfsError> {
     let root = sys.open_dir(rootfs).map_err(|source| RootfsError::OpenRoot { root: rootfs.into(), source })?;
-    nodes.iter().map(|node| place_node(sys, &root, node, host_dev_root)).collect()
+    // Parent directories resolved so far, by path under the root: 123 nodes of
+    // `all` share two parents, and re-resolving them per node was most of the
+    // syscalls. Reusing the fd is no weaker than resolving again: the fd is the
+    // directory that was resolved inside the root, and nothing here removes a
+    // directory.
+    let mut parents: Vec<(PathBuf, S::Fd)> = Vec::new();
+    nodes.iter().map(|node| place_node(sys, &root, &mut parents, node, host_dev_root)).collect()
 }
 
 /// The in-container path split into its parent directories and final name.
@@ -180,6 +186,15 @@ fn split_node_path(node: &DeviceNode) -> Result<(Vec<&OsStr>, &OsStr), RootfsErr
 
 /// Resolve (creating as needed) each parent directory inside the root; return the last one.
 fn ensure_parent<S: FsOps>(sys: &S, root: &S::Fd, parents: &[&OsStr]) -> Result<S::Fd, RootfsError> {
+    if !parents.is_empty() {
+        // Usually the whole parent exists: one openat2 of the full path resolves
+        // exactly what the walk below ends with. On any error the walk runs, so
+        // the error names the component that failed and missing ones are made.
+        let full: PathBuf = parents.iter().collect();
+        if let Ok(fd) = sys.open_dir_in_root(root, &full) {
+            return Ok(fd);
+        }
+    }
     let mut rel = PathBuf::new();
     let mut dir = sys
         .open_dir_in_root(root, Path::new("/"))
@@ -211,14 +226,28 @@ fn ensure_parent<S: FsOps>(sys: &S, root: &S::Fd, parents: &[&OsStr]) -> Result<
     Ok(dir)
 }
 
-fn place_node<S: FsOps>(sys: &S, root: &S::Fd, node: &DeviceNode, host_dev_root: &Path) -> Result<NodeReport, RootfsError> {
+fn place_node<S: FsOps>(
+    sys: &S,
+    root: &S::Fd,
+    resolved: &mut Vec<(PathBuf, S::Fd)>,
+    node: &DeviceNode,
+    host_dev_root: &Path,
+) -> Result<NodeReport, RootfsError> {
     let (parents, name) = split_node_path(node)?;
     let path = node.path.clone();
     let (major, minor) = (node.major, node.minor);
     let report = |action| NodeReport { path: path.clone(), major, minor, action };
-    let dir = ensure_parent(sys, root, &parents)?;
+    let rel: PathBuf = parents.iter().collect();
+    let at = match resolved.iter().position(|(p, _)| *p == rel) {
+        Some(at) => at,
+        None => {
+            resolved.push((rel, ensure_parent(sys, root, &parents)?));
+            resolved.len() - 1
+        }
+    };
+    let dir = &resolved[at].1;
 
-    let existing = sys.stat_at(&dir, name).map_err(|source| RootfsError::Stat { path: path.clone(), source })?;
+    let existing = sys.stat_at(dir, name).map_err(|source| RootfsError::Stat { path: path.clone(), source })?;
     let was = match existing {
         None => None,
         Some(FileStat { kind: FileKind::Dir, .. }) => return Err(RootfsError::DirectoryInTheWay { path }),
@@ -226,27 +255,27 @@ fn place_node<S: FsOps>(sys: &S, root: &S::Fd, node: &DeviceNode, host_dev_root:
             if st.mount_root {
                 return Ok(report(NodeAction::KeptMount));
             }
-            set_attributes(sys, &dir, name, node)?;
+            set_attributes(sys, dir, name, node)?;
             return Ok(report(NodeAction::Kept));
         }
         Some(st) if st.mount_root => return Err(RootfsError::MountInTheWay { path, what: st.kind }),
         Some(st) => {
             // unlinkat removes the entry itself: a symlink goes, its target stays.
-            sys.unlink_at(&dir, name).map_err(|source| RootfsError::Remove { path: path.clone(), was: st.kind, source })?;
+            sys.unlink_at(dir, name).map_err(|source| RootfsError::Remove { path: path.clone(), was: st.kind, source })?;
             Some(st.kind)
         }
     };
 
-    match sys.mknod_char_at(&dir, name, node.file_mode, major, minor) {
+    match sys.mknod_char_at(dir, name, node.file_mode, major, minor) {
         Ok(()) => {
-            set_attributes(sys, &dir, name, node)?;
+            set_attributes(sys, dir, name, node)?;
             Ok(report(match was {
                 None => NodeAction::Created,
                 Some(was) => NodeAction::Replaced { was },
             }))
         }
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-            let host = bind_host_node(sys, &dir, name, node, host_dev_root)?;
+            let host = bind_host_node(sys, dir, name, node, host_dev_root)?;
             Ok(report(NodeAction::BindMounted { host, was }))
         }
         Err(source) => Err(RootfsError::Mknod { path, major, minor, source }),
@@ -348,6 +377,32 @@ mod tests {
         ]);
         assert_eq!(lines(&r), ["created /dev/nvidia0 (c 195:0)", "created /dev/nvidia-caps/nvidia-cap1 (c 511:1)"]);
         assert_eq!(fs.describe("/b/rootfs/dev/nvidia-caps").unwrap(), "dir 0755");
+    }
+
+    #[test]
+    fn each_parent_is_resolved_once_per_run() {
+        let fs = rootfs().dir("/b/rootfs/dev/nvidia-caps");
+        let caps = [node("/dev/nvidia-caps/nvidia-cap1", 511, 1, 0o444), node("/dev/nvidia-caps/nvidia-cap2", 511, 2, 0o444)];
+        run(&fs, &[gpu0(), caps[0].clone(), node("/dev/nvidia1", 195, 1, 0o666), caps[1].clone()]).unwrap();
+        let resolves: Vec<String> = fs.calls().into_iter().filter(|c| c.starts_with("open")).collect();
+        assert_eq!(resolves, ["open /b/rootfs", "open-in-root /b/rootfs dev", "open-in-root /b/rootfs dev/nvidia-caps"]);
+        assert_eq!(fs.describe("/b/rootfs/dev/nvidia-caps/nvidia-cap2").unwrap(), "c 511:2 0444 0:0");
+    }
+
+    #[test]
+    fn missing_parent_is_walked_from_the_root_and_made() {
+        let fs = rootfs();
+        run(&fs, &[node("/dev/nvidia-caps/nvidia-cap1", 511, 1, 0o444)]).unwrap();
+        let resolves: Vec<String> = fs.calls().into_iter().filter(|c| c.starts_with("open") || c.starts_with("mkdir")).collect();
+        assert_eq!(resolves, [
+            "open /b/rootfs",
+            "open-in-root /b/rootfs dev/nvidia-caps",
+            "open-in-root /b/rootfs /",
+            "open-in-root /b/rootfs dev",
+            "open-in-root /b/rootfs dev/nvidia-caps",
+            "mkdir /b/rootfs/dev/nvidia-caps 0755",
+            "open-in-root /b/rootfs dev/nvidia-caps",
+        ]);
     }
 
     #[test]

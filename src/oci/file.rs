@@ -1,9 +1,15 @@
 //! Replacing a file atomically: a temp file in the same directory, written,
-//! given the old file's mode and owner, fsynced, then renamed over the old one.
+//! given the old file's mode and owner, then renamed over the old one.
 //!
 //! A reader (runc, dockerd) sees either the old file or the new one, never a
 //! half-written one. A symlink in the file's place is refused: renaming over
 //! it would silently turn the link into a plain file.
+//!
+//! [`replace`] does not fsync: it is on every container start (the shim's
+//! config.json), where the reader comes right after and a host crash loses the
+//! container being started anyway. Two flushes were most of the shim's own
+//! time. [`replace_durable`] also fsyncs the file and its directory, for host
+//! configuration that must survive a crash.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -22,7 +28,7 @@ fn temp_path(path: &Path) -> io::Result<PathBuf> {
     Ok(path.with_file_name(tmp))
 }
 
-fn write_synced(tmp: &Path, contents: &[u8], mode: u32, owner: Option<(u32, u32)>) -> io::Result<()> {
+fn write_temp(tmp: &Path, contents: &[u8], mode: u32, owner: Option<(u32, u32)>, sync: bool) -> io::Result<()> {
     let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(tmp)?;
     f.write_all(contents)?;
     if let Some((uid, gid)) = owner {
@@ -33,12 +39,23 @@ fn write_synced(tmp: &Path, contents: &[u8], mode: u32, owner: Option<(u32, u32)
     }
     // After the chown: chown clears set-id bits. The umask does not apply to fchmod.
     f.set_permissions(fs::Permissions::from_mode(mode))?;
-    f.sync_all()
+    if sync { f.sync_all() } else { Ok(()) }
 }
 
-/// Replaces `path` with `contents`. An existing file's mode and owner carry over;
-/// a new file gets `new_mode` and the caller's owner.
+/// Replaces `path` with `contents`, atomically for readers but without fsync
+/// (see the module docs). An existing file's mode and owner carry over; a new
+/// file gets `new_mode` and the caller's owner.
 pub fn replace(path: &Path, contents: &[u8], new_mode: u32) -> io::Result<()> {
+    replace_with(path, contents, new_mode, false)
+}
+
+/// [`replace`], then fsync of the file and of its directory, so the new
+/// contents survive a host crash.
+pub fn replace_durable(path: &Path, contents: &[u8], new_mode: u32) -> io::Result<()> {
+    replace_with(path, contents, new_mode, true)
+}
+
+fn replace_with(path: &Path, contents: &[u8], new_mode: u32, sync: bool) -> io::Result<()> {
     let (mode, owner) = match fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => {
             return Err(io::Error::other("is a symlink; mighook replaces only plain files (edit the link's target)"));
@@ -49,10 +66,13 @@ pub fn replace(path: &Path, contents: &[u8], new_mode: u32) -> io::Result<()> {
         Err(e) => return Err(e),
     };
     let tmp = temp_path(path)?;
-    let result = write_synced(&tmp, contents, mode, owner).and_then(|()| fs::rename(&tmp, path));
+    let result = write_temp(&tmp, contents, mode, owner, sync).and_then(|()| fs::rename(&tmp, path));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
         return result;
+    }
+    if !sync {
+        return Ok(());
     }
     // The rename itself is durable once the directory is synced.
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -93,6 +113,18 @@ mod tests {
         assert!(replace(&link, b"new", 0o644).unwrap_err().to_string().contains("symlink"));
         assert_eq!(fs::read_to_string(&target).unwrap(), "t");
         assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    }
+
+    #[test]
+    fn durable_replace_gives_the_same_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("daemon.json");
+        fs::write(&p, "old").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+        replace_durable(&p, b"new", 0o644).unwrap();
+        assert_eq!(fs::read_to_string(&p).unwrap(), "new");
+        assert_eq!(fs::metadata(&p).unwrap().mode() & 0o7777, 0o600);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

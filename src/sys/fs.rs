@@ -107,6 +107,15 @@ pub trait FsOps: Sync {
     /// One `write` of `data` to an existing file opened `O_WRONLY | O_APPEND |
     /// O_NOFOLLOW` (no `O_CREAT`): a cgroup v1 `devices.allow` line.
     fn append_file(&self, path: &Path, data: &[u8]) -> io::Result<()>;
+    /// [`append_file`](FsOps::append_file) of each chunk in order, through one
+    /// open of `path`: one `write` per chunk. On failure, the index of the
+    /// chunk that was not written (0 when the open failed) and the error.
+    fn append_each(&self, path: &Path, chunks: &[&[u8]]) -> Result<(), (usize, io::Error)> {
+        for (i, c) in chunks.iter().enumerate() {
+            self.append_file(path, c).map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
 }
 
 // Syscalls newer than some libc targets know about; the numbers are the same
@@ -274,18 +283,55 @@ impl FsOps for super::LinuxSys {
     }
 
     fn append_file(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        self.append_each(path, &[data]).map_err(|(_, e)| e)
+    }
+
+    fn append_each(&self, path: &Path, chunks: &[&[u8]]) -> Result<(), (usize, io::Error)> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(path)?;
-        // One write per line: the cgroup file parses each write as one rule.
-        let n = f.write(data)?;
-        if n != data.len() {
-            return Err(io::Error::new(io::ErrorKind::WriteZero, format!("short write ({n} of {} bytes)", data.len())));
+            .open(path)
+            .map_err(|e| (0, e))?;
+        for (i, data) in chunks.iter().enumerate() {
+            // One write per chunk: the cgroup file parses each write as one rule.
+            let n = f.write(data).map_err(|e| (i, e))?;
+            if n != data.len() {
+                return Err((i, io::Error::new(io::ErrorKind::WriteZero, format!("short write ({n} of {} bytes)", data.len()))));
+            }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod linux_tests {
+    use super::*;
+    use crate::sys::LinuxSys;
+
+    #[test]
+    fn append_each_writes_every_chunk_through_one_open() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("devices.allow");
+        std::fs::write(&p, "").unwrap();
+        LinuxSys.append_each(&p, &[b"c 195:0 rw\n", b"c 195:255 rw\n"]).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "c 195:0 rw\nc 195:255 rw\n");
+    }
+
+    #[test]
+    fn append_each_creates_nothing_and_follows_no_symlink() {
+        let t = tempfile::tempdir().unwrap();
+        let missing = t.path().join("devices.allow");
+        let (at, e) = LinuxSys.append_each(&missing, &[b"c 195:0 rw\n"]).unwrap_err();
+        assert_eq!((at, e.raw_os_error()), (0, Some(libc::ENOENT)));
+        assert!(!missing.exists());
+        let target = t.path().join("target");
+        std::fs::write(&target, "").unwrap();
+        std::os::unix::fs::symlink(&target, &missing).unwrap();
+        let (at, e) = LinuxSys.append_each(&missing, &[b"c 195:0 rw\n"]).unwrap_err();
+        assert_eq!((at, e.raw_os_error()), (0, Some(libc::ELOOP)));
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "");
     }
 }
 

@@ -1,9 +1,10 @@
 //! cgroup v1 `devices` controller: one `devices.allow` write per rule.
 //!
 //! The kernel parses each `write` to `devices.allow` as one rule
-//! (`c 195:0 rw`), so rules are written one at a time. The file is opened
-//! `O_WRONLY | O_APPEND | O_NOFOLLOW` without `O_CREAT`: a cgroup directory
-//! that lacks it is not a devices cgroup, and that is an error.
+//! (`c 195:0 rw`), so rules are written one at a time, through one open of
+//! the file (an open per rule was most of the cost for 56 devices). The file
+//! is opened `O_WRONLY | O_APPEND | O_NOFOLLOW` without `O_CREAT`: a cgroup
+//! directory that lacks it is not a devices cgroup, and that is an error.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -46,10 +47,13 @@ pub fn allow(sys: &impl FsOps, cgroup_dir: &Path, rules: &[DeviceRule]) -> Resul
     // Check every rule before writing any, so a bad one leaves the cgroup untouched.
     let lines = rules.iter().map(rule_line).collect::<Result<Vec<_>, _>>()?;
     let allow_file = cgroup_dir.join("devices.allow");
-    for line in &lines {
-        sys.append_file(&allow_file, format!("{line}\n").as_bytes())
-            .map_err(|source| V1Error::Write { file: allow_file.clone(), line: line.clone(), source })?;
+    if lines.is_empty() {
+        return Ok(V1Report { allow_file, lines });
     }
+    let writes: Vec<String> = lines.iter().map(|l| format!("{l}\n")).collect();
+    let chunks: Vec<&[u8]> = writes.iter().map(|w| w.as_bytes()).collect();
+    sys.append_each(&allow_file, &chunks)
+        .map_err(|(at, source)| V1Error::Write { file: allow_file.clone(), line: lines[at].clone(), source })?;
     Ok(V1Report { allow_file, lines })
 }
 

@@ -78,6 +78,16 @@ fn generated_block_alone() {
 }
 
 #[test]
+fn context_values_that_alias_a_dispatch_key_are_not_granted() {
+    // Low 32 bits of major << 20 | minor equal those of 1:0, but the device is not 1:0.
+    let p = asm::extend(&deny_all(), &grants(&["c 1:0 rw"]));
+    assert!(allows(&p, "c 1:0 rw"));
+    for (major, minor) in [(0, 1 << 20), (1 + 4096, 0), (4096, 1 << 20)] {
+        assert_eq!(run(&p, &DevCtx::new(DevKind::Char, access::READ, major, minor)).unwrap(), Verdict::Deny, "{major}:{minor}");
+    }
+}
+
+#[test]
 fn generated_block_sees_only_the_access_bits() {
     let p = asm::extend(&deny_all(), &grants(&["c 195:2 rw"]));
     // An unknown access bit (not r/w/m) is outside the grant too.
@@ -273,11 +283,24 @@ fn a_new_rule_is_merged_into_the_existing_block() {
     allow_devices(&fake, Path::new(CG), &[rw(195, 2)]).unwrap();
     let report = allow_devices(&fake, Path::new(CG), &[rw(195, 3)]).unwrap();
     let prog = fake.insns(new_id(&report, 0));
-    assert_eq!(prog.len(), 1 + asm::PROLOGUE.len() + 2 * 6 + runc_default().len());
+    assert_eq!(prog, asm::extend(&runc_default(), &grants(&["c 195:2 rw", "c 195:3 rw"])));
     assert_eq!(prog.iter().filter(|i| **i == asm::MARKER).count(), 1);
     assert!(allows(&prog, "c 195:2 rw"));
     assert!(allows(&prog, "c 195:3 rw"));
     assert!(!allows(&prog, "c 195:4 rw"));
+}
+
+#[test]
+fn a_program_extended_with_the_first_layout_is_recognised() {
+    let fake = RecordingBpf::new();
+    fake.add_cgroup(CG, BPF_F_ALLOW_MULTI);
+    let old = fake.add_prog(&asm::extend_first_layout(&runc_default(), &grants(&["c 195:2 rw"])));
+    fake.attach_existing(CG, old);
+    let again = allow_devices(&fake, Path::new(CG), &[rw(195, 2)]).unwrap();
+    assert_eq!(again, V2Report::Extended { programs: vec![ProgramChange { old_id: old, new_id: None }], ancestor_programs: vec![] });
+    let report = allow_devices(&fake, Path::new(CG), &[rw(195, 3)]).unwrap();
+    let prog = fake.insns(new_id(&report, 0));
+    assert_eq!(prog, asm::extend(&runc_default(), &grants(&["c 195:2 rw", "c 195:3 rw"])));
 }
 
 #[test]
