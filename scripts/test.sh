@@ -8,3 +8,7 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 scripts/install-deps.sh
 cargo build --workspace --locked
 cargo test --workspace --locked
+# Every criterion bench once, with its checks (they are not part of `cargo test` by default).
+cargo test --bench stages --locked
+# Every cargo-fuzz target for 10 s (the long campaigns are recorded in docs/SECURITY.md).
+scripts/fuzz-smoke.sh 10

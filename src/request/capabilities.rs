@@ -31,7 +31,7 @@ impl DriverCapabilities {
             }
             let known = KNOWN.split(',').find(|k| k.eq_ignore_ascii_case(raw));
             let Some(name) = known else {
-                return Err(RequestError::UnknownCapability { name: raw.to_string(), known: KNOWN });
+                return Err(RequestError::UnknownCapability { name: super::shown(raw), known: KNOWN });
             };
             if !names.contains(&name) {
                 names.push(name);

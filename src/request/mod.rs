@@ -20,6 +20,7 @@
 pub mod capabilities;
 pub mod source;
 
+use std::collections::HashSet;
 use std::fmt;
 use thiserror::Error;
 
@@ -135,9 +136,11 @@ pub fn parse_device_list(value: Option<&str>) -> Result<DeviceList, RequestError
         }
     }
     let mut parsed = Vec::with_capacity(entries.len());
+    // A set, not a scan of `parsed`: an image may send 100,000 entries.
+    let mut seen = HashSet::with_capacity(entries.len());
     for text in entries {
         let id = parse_entry(text)?;
-        if !parsed.iter().any(|p: &Entry| p.id == id) {
+        if seen.insert(id.clone()) {
             parsed.push(Entry { text: text.to_string(), id });
         }
     }
@@ -146,7 +149,7 @@ pub fn parse_device_list(value: Option<&str>) -> Result<DeviceList, RequestError
 
 /// Parses one trimmed, non-empty, non-special entry.
 pub fn parse_entry(text: &str) -> Result<DeviceId, RequestError> {
-    let malformed = |reason| RequestError::Malformed { entry: text.to_string(), reason };
+    let malformed = |reason| RequestError::Malformed { entry: shown(text), reason };
     if let Some(n) = parse_decimal(text) {
         return n.map(DeviceId::Index).ok_or_else(|| malformed("GPU index out of range"));
     }
@@ -182,7 +185,23 @@ pub fn parse_entry(text: &str) -> Result<DeviceId, RequestError> {
     if let Some(pci) = PciBusId::parse(text) {
         return Ok(DeviceId::PciBusId(pci));
     }
-    Err(RequestError::UnknownForm { entry: text.to_string() })
+    Err(RequestError::UnknownForm { entry: shown(text) })
+}
+
+/// How error messages show text a container wrote: as written when short and
+/// printable, else escaped, quoted and cut, so an image can neither flood the
+/// runtime's error line nor forge lines in the log file.
+pub fn shown(text: &str) -> String {
+    const MAX_CHARS: usize = 64;
+    if text.len() <= MAX_CHARS && text.bytes().all(|b| b.is_ascii_graphic()) {
+        return text.to_string();
+    }
+    let escaped: String = text.chars().take(MAX_CHARS).flat_map(char::escape_default).collect();
+    if text.chars().nth(MAX_CHARS).is_some() {
+        format!("\"{escaped}\"... ({} bytes)", text.len())
+    } else {
+        format!("\"{escaped}\"")
+    }
 }
 
 /// `Some(Some(n))` for a plain decimal that fits, `Some(None)` for digits that
@@ -241,7 +260,7 @@ impl Request {
             match value.map(str::trim).filter(|s| !s.is_empty()) {
                 None => Ok(false),
                 Some(v) if !v.eq_ignore_ascii_case("all") => {
-                    Err(RequestError::MigAccessValue { var, value: v.to_string() })
+                    Err(RequestError::MigAccessValue { var, value: shown(v) })
                 }
                 Some(_) if !raw.privileged => Err(RequestError::MigAccessUnprivileged { var }),
                 Some(_) => Ok(true),
@@ -361,6 +380,23 @@ mod tests {
         assert_eq!(e.len(), 2);
         let DeviceList::Devices(e) = list(&format!("GPU-{U},gpu-{}", U.to_uppercase())) else { panic!() };
         assert_eq!(e.len(), 1);
+    }
+
+    #[test]
+    fn odd_entries_are_escaped_and_cut_in_errors() {
+        assert_eq!(err("a\nmighook: info: forged"), "\"a\\nmighook: info: forged\": not a GPU index, UUID, PCI bus id or MIG device");
+        let long = "x".repeat(100_000);
+        let e = err(&long);
+        assert!(e.len() < 160, "{e}");
+        assert!(e.ends_with("... (100000 bytes): not a GPU index, UUID, PCI bus id or MIG device"), "{e}");
+        assert_eq!(err("0 1"), "\"0 1\": not a GPU index, UUID, PCI bus id or MIG device");
+    }
+
+    #[test]
+    fn a_hundred_thousand_entries_deduplicate() {
+        let entries: Vec<String> = (0..100_000).map(|i| (i % 1000).to_string()).collect();
+        let DeviceList::Devices(e) = list(&entries.join(",")) else { panic!() };
+        assert_eq!(e.len(), 1000);
     }
 
     #[test]

@@ -1,0 +1,54 @@
+//! `NVIDIA_VISIBLE_DEVICES` grammar: the container image controls this string.
+//!
+//! Beyond "never panics": a parse is stable under empty-entry and whitespace
+//! noise, every kept entry re-parses to its own id, ids are distinct, and an
+//! error names an entry that really is in the input.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use mighook::request::{DeviceId, DeviceList, PciBusId, RequestError, parse_device_list, parse_entry};
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let parsed = parse_device_list(Some(&text));
+
+    // Commas padded with spaces and empty entries mean the same list.
+    let noisy = format!(" ,{}, ,", text.replace(',', " , ,"));
+    assert_eq!(parse_device_list(Some(&noisy)), parsed, "noise changed the parse of {text:?}");
+
+    match parsed {
+        Ok(DeviceList::Devices(entries)) => {
+            assert!(!entries.is_empty());
+            for (i, e) in entries.iter().enumerate() {
+                assert!(!e.text.is_empty() && e.text.trim() == e.text && !e.text.contains(','), "entry {:?}", e.text);
+                assert_eq!(parse_entry(&e.text).as_ref(), Ok(&e.id), "entry {:?} re-parses differently", e.text);
+                assert!(entries[..i].iter().all(|p| p.id != e.id), "duplicate id {:?}", e.id);
+                check_id(&e.id);
+            }
+            // Only the kept texts, joined again, are the same list.
+            let joined: Vec<&str> = entries.iter().map(|e| e.text.as_str()).collect();
+            assert_eq!(parse_device_list(Some(&joined.join(","))), Ok(DeviceList::Devices(entries.clone())));
+        }
+        Ok(_) => {}
+        Err(RequestError::UnknownForm { entry } | RequestError::Malformed { entry, .. }) => {
+            assert!(!entry.is_empty() && text.contains(entry.as_str()), "error names {entry:?}, not in the input");
+        }
+        Err(e) => panic!("device list gave a non-entry error: {e}"),
+    }
+});
+
+fn check_id(id: &DeviceId) {
+    let uuid_ok = |u: &str, prefix: &str| {
+        u.len() == prefix.len() + 36
+            && u.starts_with(prefix)
+            && !u[prefix.len()..].bytes().any(|b| b.is_ascii_uppercase())
+    };
+    match id {
+        DeviceId::GpuUuid(u) => assert!(uuid_ok(u, "GPU-"), "{u}"),
+        DeviceId::MigUuid(u) => assert!(uuid_ok(u, "MIG-"), "{u}"),
+        DeviceId::LegacyMig { gpu_uuid, .. } => assert!(uuid_ok(gpu_uuid, "GPU-"), "{gpu_uuid}"),
+        // The canonical form parses back to the same bus id.
+        DeviceId::PciBusId(p) => assert_eq!(PciBusId::parse(&p.to_string()), Some(*p)),
+        DeviceId::Index(_) | DeviceId::MigIndex { .. } => {}
+    }
+}
