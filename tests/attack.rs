@@ -28,14 +28,7 @@ const ENXIO: i32 = 6;
 const EPERM: i32 = 1;
 
 /// GPU 0 of `a100x8` is minor 2; its MIG device 1 is GI 8 / CI 0: caps 345 and 346.
-const MIG_0_1: [(&str, u32, u32); 6] = [
-    ("/dev/nvidiactl", 195, 255),
-    ("/dev/nvidia-uvm", 511, 0),
-    ("/dev/nvidia-uvm-tools", 511, 1),
-    ("/dev/nvidia2", 195, 2),
-    ("/dev/nvidia-caps/nvidia-cap345", 508, 345),
-    ("/dev/nvidia-caps/nvidia-cap346", 508, 346),
-];
+use support::a100::MIG_0_1_NODES as MIG_0_1;
 
 /// Made by the probe: the MIG config and monitor caps, GPU 0's other GIs, another GPU. All denied.
 const MIG_0_1_NEIGHBOURS: [(&str, u32, u32); 6] = [
