@@ -24,8 +24,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 use support::{Bundle, ProbeOutput, Runtime, SimNode};
 
-const ENXIO: i32 = 6;
-const EPERM: i32 = 1;
+use support::{ENXIO, EPERM};
 
 /// GPU 0 of `a100x8` is minor 2; its MIG device 1 is GI 8 / CI 0: caps 345 and 346.
 use support::a100::MIG_0_1_NODES as MIG_0_1;

@@ -17,8 +17,7 @@ use std::path::Path;
 use support::{Bundle, ProbeOutput, Runtime, SimNode};
 
 const TOPOLOGY: &str = "a100x8";
-const ENXIO: i32 = 6;
-const EPERM: i32 = 1;
+use support::{ENXIO, EPERM};
 
 use support::a100::MIG_0_1_NODES;
 

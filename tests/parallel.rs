@@ -27,8 +27,7 @@ const TOPOLOGY: &str = "a100x8-all-1g";
 const CONTAINERS: usize = 50;
 const CONCURRENCY: usize = 10;
 const DEADLINE: Duration = Duration::from_secs(150);
-const ENXIO: i32 = 6;
-const EPERM: i32 = 1;
+use support::{ENXIO, EPERM};
 
 /// One MIG device of the node, with the caps minors the driver gives it.
 #[derive(Debug, Clone)]

@@ -18,7 +18,7 @@ pub mod runtime;
 pub mod simnode;
 
 pub use bundle::Bundle;
-pub use probe::{ProbeOutput, ProbeResult, Step};
+pub use probe::{ENXIO, EPERM, ProbeOutput, ProbeResult, Step};
 pub use rootfs::{busybox_rootfs, copy_rootfs, openprobe_binary};
 pub use runtime::{Runtime, crun_v2_supported, run_crun_v1, run_crun_v2, run_runc_v1, run_runc_v2};
 pub use simnode::SimNode;

@@ -6,6 +6,11 @@
 
 use std::collections::BTreeMap;
 
+/// open() of an existing node whose device the cgroup allows, with no driver behind it.
+pub const ENXIO: i32 = 6;
+/// open() of a node the device cgroup denies.
+pub const EPERM: i32 = 1;
+
 /// Which step of a probe gave the result's errno.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
