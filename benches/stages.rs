@@ -113,7 +113,9 @@ fn parsing(c: &mut Criterion, nodes: &Nodes) {
     // how it was done before: read and parse all 4,322 lines, then look up.
     let mut g = c.benchmark_group("mig_minors_lookup");
     let caps = |gpus: &[u32]| -> Vec<MigCap> {
-        gpus.iter().flat_map(|&m| [MigCap::Gi { gpu_minor: m, gi: 7 }, MigCap::Ci { gpu_minor: m, gi: 7, ci: 0 }]).collect()
+        gpus.iter()
+            .flat_map(|&m| [MigCap::Gi { gpu_minor: m, gi: 7 }, MigCap::Ci { gpu_minor: m, gi: 7, ci: 0 }])
+            .collect()
     };
     for (label, wanted) in [("1_gpu", caps(&[2])), ("8_gpus", caps(&[2, 3, 0, 1, 6, 7, 4, 5]))] {
         let whole_file = || {
@@ -149,7 +151,11 @@ fn resolve_one_device(c: &mut Criterion, nodes: &Nodes) {
     for (gpus, topology) in [(1, "a30-1"), (8, "a100x8-all-1g"), (32, "a100x32")] {
         let n = nodes.get(topology);
         g.bench_function(BenchmarkId::new(topology, gpus), |b| {
-            b.iter_batched(|| n.driver(), |d| mighook::resolve::plan(&req, &d).expect("resolves"), BatchSize::SmallInput)
+            b.iter_batched(
+                || n.driver(),
+                |d| mighook::resolve::plan(&req, &d).expect("resolves"),
+                BatchSize::SmallInput,
+            )
         });
     }
     g.finish();
@@ -165,7 +171,11 @@ fn resolve_requested(c: &mut Criterion, nodes: &Nodes) {
         let plan = mighook::resolve::plan(&req, &n.driver()).expect("resolves");
         assert_eq!(plan.selection.migs.len(), count, "{list}");
         g.bench_function(BenchmarkId::new("devices", count), |b| {
-            b.iter_batched(|| n.driver(), |d| mighook::resolve::plan(&req, &d).expect("resolves"), BatchSize::SmallInput)
+            b.iter_batched(
+                || n.driver(),
+                |d| mighook::resolve::plan(&req, &d).expect("resolves"),
+                BatchSize::SmallInput,
+            )
         });
     }
     g.finish();

@@ -74,8 +74,7 @@ impl ContainerEdits {
     /// Sorted and de-duplicated edits from nodes; one `rw` rule per distinct node.
     pub fn from_nodes(nodes: impl IntoIterator<Item = DeviceNode>, env: Vec<String>) -> Self {
         let nodes: BTreeSet<DeviceNode> = nodes.into_iter().collect();
-        let rules: BTreeSet<DeviceRule> =
-            nodes.iter().map(|n| DeviceRule::allow_rw(n.major, n.minor)).collect();
+        let rules: BTreeSet<DeviceRule> = nodes.iter().map(|n| DeviceRule::allow_rw(n.major, n.minor)).collect();
         ContainerEdits { device_nodes: nodes.into_iter().collect(), device_rules: rules.into_iter().collect(), env }
     }
 
@@ -95,8 +94,14 @@ mod tests {
 
     #[test]
     fn nodes_are_sorted_and_deduplicated() {
-        let e = ContainerEdits::from_nodes([node("/dev/nvidia1", 195, 1), node("/dev/nvidia0", 195, 0), node("/dev/nvidia1", 195, 1)], vec![]);
-        assert_eq!(e.device_nodes.iter().map(|n| n.path.as_str()).collect::<Vec<_>>(), ["/dev/nvidia0", "/dev/nvidia1"]);
+        let e = ContainerEdits::from_nodes(
+            [node("/dev/nvidia1", 195, 1), node("/dev/nvidia0", 195, 0), node("/dev/nvidia1", 195, 1)],
+            vec![],
+        );
+        assert_eq!(
+            e.device_nodes.iter().map(|n| n.path.as_str()).collect::<Vec<_>>(),
+            ["/dev/nvidia0", "/dev/nvidia1"]
+        );
         assert_eq!(e.device_rules, [DeviceRule::allow_rw(195, 0), DeviceRule::allow_rw(195, 1)]);
     }
 

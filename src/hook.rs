@@ -7,8 +7,8 @@
 //! resolved edits are applied to the live container by [`crate::apply`].
 
 use crate::apply::{self, Target};
-use crate::cli::args::GlobalArgs;
 use crate::cli::CmdError;
+use crate::cli::args::GlobalArgs;
 use crate::oci;
 use crate::request::source::SourcePolicy;
 use serde_json::Value;
@@ -69,7 +69,8 @@ pub fn prestart(global: &GlobalArgs, stdin: &mut dyn Read) -> Result<(), CmdErro
     // Annotations are the runtime shim's business; the hook reads mounts and env.
     let policy = SourcePolicy { annotation_prefixes: vec![], ..settings.policy.clone() };
     let driver = settings.driver();
-    let plan = oci::plan_from_spec(&spec, &policy, &settings.default_capabilities, &driver).map_err(|e| e.to_string())?;
+    let plan =
+        oci::plan_from_spec(&spec, &policy, &settings.default_capabilities, &driver).map_err(|e| e.to_string())?;
     if plan.edits.is_empty() {
         crate::log::debug(&format!("pid {}: not a GPU container, nothing to do", state.pid));
         return Ok(());
@@ -78,7 +79,8 @@ pub fn prestart(global: &GlobalArgs, stdin: &mut dyn Read) -> Result<(), CmdErro
         crate::log::warn(w);
     }
     let target = Target { pid: state.pid, rootfs: rootfs(&spec, &state.bundle)? };
-    let report = apply::apply(&crate::sys::LinuxSys, &target, &plan.edits, &settings.dev_root).map_err(|e| e.to_string())?;
+    let report =
+        apply::apply(&crate::sys::LinuxSys, &target, &plan.edits, &settings.dev_root).map_err(|e| e.to_string())?;
     crate::log::info(&format!("pid {}: applied {report}", state.pid));
     Ok(())
 }
@@ -105,7 +107,10 @@ mod tests {
         assert_eq!(parse_state("nope").unwrap_err().split(':').next(), Some("OCI state on stdin is not JSON"));
         assert_eq!(parse_state(r#"{"bundle":"/b"}"#).unwrap_err(), "OCI state on stdin has no valid pid");
         assert_eq!(parse_state(r#"{"pid":0,"bundle":"/b"}"#).unwrap_err(), "OCI state on stdin has no valid pid");
-        assert_eq!(parse_state(r#"{"pid":5,"bundle":"rel"}"#).unwrap_err(), "OCI state on stdin has no absolute bundle path");
+        assert_eq!(
+            parse_state(r#"{"pid":5,"bundle":"rel"}"#).unwrap_err(),
+            "OCI state on stdin has no absolute bundle path"
+        );
     }
 
     #[test]

@@ -26,7 +26,10 @@ fn main() -> ExitCode {
     let name = args.first().and_then(|a| Path::new(a).file_name()).and_then(|n| n.to_str()).unwrap_or("mighook");
     let argv = match name {
         HOOK_NAME => hook_argv(args),
-        RUNTIME_NAME => std::iter::once(OsString::from("mighook")).chain(std::iter::once(OsString::from("runtime"))).chain(args.into_iter().skip(1)).collect(),
+        RUNTIME_NAME => std::iter::once(OsString::from("mighook"))
+            .chain(std::iter::once(OsString::from("runtime")))
+            .chain(args.into_iter().skip(1))
+            .collect(),
         _ => args,
     };
     let cli = match Cli::try_parse_from(argv) {

@@ -94,8 +94,18 @@ impl Settings {
         };
         Ok(Settings {
             config_path: config_exists.then_some(config_path),
-            nvml_lib: flags.nvml_lib.clone().or_else(|| env.nvml_lib.clone()).or(file.nvml_lib).unwrap_or_else(|| DEFAULT_NVML_LIB.into()),
-            proc_root: flags.proc_root.clone().or_else(|| env.proc_root.as_ref().map(PathBuf::from)).or(file.proc_root).unwrap_or_else(|| "/proc".into()),
+            nvml_lib: flags
+                .nvml_lib
+                .clone()
+                .or_else(|| env.nvml_lib.clone())
+                .or(file.nvml_lib)
+                .unwrap_or_else(|| DEFAULT_NVML_LIB.into()),
+            proc_root: flags
+                .proc_root
+                .clone()
+                .or_else(|| env.proc_root.as_ref().map(PathBuf::from))
+                .or(file.proc_root)
+                .unwrap_or_else(|| "/proc".into()),
             dev_root: file.dev_root.unwrap_or_else(|| "/dev".into()),
             log_file: file.log_file,
             log_level: file.log_level.unwrap_or(Level::Info),
@@ -130,7 +140,8 @@ mod tests {
     #[test]
     fn container_copies_of_own_variables_are_dropped() {
         let env = OwnEnv { proc_root: Some("/tmp/evil".into()), nvml_lib: Some("/ok.so".into()), config: None };
-        let (env, dropped) = env.without_container_values(&["MIGHOOK_PROC_ROOT=/tmp/evil".into(), "MIGHOOK_NVML_LIB=/other.so".into()]);
+        let (env, dropped) =
+            env.without_container_values(&["MIGHOOK_PROC_ROOT=/tmp/evil".into(), "MIGHOOK_NVML_LIB=/other.so".into()]);
         assert_eq!(dropped, ["MIGHOOK_PROC_ROOT"]);
         assert_eq!(env.proc_root, None);
         assert_eq!(env.nvml_lib.as_deref(), Some("/ok.so"));

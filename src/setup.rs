@@ -22,7 +22,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
-pub use containerd::{dropin as containerd_dropin, CRI_PLUGIN_V2, CRI_PLUGIN_V3};
+pub use containerd::{CRI_PLUGIN_V2, CRI_PLUGIN_V3, dropin as containerd_dropin};
 pub use docker::daemon_snippet as docker_daemon_snippet;
 pub use hooksd::{crio_dropin, hook_json};
 
@@ -158,7 +158,9 @@ pub(crate) fn link_steps(ctx: &Ctx, names: &[&str], steps: &mut Vec<Step>) -> Re
     for name in names {
         let link = ctx.bin_dir().join(name);
         match fs::symlink_metadata(&link) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => steps.push(Step::Link { path: link, target: target.clone() }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                steps.push(Step::Link { path: link, target: target.clone() })
+            }
             Err(e) => return Err(SetupError::Read { path: link.display().to_string(), reason: e.to_string() }),
             Ok(_) if same_file(&link, &ctx.binary) => steps.push(Step::LinkOk(link)),
             Ok(_) => {
@@ -204,7 +206,10 @@ fn backup(path: &Path, bytes: &[u8]) -> Result<PathBuf, SetupError> {
         match fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&b) {
             Ok(mut f) => {
                 use std::io::Write;
-                f.write_all(bytes).and_then(|()| f.set_permissions(fs::Permissions::from_mode(mode))).and_then(|()| f.sync_all()).map_err(|e| write_err(&b, e))?;
+                f.write_all(bytes)
+                    .and_then(|()| f.set_permissions(fs::Permissions::from_mode(mode)))
+                    .and_then(|()| f.sync_all())
+                    .map_err(|e| write_err(&b, e))?;
                 return Ok(b);
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -231,7 +236,9 @@ fn apply(steps: &[Step], dry_run: bool, engine: &str) -> Result<String, SetupErr
             Step::Write { path, old, new } if dry_run => {
                 let _ = match old {
                     None => writeln!(out, "would create {}:\n{new}", path.display()),
-                    Some(old) => writeln!(out, "would change {} (backup first):\n{}", path.display(), diff::unified(old, new)),
+                    Some(old) => {
+                        writeln!(out, "would change {} (backup first):\n{}", path.display(), diff::unified(old, new))
+                    }
                 };
             }
             Step::Write { path, old, new } => {
@@ -297,7 +304,11 @@ fn cdi_spec(global: &GlobalArgs) -> Result<String, String> {
 
 pub fn run(global: &GlobalArgs, args: &SetupArgs) -> Result<String, CmdError> {
     let cdi_spec = matches!(args.engine, Engine::Podman | Engine::Crio).then(|| cdi_spec(global));
-    let ctx = Ctx { root: args.config_root.clone(), binary: binary(args.binary.as_deref()).map_err(|e| e.to_string())?, cdi_spec };
+    let ctx = Ctx {
+        root: args.config_root.clone(),
+        binary: binary(args.binary.as_deref()).map_err(|e| e.to_string())?,
+        cdi_spec,
+    };
     let name = format!("{:?}", args.engine).to_lowercase();
     let steps = steps(args.engine, &ctx).map_err(|e| e.to_string())?;
     apply(&steps, args.dry_run, &name).map_err(|e| e.to_string())
@@ -351,9 +362,15 @@ mod tests {
     fn a_dry_run_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("etc/x.toml");
-        let s = [Step::Write { path: path.clone(), old: None, new: "a = 1\n".into() }, Step::Link { path: dir.path().join("l"), target: "t".into() }];
+        let s = [
+            Step::Write { path: path.clone(), old: None, new: "a = 1\n".into() },
+            Step::Link { path: dir.path().join("l"), target: "t".into() },
+        ];
         let out = apply(&s, true, "crio").unwrap();
-        assert!(out.contains("would create") && out.contains("would link") && out.ends_with("dry run: nothing written\n"), "{out}");
+        assert!(
+            out.contains("would create") && out.contains("would link") && out.ends_with("dry run: nothing written\n"),
+            "{out}"
+        );
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 

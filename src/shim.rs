@@ -10,8 +10,8 @@
 //! other subcommand goes straight through without touching config.json. Any
 //! error stops before the exec with config.json unchanged.
 
-use crate::cli::args::GlobalArgs;
 use crate::cli::CmdError;
+use crate::cli::args::GlobalArgs;
 use crate::oci::{self, argv, spec};
 use crate::settings::Settings;
 use std::ffi::OsString;
@@ -54,8 +54,14 @@ pub fn find_runtime(name: &str, path_var: Option<&std::ffi::OsStr>, self_exe: &P
     } else {
         let path_var = path_var.filter(|p| !p.is_empty()).unwrap_or(DEFAULT_PATH.as_ref());
         // Relative PATH entries would resolve against the bundle (the engine's cwd).
-        let hit = std::env::split_paths(path_var).filter(|d| d.is_absolute()).map(|d| d.join(name)).find(|p| is_executable_file(p).is_some());
-        hit.ok_or_else(|| ShimError::NotFound { name: name.to_string(), path: path_var.to_string_lossy().into_owned() })?
+        let hit = std::env::split_paths(path_var)
+            .filter(|d| d.is_absolute())
+            .map(|d| d.join(name))
+            .find(|p| is_executable_file(p).is_some());
+        hit.ok_or_else(|| ShimError::NotFound {
+            name: name.to_string(),
+            path: path_var.to_string_lossy().into_owned(),
+        })?
     };
     let me = std::fs::metadata(self_exe).ok().map(|m| (m.dev(), m.ino()));
     let it = std::fs::metadata(&found).ok().map(|m| (m.dev(), m.ino()));
@@ -76,7 +82,8 @@ pub fn prepare_bundle<D: crate::driver::Driver + ?Sized>(
 ) -> Result<Option<String>, CmdError> {
     // The error names the entry (`0:99: ...`); the engine already names the container.
     let spec_err = |e: oci::OciError| e.to_string();
-    let plan = oci::plan_from_spec(&spec, &settings.policy, &settings.default_capabilities, driver).map_err(spec_err)?;
+    let plan =
+        oci::plan_from_spec(&spec, &settings.policy, &settings.default_capabilities, driver).map_err(spec_err)?;
     if plan.edits.is_empty() {
         return Ok(None);
     }
@@ -115,7 +122,8 @@ fn log_for_engine(inv: &argv::Invocation, msg: &str) {
     use std::os::unix::fs::OpenOptionsExt;
     let Some(path) = &inv.log else { return };
     let line = runtime_log_line(inv.log_format.as_deref(), &format!("mighook: {msg}"));
-    let file = std::fs::OpenOptions::new().create(true).append(true).mode(0o644).custom_flags(libc::O_NOFOLLOW).open(path);
+    let file =
+        std::fs::OpenOptions::new().create(true).append(true).mode(0o644).custom_flags(libc::O_NOFOLLOW).open(path);
     if let Err(e) = file.and_then(|mut f| f.write_all(line.as_bytes())) {
         crate::log::warn(&format!("cannot write the error to the runtime log {}: {e}", path.display()));
     }
@@ -135,7 +143,9 @@ fn shim(global: &GlobalArgs, inv: &argv::Invocation, args: &[OsString]) -> Resul
     let bundle = match (inv.creates(), inv.bundle.clone()) {
         (false, _) => None,
         (true, Some(b)) => Some(b),
-        (true, None) => Some(std::env::current_dir().map_err(|e| format!("no --bundle and no current directory: {e}"))?),
+        (true, None) => {
+            Some(std::env::current_dir().map_err(|e| format!("no --bundle and no current directory: {e}"))?)
+        }
     };
     let spec = bundle.as_deref().map(crate::hook::read_spec).transpose()?;
     let settings = match &spec {
@@ -143,8 +153,9 @@ fn shim(global: &GlobalArgs, inv: &argv::Invocation, args: &[OsString]) -> Resul
         None => crate::cli::settings(global)?,
     };
     // Found before config.json is touched: a missing runtime leaves the bundle as it was.
-    let runtime = find_runtime(&settings.low_level_runtime, std::env::var_os("PATH").as_deref(), Path::new("/proc/self/exe"))
-        .map_err(|e| e.to_string())?;
+    let runtime =
+        find_runtime(&settings.low_level_runtime, std::env::var_os("PATH").as_deref(), Path::new("/proc/self/exe"))
+            .map_err(|e| e.to_string())?;
     if let (Some(bundle), Some(spec)) = (&bundle, spec) {
         match prepare_bundle(bundle, spec, &settings, &settings.driver())? {
             Some(line) => crate::log::info(&line),
@@ -197,7 +208,10 @@ mod tests {
         let p = exe(dir.path(), "fake-runc");
         assert_eq!(find_runtime(p.to_str().unwrap(), None, Path::new("/x")).unwrap(), p);
         let missing = dir.path().join("none");
-        assert!(matches!(find_runtime(missing.to_str().unwrap(), None, Path::new("/x")), Err(ShimError::NotExecutable(_))));
+        assert!(matches!(
+            find_runtime(missing.to_str().unwrap(), None, Path::new("/x")),
+            Err(ShimError::NotExecutable(_))
+        ));
     }
 
     #[test]
@@ -226,7 +240,10 @@ mod tests {
 
     #[test]
     fn runtime_log_lines_are_what_runc_writes() {
-        assert_eq!(runtime_log_line(Some("json"), "mighook: 0:99: no \"x\""), "{\"level\":\"error\",\"msg\":\"mighook: 0:99: no \\\"x\\\"\"}\n");
+        assert_eq!(
+            runtime_log_line(Some("json"), "mighook: 0:99: no \"x\""),
+            "{\"level\":\"error\",\"msg\":\"mighook: 0:99: no \\\"x\\\"\"}\n"
+        );
         assert_eq!(runtime_log_line(Some("text"), "mighook: a b"), "level=error msg=\"mighook: a b\"\n");
         assert_eq!(runtime_log_line(None, "x"), "level=error msg=\"x\"\n");
     }
@@ -241,11 +258,14 @@ mod tests {
 
     #[test]
     fn an_annotation_request_is_written_into_the_bundle() {
-        let b = bundle_with(serde_json::json!({"annotations": {"cdi.k8s.io/gpu": "nvidia.com/gpu=0:1"}, "process": {"env": []}}));
+        let b = bundle_with(
+            serde_json::json!({"annotations": {"cdi.k8s.io/gpu": "nvidia.com/gpu=0:1"}, "process": {"env": []}}),
+        );
         let driver = crate::driver::fake::FakeDriver::a100();
         prepare_bundle(b.path(), spec_of(b.path()), &settings(b.path()), &driver).unwrap();
         let spec = config_json(b.path());
-        let paths: Vec<&str> = spec["linux"]["devices"].as_array().unwrap().iter().map(|d| d["path"].as_str().unwrap()).collect();
+        let paths: Vec<&str> =
+            spec["linux"]["devices"].as_array().unwrap().iter().map(|d| d["path"].as_str().unwrap()).collect();
         assert!(paths.contains(&"/dev/nvidia2") && paths.contains(&"/dev/nvidiactl"), "{paths:?}");
         assert_eq!(spec["linux"]["resources"]["devices"].as_array().unwrap().len(), paths.len());
     }
@@ -254,7 +274,9 @@ mod tests {
     fn a_container_asking_for_nothing_keeps_its_file_byte_for_byte() {
         let b = bundle_with(serde_json::json!({"process": {"env": ["NVIDIA_VISIBLE_DEVICES=void"]}}));
         let before = std::fs::read(b.path().join("config.json")).unwrap();
-        let line = prepare_bundle(b.path(), spec_of(b.path()), &settings(b.path()), &crate::driver::fake::FakeDriver::a100()).unwrap();
+        let line =
+            prepare_bundle(b.path(), spec_of(b.path()), &settings(b.path()), &crate::driver::fake::FakeDriver::a100())
+                .unwrap();
         assert_eq!(line, None);
         assert_eq!(std::fs::read(b.path().join("config.json")).unwrap(), before);
     }
@@ -263,7 +285,9 @@ mod tests {
     fn a_bad_entry_is_an_error_that_names_it_and_writes_nothing() {
         let b = bundle_with(serde_json::json!({"process": {"env": ["NVIDIA_VISIBLE_DEVICES=0:99"]}}));
         let before = std::fs::read(b.path().join("config.json")).unwrap();
-        let e = prepare_bundle(b.path(), spec_of(b.path()), &settings(b.path()), &crate::driver::fake::FakeDriver::a100()).unwrap_err();
+        let e =
+            prepare_bundle(b.path(), spec_of(b.path()), &settings(b.path()), &crate::driver::fake::FakeDriver::a100())
+                .unwrap_err();
         assert!(e.starts_with("0:99: "), "{e}");
         assert_eq!(std::fs::read(b.path().join("config.json")).unwrap(), before);
     }

@@ -363,10 +363,7 @@ fn nvidia_caps_symlink_to_etc(target: &str) {
         // The caps are in the image's /etc, on the host side of the private copy.
         for minor in [345, 346] {
             let m = fs::symlink_metadata(image.path().join(format!("etc/nvidia-cap{minor}"))).unwrap();
-            assert!(
-                m.file_type().is_char_device() && m.rdev() == makedev(508, minor),
-                "image etc/nvidia-cap{minor}"
-            );
+            assert!(m.file_type().is_char_device() && m.rdev() == makedev(508, minor), "image etc/nvidia-cap{minor}");
         }
     } else {
         assert_refused(rt, &out, "nvidia-caps");

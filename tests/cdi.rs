@@ -32,7 +32,8 @@ impl Node {
             .output()
             .unwrap();
         assert!(out.status.success(), "fake-node {}\n{}", topology.display(), support::runtime::describe(&out));
-        std::fs::write(dir.path().join("mighook.toml"), format!("dev-root = \"{}/dev\"\n", dir.path().display())).unwrap();
+        std::fs::write(dir.path().join("mighook.toml"), format!("dev-root = \"{}/dev\"\n", dir.path().display()))
+            .unwrap();
         Node { dir }
     }
 
@@ -90,7 +91,15 @@ fn nodes(edits: &Value) -> Vec<String> {
         .iter()
         .map(|n| {
             assert_eq!(n["type"], "c", "{n}");
-            format!("{} {}:{} {:o} {} {}", n["path"].as_str().unwrap(), n["major"], n["minor"], n["fileMode"].as_u64().unwrap(), n["permissions"].as_str().unwrap(), n["hostPath"].as_str().unwrap())
+            format!(
+                "{} {}:{} {:o} {} {}",
+                n["path"].as_str().unwrap(),
+                n["major"],
+                n["minor"],
+                n["fileMode"].as_u64().unwrap(),
+                n["permissions"].as_str().unwrap(),
+                n["hostPath"].as_str().unwrap()
+            )
         })
         .collect()
 }
@@ -136,7 +145,10 @@ fn mig_0_1_gets_its_parent_and_two_caps_with_host_paths() {
 fn non_mig_gpu_gets_only_its_node() {
     let node = Node::a100x8();
     let spec = node.spec();
-    assert_eq!(nodes(&device(&spec, "6")["containerEdits"]), [format!("/dev/nvidia4 195:4 666 rw {}/nvidia4", node.dev())]);
+    assert_eq!(
+        nodes(&device(&spec, "6")["containerEdits"]),
+        [format!("/dev/nvidia4 195:4 666 rw {}/nvidia4", node.dev())]
+    );
     assert_eq!(device(&spec, GPU_6_UUID)["containerEdits"], device(&spec, "6")["containerEdits"]);
 }
 
@@ -156,7 +168,11 @@ fn common_nodes_and_void_env_are_spec_wide() {
     );
     for d in spec["devices"].as_array().unwrap() {
         let paths = nodes(&d["containerEdits"]);
-        assert!(!paths.iter().any(|p| p.starts_with("/dev/nvidiactl ") || p.starts_with("/dev/nvidia-uvm")), "{}: {paths:?}", d["name"]);
+        assert!(
+            !paths.iter().any(|p| p.starts_with("/dev/nvidiactl ") || p.starts_with("/dev/nvidia-uvm")),
+            "{}: {paths:?}",
+            d["name"]
+        );
     }
 }
 
@@ -165,7 +181,10 @@ fn all_has_every_gpu_node() {
     let spec = Node::a100x8().spec();
     let all = nodes(&device(&spec, "all")["containerEdits"]);
     for minor in 0..8 {
-        assert!(all.iter().any(|n| n.starts_with(&format!("/dev/nvidia{minor} 195:{minor} "))), "nvidia{minor} in all: {all:?}");
+        assert!(
+            all.iter().any(|n| n.starts_with(&format!("/dev/nvidia{minor} 195:{minor} "))),
+            "nvidia{minor} in all: {all:?}"
+        );
     }
     assert!(all.iter().any(|n| n.starts_with("/dev/nvidia-caps/nvidia-cap345 ")));
 }
@@ -187,7 +206,9 @@ fn yaml_is_the_same_document_as_json() {
     assert_eq!(mini_yaml::parse(&yaml), json, "our reading of the YAML");
     match python_yaml_to_json(&yaml) {
         Some(v) => assert_eq!(v, json, "PyYAML's reading of the YAML"),
-        None => support::loud("NOTE: yaml_is_the_same_document_as_json: python3 with PyYAML not found; checked with the built-in reader only"),
+        None => support::loud(
+            "NOTE: yaml_is_the_same_document_as_json: python3 with PyYAML not found; checked with the built-in reader only",
+        ),
     }
 }
 
@@ -349,7 +370,9 @@ mod mini_yaml {
             "true" => Value::Bool(true),
             "false" => Value::Bool(false),
             "null" => Value::Null,
-            _ if s.starts_with('"') => Value::String(serde_json::from_str(s).unwrap_or_else(|e| panic!("bad string {s}: {e}"))),
+            _ if s.starts_with('"') => {
+                Value::String(serde_json::from_str(s).unwrap_or_else(|e| panic!("bad string {s}: {e}")))
+            }
             _ => Value::Number(s.parse().unwrap_or_else(|_| panic!("not a number or quoted string: {s:?}"))),
         }
     }

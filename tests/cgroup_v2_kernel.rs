@@ -56,7 +56,9 @@ impl Drop for TestCgroup {
         // A child that just exited may still be leaving the cgroup.
         for _ in 0..200 {
             match std::fs::remove_dir(&self.0) {
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
                 _ => return,
             }
         }
@@ -142,7 +144,9 @@ fn probe(cgroup: &TestCgroup, probes: &[Probe]) -> Vec<&'static str> {
                         }
                         fd
                     }
-                    Probe::Mknod(path, ma, mi) => libc::mknod(path.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(*ma, *mi)),
+                    Probe::Mknod(path, ma, mi) => {
+                        libc::mknod(path.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(*ma, *mi))
+                    }
                 };
                 let errno: i32 = if rc >= 0 { 0 } else { *libc::__errno_location() };
                 libc::write(res[1], (&errno as *const i32).cast(), 4);
@@ -233,7 +237,13 @@ fn extending_runcs_program_grants_exactly_the_rule() {
 
     let report = allow_devices(&LinuxSys, &cg.0, &[DeviceRule::allow_rw(195, 2)]).unwrap();
     let [Some(new)] = new_ids(&report)[..] else { panic!("{report:?}") };
-    assert_eq!(report, V2Report::Extended { programs: vec![ProgramChange { old_id: runc_id, new_id: Some(new) }], ancestor_programs: vec![] });
+    assert_eq!(
+        report,
+        V2Report::Extended {
+            programs: vec![ProgramChange { old_id: runc_id, new_id: Some(new) }],
+            ancestor_programs: vec![]
+        }
+    );
     assert_eq!(attached(&cg), [new], "swapped in place with BPF_F_REPLACE");
     assert_eq!(probe(&cg, &probes), [ALLOWED, DENIED, ALLOWED], "after granting c 195:2 rw");
 

@@ -24,7 +24,15 @@ fn node_lines(v: &Value) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|n| format!("{} {}:{} {:o}", n["path"].as_str().unwrap(), n["major"], n["minor"], n["fileMode"].as_u64().unwrap()))
+        .map(|n| {
+            format!(
+                "{} {}:{} {:o}",
+                n["path"].as_str().unwrap(),
+                n["major"],
+                n["minor"],
+                n["fileMode"].as_u64().unwrap()
+            )
+        })
         .collect()
 }
 
@@ -200,7 +208,10 @@ fn missing_nvml_library_is_a_clear_failure() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).starts_with("mighook: 0: cannot load NVML from /nonexistent/libnvidia-ml.so.1"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .starts_with("mighook: 0: cannot load NVML from /nonexistent/libnvidia-ml.so.1")
+    );
 }
 
 #[test]

@@ -12,11 +12,13 @@
 //! (scripts/install-deps.sh installs them); without them each test prints
 //! `SKIPPED:` and on CI it fails.
 
-mod support;
 #[path = "support/engines.rs"]
 mod engines;
+mod support;
 
-use engines::{Containerd, Dockerd, MIG_0_1_UUID, MighookInstall, Podman, assert_exactly_mig_0_1, mig_probe_argv, probe_output};
+use engines::{
+    Containerd, Dockerd, MIG_0_1_UUID, MighookInstall, Podman, assert_exactly_mig_0_1, mig_probe_argv, probe_output,
+};
 use std::path::{Path, PathBuf};
 use support::SimNode;
 
@@ -85,7 +87,14 @@ fn podman_hooks_dir_bad_request_fails_with_mighooks_line() {
     let hooks = podman_hooks_dir(&node);
     let podman = Podman::new();
     let image = podman.import_busybox();
-    let out = podman.run(&["--hooks-dir", hooks.path().to_str().unwrap(), "-e", "NVIDIA_VISIBLE_DEVICES=0:99", &image, "/bin/true"]);
+    let out = podman.run(&[
+        "--hooks-dir",
+        hooks.path().to_str().unwrap(),
+        "-e",
+        "NVIDIA_VISIBLE_DEVICES=0:99",
+        &image,
+        "/bin/true",
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "must fail\n{}", support::runtime::describe(&out));
     assert!(stderr.contains("mighook: 0:99: GPU 0 has no MIG device 99"), "podman must show mighook's line\n{stderr}");
@@ -127,7 +136,11 @@ fn other_nvidia_specs(except: &Path) -> Vec<PathBuf> {
 fn generate_spec(install: &MighookInstall, file: &Path) -> SpecFile {
     let spec = SpecFile(file.to_path_buf());
     engines::ok(
-        std::process::Command::new(support::mighook_bin()).arg("--config").arg(install.config()).args(["cdi", "generate", "--output"]).arg(file),
+        std::process::Command::new(support::mighook_bin())
+            .arg("--config")
+            .arg(install.config())
+            .args(["cdi", "generate", "--output"])
+            .arg(file),
         "mighook cdi generate",
     );
     spec
@@ -142,7 +155,9 @@ fn podman_cdi_by_index_and_uuid_gives_exactly_mig_0_1() {
     let yaml_file = json_file.with_extension("yaml");
     let others = other_nvidia_specs(&json_file);
     if !others.is_empty() {
-        support::skip(&format!("other CDI specs of kind nvidia.com/gpu are installed ({others:?}); podman would refuse both"));
+        support::skip(&format!(
+            "other CDI specs of kind nvidia.com/gpu are installed ({others:?}); podman would refuse both"
+        ));
         return;
     }
     let node = SimNode::new(TOPOLOGY);
@@ -152,7 +167,8 @@ fn podman_cdi_by_index_and_uuid_gives_exactly_mig_0_1() {
     let argv = mig_probe_argv();
     let no_hooks = podman.no_hooks_dir();
     let base = ["--hooks-dir", no_hooks.to_str().unwrap(), "--cap-add", "MKNOD"];
-    let run = |device: &str, cmd: &[&str]| podman.run(&[&base[..], &["--device", device, image.as_str()], cmd].concat());
+    let run =
+        |device: &str, cmd: &[&str]| podman.run(&[&base[..], &["--device", device, image.as_str()], cmd].concat());
 
     let spec = generate_spec(&install, &json_file);
     for name in ["nvidia.com/gpu=0:1".to_string(), format!("nvidia.com/gpu={MIG_0_1_UUID}")] {
@@ -199,7 +215,9 @@ fn containerd_runtime_shim_by_mig_uuid_gives_exactly_mig_0_1() {
         .unwrap();
     let p = match out.status.success() {
         true => probe_output(&out, "ctr run"),
-        false => panic!("ctr run failed\n{}\n--- containerd log:\n{}", support::runtime::describe(&out), containerd.log()),
+        false => {
+            panic!("ctr run failed\n{}\n--- containerd log:\n{}", support::runtime::describe(&out), containerd.log())
+        }
     };
     assert_exactly_mig_0_1("containerd shim", &p);
 }
@@ -215,7 +233,11 @@ fn docker_run_probe(dockerd: &Dockerd, what: &str, args: &[&str]) -> support::Pr
     let argv = mig_probe_argv();
     let out = dockerd.run(&[args, &strs(&argv)].concat());
     if !out.status.success() {
-        panic!("{what}: docker run failed\n{}\n--- dockerd log (tail):\n{}", support::runtime::describe(&out), tail(&dockerd.log(), 40));
+        panic!(
+            "{what}: docker run failed\n{}\n--- dockerd log (tail):\n{}",
+            support::runtime::describe(&out),
+            tail(&dockerd.log(), 40)
+        );
     }
     probe_output(&out, what)
 }
@@ -236,7 +258,11 @@ fn docker_runtime_nvidia_gives_exactly_mig_0_1() {
     let runtime = install.runtime();
     let dockerd = Dockerd::start(&[("nvidia", &runtime)], &install.daemon_env());
     let image = dockerd.import_busybox();
-    let p = docker_run_probe(&dockerd, "docker --runtime=nvidia", &["--runtime=nvidia", "-e", "NVIDIA_VISIBLE_DEVICES=0:1", &image]);
+    let p = docker_run_probe(
+        &dockerd,
+        "docker --runtime=nvidia",
+        &["--runtime=nvidia", "-e", "NVIDIA_VISIBLE_DEVICES=0:1", &image],
+    );
     assert_exactly_mig_0_1("docker --runtime=nvidia", &p);
 }
 

@@ -50,7 +50,11 @@ impl Host {
 
     fn setup(&self, engine: &str, extra: &[&str]) -> Output {
         let mut cmd = Command::new(support::mighook_bin());
-        cmd.args(["setup", engine, "--config-root"]).arg(self.root()).arg("--binary").arg(self.bin("mighook")).args(extra);
+        cmd.args(["setup", engine, "--config-root"])
+            .arg(self.root())
+            .arg("--binary")
+            .arg(self.bin("mighook"))
+            .args(extra);
         cmd.output().unwrap()
     }
 
@@ -70,7 +74,10 @@ impl Host {
                     out.insert(p.clone(), (b"<dir>".to_vec(), 0, 0));
                     walk(&p, out);
                 } else if m.file_type().is_symlink() {
-                    out.insert(p.clone(), (fs::read_link(&p).unwrap().into_os_string().into_encoded_bytes(), m.mtime(), m.mtime_nsec()));
+                    out.insert(
+                        p.clone(),
+                        (fs::read_link(&p).unwrap().into_os_string().into_encoded_bytes(), m.mtime(), m.mtime_nsec()),
+                    );
                 } else {
                     out.insert(p.clone(), (fs::read(&p).unwrap(), m.mtime(), m.mtime_nsec()));
                 }
@@ -146,7 +153,10 @@ fn docker_registers_the_runtime_and_keeps_every_other_setting() {
         assert_eq!(after[k], before[k], "{k}");
     }
     assert_eq!(after["runtimes"]["crun"], before["runtimes"]["crun"]);
-    assert_eq!(after["runtimes"]["nvidia"], json!({"path": h.bin("nvidia-container-runtime").to_str().unwrap(), "args": []}));
+    assert_eq!(
+        after["runtimes"]["nvidia"],
+        json!({"path": h.bin("nvidia-container-runtime").to_str().unwrap(), "args": []})
+    );
     assert_eq!(h.backups(DAEMON_JSON).len(), 1);
     assert_eq!(h.backups(DAEMON_JSON)[0].1, DAEMON_BEFORE, "the backup is the old file");
     assert!(out.contains("wrote ") && out.contains("(backup: "), "{out}");
@@ -216,7 +226,8 @@ fn containerd_adds_one_imports_line_and_keeps_the_rest_byte_for_byte() {
     h.put(CONFIG_TOML, DEBIAN_CONFIG);
     h.setup_ok("containerd", &[]);
     let glob = h.at("/etc/containerd/conf.d/*.toml");
-    let want = DEBIAN_CONFIG.replacen("version = 2\n", &format!("version = 2\nimports = [\"{}\"]\n", glob.display()), 1);
+    let want =
+        DEBIAN_CONFIG.replacen("version = 2\n", &format!("version = 2\nimports = [\"{}\"]\n", glob.display()), 1);
     assert_eq!(h.text(CONFIG_TOML), want);
     assert_eq!(h.backups(CONFIG_TOML).len(), 1);
     assert_eq!(h.backups(CONFIG_TOML)[0].1, DEBIAN_CONFIG);
@@ -234,7 +245,10 @@ fn containerd_dropin_carries_the_cri_section_and_the_runtime() {
     assert_eq!(cri["cni"]["bin_dir"].as_str(), Some("/usr/lib/cni"));
     assert_eq!(cri["containerd"]["runtimes"]["runc"]["runtime_type"].as_str(), Some("io.containerd.runc.v2"));
     assert_eq!(cri["containerd"]["runtimes"]["nvidia"]["runtime_type"].as_str(), Some("io.containerd.runc.v2"));
-    assert_eq!(cri["containerd"]["runtimes"]["nvidia"]["options"]["BinaryName"].as_str(), h.bin("nvidia-container-runtime").to_str());
+    assert_eq!(
+        cri["containerd"]["runtimes"]["nvidia"]["options"]["BinaryName"].as_str(),
+        h.bin("nvidia-container-runtime").to_str()
+    );
     assert!(d["plugins"].get("io.containerd.internal.v1.opt").is_none(), "other plugins stay in config.toml only");
 }
 
@@ -262,7 +276,10 @@ fn containerd_itself_sees_the_runtime_and_keeps_the_old_settings() {
     assert_eq!(a["cni"]["bin_dir"].as_str(), Some("/usr/lib/cni"));
     assert_eq!(a["containerd"]["default_runtime_name"], b["containerd"]["default_runtime_name"]);
     assert_eq!(a["containerd"]["runtimes"]["runc"]["runtime_type"].as_str(), Some("io.containerd.runc.v2"));
-    assert_eq!(a["containerd"]["runtimes"]["nvidia"]["options"]["BinaryName"].as_str(), h.bin("nvidia-container-runtime").to_str());
+    assert_eq!(
+        a["containerd"]["runtimes"]["nvidia"]["options"]["BinaryName"].as_str(),
+        h.bin("nvidia-container-runtime").to_str()
+    );
     assert_eq!(after["plugins"]["io.containerd.internal.v1.opt"], before["plugins"]["io.containerd.internal.v1.opt"]);
     for (k, v) in b.as_table().unwrap() {
         if k != "containerd" {
@@ -275,7 +292,13 @@ fn containerd_itself_sees_the_runtime_and_keeps_the_old_settings() {
 fn containerd_copies_the_cri_section_of_the_last_drop_in_and_inherits_runc_options() {
     let h = Host::new();
     let glob = h.at("/etc/containerd/conf.d/*.toml");
-    h.put(CONFIG_TOML, &format!("version = 2\nimports = [\"{}\"]\n[plugins.\"io.containerd.grpc.v1.cri\"]\nsandbox_image = \"old\"\n", glob.display()));
+    h.put(
+        CONFIG_TOML,
+        &format!(
+            "version = 2\nimports = [\"{}\"]\n[plugins.\"io.containerd.grpc.v1.cri\"]\nsandbox_image = \"old\"\n",
+            glob.display()
+        ),
+    );
     h.put("/etc/containerd/conf.d/10-site.toml", "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\nsandbox_image = \"site/pause:3.9\"\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\nSystemdCgroup = true\n");
     let site_before = h.text("/etc/containerd/conf.d/10-site.toml");
     let config_before = h.text(CONFIG_TOML);
@@ -456,7 +479,8 @@ fn packaged_config_lists_every_key_with_its_default() {
     let text = fs::read_to_string(support::workspace_root().join("packaging/config.toml")).unwrap();
     // Every key is commented out (`#key = value`; prose is `# ...`); uncommented, the file must
     // parse and change nothing but the example log file.
-    let key_line = |l: &str| l.strip_prefix('#').filter(|r| r.starts_with(|c: char| c.is_ascii_lowercase())).map(str::to_string);
+    let key_line =
+        |l: &str| l.strip_prefix('#').filter(|r| r.starts_with(|c: char| c.is_ascii_lowercase())).map(str::to_string);
     let uncommented: String = text.lines().filter_map(key_line).map(|l| format!("{l}\n")).collect();
     let keys: Vec<&str> = uncommented.lines().map(|l| l.split(" = ").next().unwrap()).collect();
     assert_eq!(keys.len(), 10, "{keys:?}");

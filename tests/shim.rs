@@ -94,7 +94,14 @@ impl World {
 
     fn global_args(&self) -> Vec<String> {
         let s = |p: PathBuf| p.to_str().unwrap().to_string();
-        vec!["--config".into(), s(self.config()), "--nvml-lib".into(), s(self.path("node/libnvidia-ml.so.1")), "--proc-root".into(), s(self.path("node/proc"))]
+        vec![
+            "--config".into(),
+            s(self.config()),
+            "--nvml-lib".into(),
+            s(self.path("node/libnvidia-ml.so.1")),
+            "--proc-root".into(),
+            s(self.path("node/proc")),
+        ]
     }
 
     /// `mighook <global flags> runtime ARGS` in `cwd`.
@@ -117,7 +124,10 @@ impl World {
 
     /// The config.json the fake runtime saw.
     fn seen_spec(&self) -> Value {
-        serde_json::from_slice(&fs::read(self.fake_dir().join("seen-config.json")).expect("fake runtime saw no config.json")).unwrap()
+        serde_json::from_slice(
+            &fs::read(self.fake_dir().join("seen-config.json")).expect("fake runtime saw no config.json"),
+        )
+        .unwrap()
     }
 
     fn spec(&self) -> Value {
@@ -139,7 +149,8 @@ fn strings(args: &[&str]) -> Vec<String> {
 
 /// A docker-shaped config.json: unknown fields, odd values, docker's `--gpus` hook and its own.
 fn docker_spec(env: &[&str]) -> Value {
-    let mut process_env = vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME=3ea2086cc590"];
+    let mut process_env =
+        vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME=3ea2086cc590"];
     process_env.extend(env);
     json!({
         "ociVersion": "1.0.2-dev",
@@ -168,14 +179,25 @@ fn docker_spec(env: &[&str]) -> Value {
 
 fn docker_create(w: &World, id: &str) -> Vec<String> {
     let b = w.bundle_str();
-    let mut args = strings(&["--root", "/run/docker/runtime-runc/moby", "--log", &format!("{b}/log.json"), "--log-format", "json", "create", "--bundle"]);
+    let mut args = strings(&[
+        "--root",
+        "/run/docker/runtime-runc/moby",
+        "--log",
+        &format!("{b}/log.json"),
+        "--log-format",
+        "json",
+        "create",
+        "--bundle",
+    ]);
     args.extend(strings(&[&b, "--pid-file", &format!("{b}/init.pid"), id]));
     args
 }
 
 fn devices(spec: &Value) -> Vec<(String, u64, u64)> {
     let list = spec["linux"]["devices"].as_array().unwrap();
-    list.iter().map(|d| (d["path"].as_str().unwrap().to_string(), d["major"].as_u64().unwrap(), d["minor"].as_u64().unwrap())).collect()
+    list.iter()
+        .map(|d| (d["path"].as_str().unwrap().to_string(), d["major"].as_u64().unwrap(), d["minor"].as_u64().unwrap()))
+        .collect()
 }
 
 fn expected_devices_after(before: &Value) -> Vec<(String, u64, u64)> {
@@ -188,7 +210,11 @@ fn expected_rules_after(before: &Value) -> Vec<Value> {
     let mut want = before["linux"]["resources"]["devices"].as_array().unwrap().clone();
     let mut numbers: Vec<(u32, u32)> = MIG_0_1_NODES.iter().map(|(_, maj, min)| (*maj, *min)).collect();
     numbers.sort();
-    want.extend(numbers.iter().map(|(maj, min)| json!({"allow": true, "type": "c", "major": maj, "minor": min, "access": "rw"})));
+    want.extend(
+        numbers
+            .iter()
+            .map(|(maj, min)| json!({"allow": true, "type": "c", "major": maj, "minor": min, "access": "rw"})),
+    );
     want
 }
 
@@ -344,8 +370,15 @@ fn other_subcommands_pass_through_without_touching_config_json() {
     let w = World::new();
     w.write_spec(&docker_spec(&["NVIDIA_VISIBLE_DEVICES=0:1"]));
     let before = mtime_and_bytes(&w.config_json());
-    for sub in [&["start", "c11"][..], &["delete", "c11"], &["delete", "--force", "c11"], &["state", "c11"], &["kill", "c11", "9"]] {
-        let mut args = strings(&["--root", "/run/containerd/runc/k8s.io", "--log", "/b/log.json", "--log-format", "json"]);
+    for sub in [
+        &["start", "c11"][..],
+        &["delete", "c11"],
+        &["delete", "--force", "c11"],
+        &["state", "c11"],
+        &["kill", "c11", "9"],
+    ] {
+        let mut args =
+            strings(&["--root", "/run/containerd/runc/k8s.io", "--log", "/b/log.json", "--log-format", "json"]);
         args.extend(strings(sub));
         ok(&w.shim_in(&w.bundle(), &args.iter().map(String::as_str).collect::<Vec<_>>()));
         assert_eq!(w.runtime_argv().unwrap(), args, "{sub:?}");
@@ -498,17 +531,34 @@ fn real_runc_runs_the_edited_bundle() {
 fn an_own_env_value_the_container_also_carries_is_ignored() {
     let w = World::new();
     // The real proc root comes from the config file; the env points elsewhere, as does the container's.
-    fs::write(w.config(), format!("low-level-runtime = {:?}\nproc-root = {:?}\n", w.fake_runc().to_str().unwrap(), w.path("node/proc").to_str().unwrap())).unwrap();
+    fs::write(
+        w.config(),
+        format!(
+            "low-level-runtime = {:?}\nproc-root = {:?}\n",
+            w.fake_runc().to_str().unwrap(),
+            w.path("node/proc").to_str().unwrap()
+        ),
+    )
+    .unwrap();
     let before = docker_spec(&["NVIDIA_VISIBLE_DEVICES=0:1", "MIGHOOK_PROC_ROOT=/nonexistent-evil"]);
     w.write_spec(&before);
     let out = Command::new(support::mighook_bin())
-        .args(["--config", w.config().to_str().unwrap(), "--nvml-lib", w.path("node/libnvidia-ml.so.1").to_str().unwrap()])
+        .args([
+            "--config",
+            w.config().to_str().unwrap(),
+            "--nvml-lib",
+            w.path("node/libnvidia-ml.so.1").to_str().unwrap(),
+        ])
         .args(["runtime", "create", "--bundle", &w.bundle_str(), "c18"])
         .env("MIGHOOK_PROC_ROOT", "/nonexistent-evil")
         .env_remove("MIGHOOK_CONFIG")
         .output()
         .unwrap();
     ok(&out);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("ignoring MIGHOOK_PROC_ROOT"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ignoring MIGHOOK_PROC_ROOT"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(devices(&w.spec()), expected_devices_after(&before));
 }

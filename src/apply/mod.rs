@@ -61,7 +61,12 @@ impl fmt::Display for ApplyReport {
 /// Give the live container `target` its device nodes and device cgroup rules.
 /// `host_dev_root` (normally `/dev`) is where the host nodes are for the
 /// bind-mount fallback.
-pub fn apply(sys: &impl Sys, target: &Target, edits: &ContainerEdits, host_dev_root: &Path) -> Result<ApplyReport, ApplyError> {
+pub fn apply(
+    sys: &impl Sys,
+    target: &Target,
+    edits: &ContainerEdits,
+    host_dev_root: &Path,
+) -> Result<ApplyReport, ApplyError> {
     let nodes = rootfs::create_nodes(sys, target.pid, &target.rootfs, &edits.device_nodes, host_dev_root)?;
     let cgroup = cgroup::allow_devices(sys, target.pid, &edits.device_rules)?;
     Ok(ApplyReport { nodes, cgroup })
@@ -83,7 +88,12 @@ mod tests {
 
     #[test]
     fn empty_edits_touch_nothing() {
-        let r = apply(&LinuxSys, &Target { pid: -1, rootfs: "/nonexistent".into() }, &ContainerEdits::default(), Path::new("/dev"));
+        let r = apply(
+            &LinuxSys,
+            &Target { pid: -1, rootfs: "/nonexistent".into() },
+            &ContainerEdits::default(),
+            Path::new("/dev"),
+        );
         assert_eq!(r.unwrap(), ApplyReport::default());
     }
 

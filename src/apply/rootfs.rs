@@ -90,9 +90,14 @@ pub enum NodeAction {
     /// The right node was already bind-mounted there; left as is.
     KeptMount,
     /// Something else was there (`was`) and was removed first.
-    Replaced { was: FileKind },
+    Replaced {
+        was: FileKind,
+    },
     /// `mknodat` gave `EPERM`; the host node was bind-mounted (over `was` if something was removed).
-    BindMounted { host: PathBuf, was: Option<FileKind> },
+    BindMounted {
+        host: PathBuf,
+        was: Option<FileKind>,
+    },
 }
 
 /// One line of the apply log.
@@ -112,7 +117,9 @@ impl fmt::Display for NodeReport {
             NodeAction::Kept => write!(f, "kept {p} (c {m}:{n})"),
             NodeAction::KeptMount => write!(f, "kept bind mount {p} (c {m}:{n})"),
             NodeAction::Replaced { was } => write!(f, "replaced {} at {p} with c {m}:{n}", was.describe()),
-            NodeAction::BindMounted { host, was: None } => write!(f, "bind-mounted {} onto {p} (c {m}:{n})", host.display()),
+            NodeAction::BindMounted { host, was: None } => {
+                write!(f, "bind-mounted {} onto {p} (c {m}:{n})", host.display())
+            }
             NodeAction::BindMounted { host, was: Some(was) } => {
                 write!(f, "bind-mounted {} onto {p} (c {m}:{n}), replacing {}", host.display(), was.describe())
             }
@@ -209,14 +216,17 @@ fn ensure_parent<S: FsOps>(sys: &S, root: &S::Fd, parents: &[&OsStr]) -> Result<
                 match sys.mkdir_at(&dir, comp, 0o755) {
                     Ok(()) => {
                         // mkdir's mode is cut by the umask; set it exactly.
-                        sys.chmod_at(&dir, comp, 0o755).map_err(|source| RootfsError::MakeDir { path: shown.clone(), source })?;
+                        sys.chmod_at(&dir, comp, 0o755)
+                            .map_err(|source| RootfsError::MakeDir { path: shown.clone(), source })?;
                     }
                     Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
                     Err(source) => return Err(RootfsError::MakeDir { path: shown, source }),
                 }
                 match sys.open_dir_in_root(root, &rel) {
                     Ok(fd) => fd,
-                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Err(RootfsError::DirBlocked { path: shown }),
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                        return Err(RootfsError::DirBlocked { path: shown });
+                    }
                     Err(source) => return Err(RootfsError::Resolve { path: shown, source }),
                 }
             }
@@ -261,7 +271,11 @@ fn place_node<S: FsOps>(
         Some(st) if st.mount_root => return Err(RootfsError::MountInTheWay { path, what: st.kind }),
         Some(st) => {
             // unlinkat removes the entry itself: a symlink goes, its target stays.
-            sys.unlink_at(dir, name).map_err(|source| RootfsError::Remove { path: path.clone(), was: st.kind, source })?;
+            sys.unlink_at(dir, name).map_err(|source| RootfsError::Remove {
+                path: path.clone(),
+                was: st.kind,
+                source,
+            })?;
             Some(st.kind)
         }
     };
@@ -301,7 +315,10 @@ fn bind_host_node<S: FsOps>(
     let (major, minor) = (node.major, node.minor);
     let under_dev = Path::new(&node.path).strip_prefix("/dev").ok().filter(|p| !p.as_os_str().is_empty());
     let Some(under_dev) = under_dev else {
-        return Err(RootfsError::BadNode { path, reason: "mknod is not permitted and only nodes under /dev can be bind-mounted from the host" });
+        return Err(RootfsError::BadNode {
+            path,
+            reason: "mknod is not permitted and only nodes under /dev can be bind-mounted from the host",
+        });
     };
     let host = host_dev_root.join(under_dev);
 
@@ -310,7 +327,8 @@ fn bind_host_node<S: FsOps>(
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Err(RootfsError::HostNodeMissing { path, host }),
         Err(source) => return Err(RootfsError::HostNode { path, host, source }),
     };
-    let st = sys.fstat(&src).map_err(|source| RootfsError::HostNode { path: path.clone(), host: host.clone(), source })?;
+    let st =
+        sys.fstat(&src).map_err(|source| RootfsError::HostNode { path: path.clone(), host: host.clone(), source })?;
     if st.kind != FileKind::Char || (st.rdev_major, st.rdev_minor) != (major, minor) {
         let found = match st.kind {
             FileKind::Char | FileKind::Block => {
@@ -329,7 +347,11 @@ fn bind_host_node<S: FsOps>(
     if dst_st.kind != FileKind::Regular {
         return Err(placeholder(io::Error::other(format!("it became {}", dst_st.kind.describe()))));
     }
-    sys.bind_mount(&src, &dst).map_err(|source| RootfsError::BindMount { path: path.clone(), host: host.clone(), source })?;
+    sys.bind_mount(&src, &dst).map_err(|source| RootfsError::BindMount {
+        path: path.clone(),
+        host: host.clone(),
+        source,
+    })?;
     Ok(host)
 }
 
@@ -364,17 +386,20 @@ mod tests {
     fn creates_nodes_and_missing_parents_from_inside_the_namespace() {
         let fs = rootfs();
         let r = run(&fs, &[gpu0(), node("/dev/nvidia-caps/nvidia-cap1", 511, 1, 0o444)]).unwrap();
-        assert_eq!(fs.changes(), [
-            "setns /proc/42/ns/mnt",
-            "mknod /b/rootfs/dev/nvidia0 c 195:0 0666",
-            "chown /b/rootfs/dev/nvidia0 0:0",
-            "chmod /b/rootfs/dev/nvidia0 0666",
-            "mkdir /b/rootfs/dev/nvidia-caps 0755",
-            "chmod /b/rootfs/dev/nvidia-caps 0755",
-            "mknod /b/rootfs/dev/nvidia-caps/nvidia-cap1 c 511:1 0444",
-            "chown /b/rootfs/dev/nvidia-caps/nvidia-cap1 0:0",
-            "chmod /b/rootfs/dev/nvidia-caps/nvidia-cap1 0444",
-        ]);
+        assert_eq!(
+            fs.changes(),
+            [
+                "setns /proc/42/ns/mnt",
+                "mknod /b/rootfs/dev/nvidia0 c 195:0 0666",
+                "chown /b/rootfs/dev/nvidia0 0:0",
+                "chmod /b/rootfs/dev/nvidia0 0666",
+                "mkdir /b/rootfs/dev/nvidia-caps 0755",
+                "chmod /b/rootfs/dev/nvidia-caps 0755",
+                "mknod /b/rootfs/dev/nvidia-caps/nvidia-cap1 c 511:1 0444",
+                "chown /b/rootfs/dev/nvidia-caps/nvidia-cap1 0:0",
+                "chmod /b/rootfs/dev/nvidia-caps/nvidia-cap1 0444",
+            ]
+        );
         assert_eq!(lines(&r), ["created /dev/nvidia0 (c 195:0)", "created /dev/nvidia-caps/nvidia-cap1 (c 511:1)"]);
         assert_eq!(fs.describe("/b/rootfs/dev/nvidia-caps").unwrap(), "dir 0755");
     }
@@ -382,10 +407,14 @@ mod tests {
     #[test]
     fn each_parent_is_resolved_once_per_run() {
         let fs = rootfs().dir("/b/rootfs/dev/nvidia-caps");
-        let caps = [node("/dev/nvidia-caps/nvidia-cap1", 511, 1, 0o444), node("/dev/nvidia-caps/nvidia-cap2", 511, 2, 0o444)];
+        let caps =
+            [node("/dev/nvidia-caps/nvidia-cap1", 511, 1, 0o444), node("/dev/nvidia-caps/nvidia-cap2", 511, 2, 0o444)];
         run(&fs, &[gpu0(), caps[0].clone(), node("/dev/nvidia1", 195, 1, 0o666), caps[1].clone()]).unwrap();
         let resolves: Vec<String> = fs.calls().into_iter().filter(|c| c.starts_with("open")).collect();
-        assert_eq!(resolves, ["open /b/rootfs", "open-in-root /b/rootfs dev", "open-in-root /b/rootfs dev/nvidia-caps"]);
+        assert_eq!(
+            resolves,
+            ["open /b/rootfs", "open-in-root /b/rootfs dev", "open-in-root /b/rootfs dev/nvidia-caps"]
+        );
         assert_eq!(fs.describe("/b/rootfs/dev/nvidia-caps/nvidia-cap2").unwrap(), "c 511:2 0444 0:0");
     }
 
@@ -393,16 +422,20 @@ mod tests {
     fn missing_parent_is_walked_from_the_root_and_made() {
         let fs = rootfs();
         run(&fs, &[node("/dev/nvidia-caps/nvidia-cap1", 511, 1, 0o444)]).unwrap();
-        let resolves: Vec<String> = fs.calls().into_iter().filter(|c| c.starts_with("open") || c.starts_with("mkdir")).collect();
-        assert_eq!(resolves, [
-            "open /b/rootfs",
-            "open-in-root /b/rootfs dev/nvidia-caps",
-            "open-in-root /b/rootfs /",
-            "open-in-root /b/rootfs dev",
-            "open-in-root /b/rootfs dev/nvidia-caps",
-            "mkdir /b/rootfs/dev/nvidia-caps 0755",
-            "open-in-root /b/rootfs dev/nvidia-caps",
-        ]);
+        let resolves: Vec<String> =
+            fs.calls().into_iter().filter(|c| c.starts_with("open") || c.starts_with("mkdir")).collect();
+        assert_eq!(
+            resolves,
+            [
+                "open /b/rootfs",
+                "open-in-root /b/rootfs dev/nvidia-caps",
+                "open-in-root /b/rootfs /",
+                "open-in-root /b/rootfs dev",
+                "open-in-root /b/rootfs dev/nvidia-caps",
+                "mkdir /b/rootfs/dev/nvidia-caps 0755",
+                "open-in-root /b/rootfs dev/nvidia-caps",
+            ]
+        );
     }
 
     #[test]
@@ -423,7 +456,10 @@ mod tests {
     fn right_node_is_kept_with_owner_and_mode_fixed() {
         let fs = rootfs().char_dev("/b/rootfs/dev/nvidia0", 195, 0, 0o600);
         let r = run(&fs, &[gpu0()]).unwrap();
-        assert_eq!(fs.changes(), ["setns /proc/42/ns/mnt", "chown /b/rootfs/dev/nvidia0 0:0", "chmod /b/rootfs/dev/nvidia0 0666"]);
+        assert_eq!(
+            fs.changes(),
+            ["setns /proc/42/ns/mnt", "chown /b/rootfs/dev/nvidia0 0:0", "chmod /b/rootfs/dev/nvidia0 0666"]
+        );
         assert_eq!(r[0].action, NodeAction::Kept);
         assert_eq!(fs.describe("/b/rootfs/dev/nvidia0").unwrap(), "c 195:0 0666 0:0");
     }
@@ -434,10 +470,18 @@ mod tests {
             ("wrong node", rootfs().char_dev("/b/rootfs/dev/nvidia0", 195, 7, 0o666), FileKind::Char),
             ("regular file", rootfs().file("/b/rootfs/dev/nvidia0", "x"), FileKind::Regular),
             ("fifo", rootfs().fifo("/b/rootfs/dev/nvidia0"), FileKind::Fifo),
-            ("symlink", rootfs().file("/etc/passwd", "host").symlink("/b/rootfs/dev/nvidia0", "/etc/passwd"), FileKind::Symlink),
+            (
+                "symlink",
+                rootfs().file("/etc/passwd", "host").symlink("/b/rootfs/dev/nvidia0", "/etc/passwd"),
+                FileKind::Symlink,
+            ),
         ] {
             let r = run(&fs, &[gpu0()]).unwrap();
-            assert_eq!(fs.changes()[1..3], ["unlink /b/rootfs/dev/nvidia0", "mknod /b/rootfs/dev/nvidia0 c 195:0 0666"], "{what}");
+            assert_eq!(
+                fs.changes()[1..3],
+                ["unlink /b/rootfs/dev/nvidia0", "mknod /b/rootfs/dev/nvidia0 c 195:0 0666"],
+                "{what}"
+            );
             assert_eq!(r[0].action, NodeAction::Replaced { was }, "{what}");
             assert_eq!(fs.describe("/b/rootfs/dev/nvidia0").unwrap(), "c 195:0 0666 0:0", "{what}");
         }
@@ -445,7 +489,10 @@ mod tests {
 
     #[test]
     fn symlink_target_survives_replacement() {
-        let fs = rootfs().file("/etc/passwd", "host").file("/b/rootfs/etc/passwd", "ctr").symlink("/b/rootfs/dev/nvidia0", "/etc/passwd");
+        let fs = rootfs()
+            .file("/etc/passwd", "host")
+            .file("/b/rootfs/etc/passwd", "ctr")
+            .symlink("/b/rootfs/dev/nvidia0", "/etc/passwd");
         run(&fs, &[gpu0()]).unwrap();
         assert_eq!(fs.describe("/etc/passwd").unwrap(), "file \"host\"");
         assert_eq!(fs.describe("/b/rootfs/etc/passwd").unwrap(), "file \"ctr\"");
@@ -455,7 +502,10 @@ mod tests {
     fn directory_at_the_node_path_is_refused() {
         let fs = rootfs().dir("/b/rootfs/dev/nvidia0");
         let e = run(&fs, &[gpu0()]).unwrap_err();
-        assert_eq!(e.to_string(), "/dev/nvidia0 in the container is a directory; refusing to replace it with a device node");
+        assert_eq!(
+            e.to_string(),
+            "/dev/nvidia0 in the container is a directory; refusing to replace it with a device node"
+        );
         assert_eq!(fs.changes(), ["setns /proc/42/ns/mnt"]);
     }
 
@@ -463,7 +513,10 @@ mod tests {
     fn foreign_mount_at_the_node_path_is_refused() {
         let fs = rootfs().file("/b/rootfs/dev/nvidia0", "").mounted("/b/rootfs/dev/nvidia0");
         let e = run(&fs, &[gpu0()]).unwrap_err();
-        assert_eq!(e.to_string(), "/dev/nvidia0 in the container is a mount point of a regular file; refusing to replace it");
+        assert_eq!(
+            e.to_string(),
+            "/dev/nvidia0 in the container is a mount point of a regular file; refusing to replace it"
+        );
         assert_eq!(fs.changes(), ["setns /proc/42/ns/mnt"]);
     }
 
@@ -477,7 +530,10 @@ mod tests {
 
     #[test]
     fn relative_symlink_cannot_climb_out_of_the_root() {
-        let fs = rootfs().dir("/tmp/hostdir").dir("/b/rootfs/tmp/hostdir").symlink("/b/rootfs/dev", "../../../../tmp/hostdir");
+        let fs = rootfs()
+            .dir("/tmp/hostdir")
+            .dir("/b/rootfs/tmp/hostdir")
+            .symlink("/b/rootfs/dev", "../../../../tmp/hostdir");
         run(&fs, &[gpu0()]).unwrap();
         assert_eq!(fs.changes()[1], "mknod /b/rootfs/tmp/hostdir/nvidia0 c 195:0 0666");
         assert_eq!(fs.describe("/tmp/hostdir/nvidia0"), None);
@@ -487,7 +543,10 @@ mod tests {
     fn dangling_symlinked_dev_fails_closed() {
         let fs = RecordingFs::new().dir("/tmp/hostdir").symlink("/b/rootfs/dev", "/tmp/hostdir");
         let e = run(&fs, &[gpu0()]).unwrap_err();
-        assert_eq!(e.to_string(), "cannot create directory /dev in the container: a dangling symlink or a non-directory is in the way");
+        assert_eq!(
+            e.to_string(),
+            "cannot create directory /dev in the container: a dangling symlink or a non-directory is in the way"
+        );
         assert_eq!(fs.changes(), ["setns /proc/42/ns/mnt", "mkdir /b/rootfs/dev 0755"]);
         assert_eq!(fs.describe("/tmp/hostdir/nvidia0"), None);
     }
@@ -536,12 +595,15 @@ mod tests {
     fn mknod_eperm_falls_back_to_bind_mounting_the_checked_host_node() {
         let fs = rootfs().char_dev("/dev/nvidia2", 195, 2, 0o666).fail("mknod", "*", libc::EPERM);
         let r = run(&fs, &[node("/dev/nvidia2", 195, 2, 0o666)]).unwrap();
-        assert_eq!(fs.changes(), [
-            "setns /proc/42/ns/mnt",
-            "mknod /b/rootfs/dev/nvidia2 c 195:2 0666",
-            "create /b/rootfs/dev/nvidia2 0600",
-            "bind /dev/nvidia2 -> /b/rootfs/dev/nvidia2",
-        ]);
+        assert_eq!(
+            fs.changes(),
+            [
+                "setns /proc/42/ns/mnt",
+                "mknod /b/rootfs/dev/nvidia2 c 195:2 0666",
+                "create /b/rootfs/dev/nvidia2 0600",
+                "bind /dev/nvidia2 -> /b/rootfs/dev/nvidia2",
+            ]
+        );
         assert!(fs.calls().contains(&"fstat /dev/nvidia2".to_string()));
         assert_eq!(lines(&r), ["bind-mounted /dev/nvidia2 onto /dev/nvidia2 (c 195:2)"]);
         assert_eq!(fs.describe("/b/rootfs/dev/nvidia2").unwrap(), "c 195:2 0666 0:0 (mount)");
@@ -551,12 +613,19 @@ mod tests {
     fn bind_fallback_maps_caps_paths_under_the_host_dev_root() {
         let fs = rootfs().char_dev("/dev/nvidia-caps/nvidia-cap345", 511, 345, 0o444).fail("mknod", "*", libc::EPERM);
         run(&fs, &[node("/dev/nvidia-caps/nvidia-cap345", 511, 345, 0o444)]).unwrap();
-        assert_eq!(fs.changes().last().unwrap(), "bind /dev/nvidia-caps/nvidia-cap345 -> /b/rootfs/dev/nvidia-caps/nvidia-cap345");
+        assert_eq!(
+            fs.changes().last().unwrap(),
+            "bind /dev/nvidia-caps/nvidia-cap345 -> /b/rootfs/dev/nvidia-caps/nvidia-cap345"
+        );
     }
 
     #[test]
     fn bind_fallback_replaces_what_was_there() {
-        let fs = rootfs().char_dev("/dev/nvidia2", 195, 2, 0o666).fifo("/b/rootfs/dev/nvidia2").fail("mknod", "*", libc::EPERM);
+        let fs = rootfs().char_dev("/dev/nvidia2", 195, 2, 0o666).fifo("/b/rootfs/dev/nvidia2").fail(
+            "mknod",
+            "*",
+            libc::EPERM,
+        );
         let r = run(&fs, &[node("/dev/nvidia2", 195, 2, 0o666)]).unwrap();
         assert_eq!(fs.changes()[1], "unlink /b/rootfs/dev/nvidia2");
         assert_eq!(lines(&r), ["bind-mounted /dev/nvidia2 onto /dev/nvidia2 (c 195:2), replacing a FIFO"]);
@@ -576,9 +645,21 @@ mod tests {
     #[test]
     fn bind_fallback_checks_the_host_node() {
         for (what, fs, msg) in [
-            ("wrong minor", rootfs().char_dev("/dev/nvidia2", 195, 3, 0o666), "host node /dev/nvidia2 is c 195:3, expected c 195:2"),
-            ("regular file", rootfs().file("/dev/nvidia2", ""), "host node /dev/nvidia2 is a regular file, expected c 195:2"),
-            ("symlink", rootfs().char_dev("/dev/x", 195, 2, 0o666).symlink("/dev/nvidia2", "/dev/x"), "host node /dev/nvidia2 is a symlink, expected c 195:2"),
+            (
+                "wrong minor",
+                rootfs().char_dev("/dev/nvidia2", 195, 3, 0o666),
+                "host node /dev/nvidia2 is c 195:3, expected c 195:2",
+            ),
+            (
+                "regular file",
+                rootfs().file("/dev/nvidia2", ""),
+                "host node /dev/nvidia2 is a regular file, expected c 195:2",
+            ),
+            (
+                "symlink",
+                rootfs().char_dev("/dev/x", 195, 2, 0o666).symlink("/dev/nvidia2", "/dev/x"),
+                "host node /dev/nvidia2 is a symlink, expected c 195:2",
+            ),
             ("missing", rootfs(), "mknod is not permitted and the host node /dev/nvidia2 is missing"),
         ] {
             let fs = fs.fail("mknod", "*", libc::EPERM);
@@ -592,7 +673,10 @@ mod tests {
     fn other_mknod_errors_do_not_fall_back() {
         let fs = rootfs().char_dev("/dev/nvidia0", 195, 0, 0o666).fail("mknod", "*", libc::EROFS);
         let e = run(&fs, &[gpu0()]).unwrap_err();
-        assert!(e.to_string().starts_with("cannot create device node /dev/nvidia0 (c 195:0) in the container: "), "{e}");
+        assert!(
+            e.to_string().starts_with("cannot create device node /dev/nvidia0 (c 195:0) in the container: "),
+            "{e}"
+        );
         assert!(!fs.changes().iter().any(|c| c.starts_with("bind")));
     }
 
@@ -645,7 +729,14 @@ pub(crate) mod kernel_tests {
             Err(_) => "absent".into(),
             Ok(m) if m.file_type().is_char_device() => {
                 let rdev = m.rdev();
-                format!("c {}:{} {:04o} {}:{}", libc::major(rdev), libc::minor(rdev), m.permissions().mode() & 0o7777, m.uid(), m.gid())
+                format!(
+                    "c {}:{} {:04o} {}:{}",
+                    libc::major(rdev),
+                    libc::minor(rdev),
+                    m.permissions().mode() & 0o7777,
+                    m.uid(),
+                    m.gid()
+                )
             }
             Ok(m) if m.is_dir() => format!("dir {:04o}", m.permissions().mode() & 0o7777),
             Ok(m) if m.is_file() => "regular file".into(),
@@ -655,7 +746,8 @@ pub(crate) mod kernel_tests {
     }
 
     pub(crate) fn entries(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        let mut v: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
         v.sort();
         v
     }
@@ -663,7 +755,12 @@ pub(crate) mod kernel_tests {
     fn mknod(p: &Path, major: u32, minor: u32) {
         let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: test-only direct syscall on a valid C string.
-        assert_eq!(unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(major, minor)) }, 0, "mknod {}", p.display());
+        assert_eq!(
+            unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(major, minor)) },
+            0,
+            "mknod {}",
+            p.display()
+        );
     }
 
     #[test]
@@ -762,7 +859,12 @@ pub(crate) mod kernel_tests {
         let host = tempfile::tempdir().unwrap();
         let host_file = host.path().join("precious");
         std::fs::write(&host_file, "host data").unwrap();
-        for (what, was) in [("fifo", FileKind::Fifo), ("file", FileKind::Regular), ("symlink", FileKind::Symlink), ("wrong node", FileKind::Char)] {
+        for (what, was) in [
+            ("fifo", FileKind::Fifo),
+            ("file", FileKind::Regular),
+            ("symlink", FileKind::Symlink),
+            ("wrong node", FileKind::Char),
+        ] {
             let t = new_root();
             let p = t.path().join("dev/nvidia0");
             match what {
@@ -787,7 +889,10 @@ pub(crate) mod kernel_tests {
         let t = new_root();
         std::fs::create_dir(t.path().join("dev/nvidia0")).unwrap();
         let e = apply_own_ns(t.path(), &[gpu0()]).unwrap_err();
-        assert_eq!(e.to_string(), "/dev/nvidia0 in the container is a directory; refusing to replace it with a device node");
+        assert_eq!(
+            e.to_string(),
+            "/dev/nvidia0 in the container is a directory; refusing to replace it with a device node"
+        );
         assert_eq!(describe(&t.path().join("dev/nvidia0")), "dir 0755");
     }
 
@@ -800,7 +905,8 @@ pub(crate) mod kernel_tests {
         pub(crate) fn start(root: &Path) -> Container {
             let dev = root.join("dev");
             let script = format!("mount -t tmpfs tmpfs '{0}' && touch '{0}/.ready' && exec sleep 60", dev.display());
-            let child = Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]).spawn().unwrap();
+            let child =
+                Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]).spawn().unwrap();
             let ready = PathBuf::from(format!("/proc/{}/root{}/.ready", child.id(), dev.display()));
             // Dropping the Container kills and reaps the child on every path, the panic below included.
             let ctr = Container { child };

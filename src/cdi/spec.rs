@@ -149,8 +149,15 @@ impl HostPaths<'_> {
         let host_path = if self.dev_root == Path::new("/dev") {
             None
         } else {
-            let rel = n.path.strip_prefix("/dev/").ok_or_else(|| CdiError::Resolve(format!("{}: not under /dev", n.path)))?;
-            Some(self.dev_root.join(rel).to_str().ok_or_else(|| CdiError::Resolve("dev-root is not UTF-8".into()))?.to_string())
+            let rel =
+                n.path.strip_prefix("/dev/").ok_or_else(|| CdiError::Resolve(format!("{}: not under /dev", n.path)))?;
+            Some(
+                self.dev_root
+                    .join(rel)
+                    .to_str()
+                    .ok_or_else(|| CdiError::Resolve("dev-root is not UTF-8".into()))?
+                    .to_string(),
+            )
         };
         Ok(Node {
             path: n.path,
@@ -204,7 +211,11 @@ mod tests {
     use crate::settings::{GlobalFlags, OwnEnv};
 
     fn settings(dev_root: &str) -> Settings {
-        let mut s = Settings::resolve(&GlobalFlags { config: Some("/dev/null".into()), ..Default::default() }, &OwnEnv::default()).unwrap();
+        let mut s = Settings::resolve(
+            &GlobalFlags { config: Some("/dev/null".into()), ..Default::default() },
+            &OwnEnv::default(),
+        )
+        .unwrap();
         s.dev_root = dev_root.into();
         s
     }
@@ -240,14 +251,23 @@ mod tests {
     #[test]
     fn mig_device_gets_parent_node_and_its_two_caps() {
         // GPU 0 is minor 2; slot 1 is GI 8: caps 3 + 2*135 + 8*9 = 345 and 346.
-        assert_eq!(paths(&spec(), "0:1"), ["/dev/nvidia-caps/nvidia-cap345 508:345", "/dev/nvidia-caps/nvidia-cap346 508:346", "/dev/nvidia2 195:2"]);
+        assert_eq!(
+            paths(&spec(), "0:1"),
+            ["/dev/nvidia-caps/nvidia-cap345 508:345", "/dev/nvidia-caps/nvidia-cap346 508:346", "/dev/nvidia2 195:2"]
+        );
     }
 
     #[test]
     fn uuid_name_has_the_same_edits_as_the_index_name() {
         let s = spec();
-        assert_eq!(s.device("MIG-00000000-0000-0000-0000-000000010800").unwrap().container_edits, s.device("0:1").unwrap().container_edits);
-        assert_eq!(s.device("GPU-00000000-0000-0000-0000-000000000002").unwrap().container_edits, s.device("2").unwrap().container_edits);
+        assert_eq!(
+            s.device("MIG-00000000-0000-0000-0000-000000010800").unwrap().container_edits,
+            s.device("0:1").unwrap().container_edits
+        );
+        assert_eq!(
+            s.device("GPU-00000000-0000-0000-0000-000000000002").unwrap().container_edits,
+            s.device("2").unwrap().container_edits
+        );
     }
 
     #[test]
@@ -267,7 +287,10 @@ mod tests {
     fn all_has_every_gpu_node_and_no_common_node() {
         let p = paths(&spec(), "all");
         assert!(p.contains(&"/dev/nvidia0 195:0".to_string()));
-        assert!(p.contains(&"/dev/nvidia1 195:1".to_string()), "GPU 3 is MIG-enabled without devices but still selected by all");
+        assert!(
+            p.contains(&"/dev/nvidia1 195:1".to_string()),
+            "GPU 3 is MIG-enabled without devices but still selected by all"
+        );
         assert!(!p.iter().any(|n| n.starts_with("/dev/nvidiactl")));
     }
 
@@ -281,8 +304,22 @@ mod tests {
     #[test]
     fn host_path_follows_dev_root() {
         let s = generate_spec(&settings("/tmp/node/dev"), &FakeDriver::a100()).unwrap();
-        let hp: Vec<_> = s.device("0:1").unwrap().container_edits.device_nodes.iter().map(|n| n.host_path.clone().unwrap()).collect();
-        assert_eq!(hp, ["/tmp/node/dev/nvidia-caps/nvidia-cap345", "/tmp/node/dev/nvidia-caps/nvidia-cap346", "/tmp/node/dev/nvidia2"]);
+        let hp: Vec<_> = s
+            .device("0:1")
+            .unwrap()
+            .container_edits
+            .device_nodes
+            .iter()
+            .map(|n| n.host_path.clone().unwrap())
+            .collect();
+        assert_eq!(
+            hp,
+            [
+                "/tmp/node/dev/nvidia-caps/nvidia-cap345",
+                "/tmp/node/dev/nvidia-caps/nvidia-cap346",
+                "/tmp/node/dev/nvidia2"
+            ]
+        );
         assert_eq!(s.container_edits.device_nodes[2].host_path.as_deref(), Some("/tmp/node/dev/nvidiactl"));
     }
 

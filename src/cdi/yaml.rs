@@ -44,9 +44,11 @@ fn is_block(v: &Value) -> bool {
 }
 
 fn key(k: &str) -> String {
-    let plain = k.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let plain = k.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     // `y`, `n`, `on`... are booleans to YAML 1.1 readers even as keys.
-    let ambiguous = matches!(k.to_ascii_lowercase().as_str(), "y" | "n" | "yes" | "no" | "on" | "off" | "true" | "false" | "null");
+    let ambiguous =
+        matches!(k.to_ascii_lowercase().as_str(), "y" | "n" | "yes" | "no" | "on" | "off" | "true" | "false" | "null");
     if plain && !ambiguous { k.to_string() } else { Value::String(k.to_string()).to_string() }
 }
 

@@ -18,7 +18,11 @@ use std::fmt::Write as _;
 pub type CmdError = String;
 
 pub fn flags(global: &GlobalArgs) -> GlobalFlags {
-    GlobalFlags { config: global.config.clone(), nvml_lib: global.nvml_lib.clone(), proc_root: global.proc_root.clone() }
+    GlobalFlags {
+        config: global.config.clone(),
+        nvml_lib: global.nvml_lib.clone(),
+        proc_root: global.proc_root.clone(),
+    }
 }
 
 /// Settings for commands that run on the host (not inside a hook).
@@ -120,7 +124,11 @@ pub fn list(driver: &dyn Driver, json: bool) -> Result<String, CmdError> {
             MigMode::Disabled => "disabled",
             MigMode::Unsupported => "unsupported",
         };
-        let _ = writeln!(out, "{:<4} {:<40} {:<5} {:<16} {:<11} {}", g.gpu.index, g.gpu.uuid, g.gpu.minor, g.gpu.pci_bus_id, mig, g.gpu.name);
+        let _ = writeln!(
+            out,
+            "{:<4} {:<40} {:<5} {:<16} {:<11} {}",
+            g.gpu.index, g.gpu.uuid, g.gpu.minor, g.gpu.pci_bus_id, mig, g.gpu.name
+        );
         for m in &g.mig_devices {
             let _ = writeln!(
                 out,
@@ -157,7 +165,8 @@ pub fn resolve(args: &ResolveArgs, settings: &Settings, driver: &dyn Driver) -> 
     let request = Request::parse(&raw, &settings.default_capabilities).map_err(|e| e.to_string())?;
     let plan = crate::resolve::plan(&request, driver).map_err(|e| e.to_string())?;
     if args.json {
-        let j = ResolveJson { devices: &plan.selection.resolved, edits: &plan.edits, warnings: &plan.selection.warnings };
+        let j =
+            ResolveJson { devices: &plan.selection.resolved, edits: &plan.edits, warnings: &plan.selection.warnings };
         return Ok(serde_json::to_string_pretty(&j).expect("plan serializes") + "\n");
     }
     Ok(describe_plan(&plan))
@@ -186,7 +195,15 @@ pub fn describe_plan(plan: &Plan) -> String {
     }
     let _ = writeln!(out, "device cgroup rules:");
     for r in &plan.edits.device_rules {
-        let _ = writeln!(out, "  {} {} {}:{} {}", if r.allow { "allow" } else { "deny" }, r.kind, r.major, r.minor, r.access);
+        let _ = writeln!(
+            out,
+            "  {} {} {}:{} {}",
+            if r.allow { "allow" } else { "deny" },
+            r.kind,
+            r.major,
+            r.minor,
+            r.access
+        );
     }
     for w in &plan.selection.warnings {
         let _ = writeln!(out, "warning: {w}");

@@ -16,7 +16,13 @@ pub struct FakeDriver {
 }
 
 fn mig(slot: u32, gi: u32, ci: u32) -> Option<MigDevice> {
-    Some(MigDevice { slot, uuid: format!("MIG-00000000-0000-0000-0000-0000000{slot}{gi:02}{ci:02}"), gi, ci, profile: Some("1g.5gb".into()) })
+    Some(MigDevice {
+        slot,
+        uuid: format!("MIG-00000000-0000-0000-0000-0000000{slot}{gi:02}{ci:02}"),
+        gi,
+        ci,
+        profile: Some("1g.5gb".into()),
+    })
 }
 
 fn gpu(index: u32, minor: u32, mig_mode: MigMode) -> Gpu {
@@ -39,11 +45,19 @@ impl FakeDriver {
         FakeDriver {
             gpus: vec![
                 (gpu(0, 2, MigMode::Enabled), gis.iter().enumerate().map(|(s, gi)| mig(s as u32, *gi, 0)).collect()),
-                (gpu(1, 3, MigMode::Enabled), vec![mig(0, 1, 0), mig(1, 1, 1), mig(2, 1, 2), None, mig(4, 2, 0), None, None]),
+                (
+                    gpu(1, 3, MigMode::Enabled),
+                    vec![mig(0, 1, 0), mig(1, 1, 1), mig(2, 1, 2), None, mig(4, 2, 0), None, None],
+                ),
                 (gpu(2, 0, MigMode::Disabled), vec![]),
                 (gpu(3, 1, MigMode::Enabled), vec![None; 7]),
             ],
-            majors: vec![(195, "nvidia-frontend"), (508, "nvidia-caps"), (509, "nvidia-caps-imex-channels"), (511, "nvidia-uvm")],
+            majors: vec![
+                (195, "nvidia-frontend"),
+                (508, "nvidia-caps"),
+                (509, "nvidia-caps-imex-channels"),
+                (511, "nvidia-uvm"),
+            ],
             calls: RefCell::new(vec![]),
         }
     }
@@ -53,7 +67,10 @@ impl FakeDriver {
     }
 
     fn get(&self, index: u32) -> Result<&(Gpu, Vec<Option<MigDevice>>), DriverError> {
-        self.gpus.get(index as usize).ok_or(DriverError::Nvml { call: "nvmlDeviceGetHandleByIndex_v2".into(), reason: "Invalid Argument".into() })
+        self.gpus.get(index as usize).ok_or(DriverError::Nvml {
+            call: "nvmlDeviceGetHandleByIndex_v2".into(),
+            reason: "Invalid Argument".into(),
+        })
     }
 }
 
@@ -84,7 +101,9 @@ impl Driver for FakeDriver {
         Ok(self.get(gpu_index)?.1.get(slot as usize).cloned().flatten())
     }
     fn mig_by_uuid(&self, uuid: &str) -> Result<Option<(u32, MigDevice)>, DriverError> {
-        Ok(self.gpus.iter().find_map(|(g, slots)| slots.iter().flatten().find(|m| m.uuid.eq_ignore_ascii_case(uuid)).map(|m| (g.index, m.clone()))))
+        Ok(self.gpus.iter().find_map(|(g, slots)| {
+            slots.iter().flatten().find(|m| m.uuid.eq_ignore_ascii_case(uuid)).map(|m| (g.index, m.clone()))
+        }))
     }
     fn chardev_major(&self, name: &str) -> Result<Option<u32>, DriverError> {
         Ok(self.majors.iter().find(|(_, n)| *n == name).map(|(m, _)| *m))

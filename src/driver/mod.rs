@@ -69,9 +69,16 @@ pub enum MigCap {
     Config,
     Monitor,
     /// `gpu<minor>/gi<gi>/access`
-    Gi { gpu_minor: u32, gi: u32 },
+    Gi {
+        gpu_minor: u32,
+        gi: u32,
+    },
     /// `gpu<minor>/gi<gi>/ci<ci>/access`
-    Ci { gpu_minor: u32, gi: u32, ci: u32 },
+    Ci {
+        gpu_minor: u32,
+        gi: u32,
+        ci: u32,
+    },
 }
 
 impl MigCap {

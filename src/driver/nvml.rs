@@ -140,7 +140,10 @@ impl NvmlSession {
         // Symbols are looked up, not `expect`ed: a library without them is an error, not a panic.
         macro_rules! raw_id {
             ($sym:ident) => {{
-                let f = lib.$sym.as_ref().map_err(|e| DriverError::Nvml { call: stringify!($sym).into(), reason: e.to_string() })?;
+                let f = lib
+                    .$sym
+                    .as_ref()
+                    .map_err(|e| DriverError::Nvml { call: stringify!($sym).into(), reason: e.to_string() })?;
                 let mut id = 0u32;
                 // SAFETY: `mig` is a live handle of this NVML session; `id` outlives the call.
                 let rc = unsafe { f(mig.handle(), &mut id) };

@@ -81,7 +81,9 @@ fn for_each_line(source: &dyn ReadAt, buffer: usize, mut f: impl FnMut(&str, u64
         let text = match std::str::from_utf8(&buf[..len]) {
             Ok(text) => text,
             // A character cut by the read: its rest comes with the next one.
-            Err(e) if e.error_len().is_none() && !eof => std::str::from_utf8(&buf[..e.valid_up_to()]).map_err(|_| not_utf8())?,
+            Err(e) if e.error_len().is_none() && !eof => {
+                std::str::from_utf8(&buf[..e.valid_up_to()]).map_err(|_| not_utf8())?
+            }
             Err(_) => return Err(not_utf8()),
         };
         let mut done = 0;
@@ -135,7 +137,12 @@ impl MigMinors {
     }
 
     /// The well-formed lines of one owner, read back and parsed once; `skipped` gets its malformed ones.
-    fn with_owner<T>(&self, owner: Owner, skipped: impl FnMut(&str), f: impl FnOnce(&BTreeMap<MigCap, u32>) -> T) -> io::Result<T> {
+    fn with_owner<T>(
+        &self,
+        owner: Owner,
+        skipped: impl FnMut(&str),
+        f: impl FnOnce(&BTreeMap<MigCap, u32>) -> T,
+    ) -> io::Result<T> {
         let mut parsed = self.parsed.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(map) = parsed.get(&owner) {
             return Ok(f(map));
@@ -221,9 +228,10 @@ impl ProcFs {
             Ok(None) => Err("file not found".to_string()),
             Err(e) => Err(e.to_string()),
         });
-        let devices = devices
-            .as_ref()
-            .map_err(|reason| DriverError::Proc { path: self.path("devices").display().to_string(), reason: reason.clone() })?;
+        let devices = devices.as_ref().map_err(|reason| DriverError::Proc {
+            path: self.path("devices").display().to_string(),
+            reason: reason.clone(),
+        })?;
         Ok(devices.iter().find(|(_, n)| n == name).map(|(m, _)| *m))
     }
 
@@ -255,7 +263,9 @@ impl ProcFs {
     }
 
     pub fn mig_caps_of_gpu(&self, gpu_minor: u32) -> Result<Vec<(MigCap, u32)>, DriverError> {
-        self.mig_minors()?.of_gpu(gpu_minor, |line| self.warn_malformed(line)).map_err(|e| self.mig_minors_err(e.to_string()))
+        self.mig_minors()?
+            .of_gpu(gpu_minor, |line| self.warn_malformed(line))
+            .map_err(|e| self.mig_minors_err(e.to_string()))
     }
 
     pub fn cap_file(&self, cap: MigCap) -> Result<Option<CapFile>, DriverError> {
@@ -294,7 +304,10 @@ pub fn parse_mig_minors(text: &str, skipped: impl FnMut(&str)) -> BTreeMap<MigCa
     parse_mig_minor_lines(text.lines(), skipped)
 }
 
-fn parse_mig_minor_lines<'a>(lines: impl Iterator<Item = &'a str>, mut skipped: impl FnMut(&str)) -> BTreeMap<MigCap, u32> {
+fn parse_mig_minor_lines<'a>(
+    lines: impl Iterator<Item = &'a str>,
+    mut skipped: impl FnMut(&str),
+) -> BTreeMap<MigCap, u32> {
     let mut map = BTreeMap::new();
     for line in lines {
         if line.trim().is_empty() {
@@ -381,13 +394,19 @@ mod tests {
         assert_eq!(parse_mig_minor_line("config 1"), Some((MigCap::Config, 1)));
         assert_eq!(parse_mig_minor_line("monitor 2"), Some((MigCap::Monitor, 2)));
         assert_eq!(parse_mig_minor_line("gpu2/gi8/access 345"), Some((MigCap::Gi { gpu_minor: 2, gi: 8 }, 345)));
-        assert_eq!(parse_mig_minor_line("gpu2/gi8/ci0/access 346"), Some((MigCap::Ci { gpu_minor: 2, gi: 8, ci: 0 }, 346)));
+        assert_eq!(
+            parse_mig_minor_line("gpu2/gi8/ci0/access 346"),
+            Some((MigCap::Ci { gpu_minor: 2, gi: 8, ci: 0 }, 346))
+        );
     }
 
     #[test]
     fn malformed_mig_minor_lines_are_skipped() {
         let mut skipped = vec![];
-        let map = parse_mig_minors("config 1\ngpu0/gi0/access\ngpuX/gi0/access 3\ngpu0/gi0/ci0/access 4 5\ngpu0/gi0/foo 9\ngpu0/gi0/access -3\ngpu0/gi1/access 12\n", |l| skipped.push(l.to_string()));
+        let map = parse_mig_minors(
+            "config 1\ngpu0/gi0/access\ngpuX/gi0/access 3\ngpu0/gi0/ci0/access 4 5\ngpu0/gi0/foo 9\ngpu0/gi0/access -3\ngpu0/gi1/access 12\n",
+            |l| skipped.push(l.to_string()),
+        );
         assert_eq!(map.len(), 2);
         assert_eq!(skipped.len(), 5);
     }
@@ -406,13 +425,19 @@ mod tests {
         let full = parse_mig_minors(text, |l| full_skipped.push(l.to_string()));
         let lazy = MigMinors::scan(text.as_bytes().to_vec(), buffer, |l| lazy_skipped.push(l.to_string())).unwrap();
         let mut probes: Vec<MigCap> = full.keys().copied().collect();
-        probes.extend([MigCap::Config, MigCap::Monitor, MigCap::Gi { gpu_minor: 9, gi: 0 }, MigCap::Ci { gpu_minor: 1, gi: 1, ci: 7 }]);
+        probes.extend([
+            MigCap::Config,
+            MigCap::Monitor,
+            MigCap::Gi { gpu_minor: 9, gi: 0 },
+            MigCap::Ci { gpu_minor: 1, gi: 1, ci: 7 },
+        ]);
         for cap in probes {
             let got = lazy.get(cap, |l| lazy_skipped.push(l.to_string())).unwrap();
             assert_eq!(got, full.get(&cap).copied(), "{cap:?} in {text:?}, buffer {buffer}");
         }
         for gpu in 0..10 {
-            let expected: Vec<_> = full.iter().filter(|(c, _)| c.gpu_minor() == Some(gpu)).map(|(c, m)| (*c, *m)).collect();
+            let expected: Vec<_> =
+                full.iter().filter(|(c, _)| c.gpu_minor() == Some(gpu)).map(|(c, m)| (*c, *m)).collect();
             let got = lazy.of_gpu(gpu, |l| lazy_skipped.push(l.to_string())).unwrap();
             assert_eq!(got, expected, "gpu{gpu} in {text:?}, buffer {buffer}");
         }
@@ -430,7 +455,10 @@ mod tests {
             "gpu1 7\ngpu2/gi7/ci0/accéss 3\nconfig 11\ngpu2/gi07/ci0/access 337\nmonitor\r",
         );
         for buffer in [1, 2, 3, 7, 16, SCAN_BUFFER] {
-            assert_lazy_matches_full("config 1\nmonitor 2\ngpu0/gi0/access 3\ngpu1/gi0/access 138\ngpu1/gi0/ci0/access 139\n", buffer);
+            assert_lazy_matches_full(
+                "config 1\nmonitor 2\ngpu0/gi0/access 3\ngpu1/gi0/access 138\ngpu1/gi0/ci0/access 139\n",
+                buffer,
+            );
             assert_lazy_matches_full(tricky, buffer);
             assert_lazy_matches_full("", buffer);
             assert_lazy_matches_full("\n", buffer);
@@ -469,7 +497,11 @@ mod tests {
         impl ReadAt for Changing {
             fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
                 let later = self.0.swap(true, std::sync::atomic::Ordering::SeqCst);
-                let text = if later { "gpu0/gi0/access 3\ngpu2/gi0/access 138\n" } else { "gpu0/gi0/access 3\ngpu1/gi0/access 138\n" };
+                let text = if later {
+                    "gpu0/gi0/access 3\ngpu2/gi0/access 138\n"
+                } else {
+                    "gpu0/gi0/access 3\ngpu1/gi0/access 138\n"
+                };
                 text.as_bytes().to_vec().read_at(buf, offset)
             }
         }

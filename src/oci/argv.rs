@@ -16,8 +16,25 @@ const GLOBAL_VALUE_FLAGS: &[&str] = &["root", "log", "log-format", "criu", "root
 const GLOBAL_BOOL_FLAGS: &[&str] = &["debug", "systemd-cgroup", "systemd-log", "help", "h", "version", "v"];
 /// runc's subcommands: an unknown global flag followed by one of these takes no value.
 const SUBCOMMANDS: &[&str] = &[
-    "checkpoint", "create", "delete", "events", "exec", "features", "help", "init", "kill", "list", "pause", "ps",
-    "restore", "resume", "run", "spec", "start", "state", "update",
+    "checkpoint",
+    "create",
+    "delete",
+    "events",
+    "exec",
+    "features",
+    "help",
+    "init",
+    "kill",
+    "list",
+    "pause",
+    "ps",
+    "restore",
+    "resume",
+    "run",
+    "spec",
+    "start",
+    "state",
+    "update",
 ];
 /// `create`/`run` flags that take a value; their values must not be read as flags.
 const CREATE_VALUE_FLAGS: &[&str] = &["console-socket", "pid-file", "preserve-fds"];
@@ -147,7 +164,10 @@ mod tests {
 
     #[test]
     fn containerd_shim_lines() {
-        assert_eq!(sub("--root /run/containerd/runc/k8s.io --log /b/log.json --log-format json start abc").as_deref(), Some("start"));
+        assert_eq!(
+            sub("--root /run/containerd/runc/k8s.io --log /b/log.json --log-format json start abc").as_deref(),
+            Some("start")
+        );
         assert_eq!(sub("--root /r --log /b/log.json --log-format json delete --force abc").as_deref(), Some("delete"));
         assert!(!inv("--root /r delete --force abc").creates());
     }

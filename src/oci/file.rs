@@ -29,7 +29,12 @@ fn temp_path(path: &Path) -> io::Result<PathBuf> {
 }
 
 fn write_temp(tmp: &Path, contents: &[u8], mode: u32, owner: Option<(u32, u32)>, sync: bool) -> io::Result<()> {
-    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(tmp)?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(tmp)?;
     f.write_all(contents)?;
     if let Some((uid, gid)) = owner {
         let meta = f.metadata()?;

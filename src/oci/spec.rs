@@ -31,7 +31,11 @@ fn shape(pointer: &str, expected: &'static str) -> OciError {
 }
 
 /// `parent[key]` as an object, created when absent.
-fn object<'a>(parent: &'a mut Map<String, Value>, key: &str, pointer: &str) -> Result<&'a mut Map<String, Value>, OciError> {
+fn object<'a>(
+    parent: &'a mut Map<String, Value>,
+    key: &str,
+    pointer: &str,
+) -> Result<&'a mut Map<String, Value>, OciError> {
     parent.entry(key).or_insert_with(|| json!({})).as_object_mut().ok_or_else(|| shape(pointer, "an object"))
 }
 
@@ -58,7 +62,11 @@ fn same_device(entry: &Value, n: &DeviceNode) -> bool {
 
 /// Adds `linux.devices` entries: an entry with the same path and numbers stays,
 /// one with the same path and other numbers is replaced in place.
-fn add_devices(linux: &mut Map<String, Value>, nodes: &[DeviceNode], changes: &mut SpecChanges) -> Result<(), OciError> {
+fn add_devices(
+    linux: &mut Map<String, Value>,
+    nodes: &[DeviceNode],
+    changes: &mut SpecChanges,
+) -> Result<(), OciError> {
     let devices = array(linux, "devices", "/linux/devices")?;
     for n in nodes {
         let existing = devices.iter().position(|d| d.get("path").and_then(Value::as_str) == Some(n.path.as_str()));
@@ -86,7 +94,8 @@ fn add_rules(linux: &mut Map<String, Value>, rules: &[DeviceRule], changes: &mut
     for r in rules {
         let wanted = rule_json(r);
         let last_same = list.iter().rposition(|e| *e == wanted);
-        let deny_after = last_same.is_some_and(|i| list[i + 1..].iter().any(|e| e.get("allow") != Some(&Value::Bool(true))));
+        let deny_after =
+            last_same.is_some_and(|i| list[i + 1..].iter().any(|e| e.get("allow") != Some(&Value::Bool(true))));
         if last_same.is_none() || deny_after {
             list.push(wanted);
             changes.rules_added += 1;
@@ -184,8 +193,14 @@ mod tests {
         let mut spec = runc_like();
         let c = apply_edits(&mut spec, &edits(&[ctl()])).unwrap();
         assert_eq!((c.devices_added, c.rules_added), (1, 1));
-        assert_eq!(spec["linux"]["devices"][1], json!({"path": "/dev/nvidiactl", "type": "c", "major": 195, "minor": 255, "fileMode": 438, "uid": 0, "gid": 0}));
-        assert_eq!(spec["linux"]["resources"]["devices"][1], json!({"allow": true, "type": "c", "major": 195, "minor": 255, "access": "rw"}));
+        assert_eq!(
+            spec["linux"]["devices"][1],
+            json!({"path": "/dev/nvidiactl", "type": "c", "major": 195, "minor": 255, "fileMode": 438, "uid": 0, "gid": 0})
+        );
+        assert_eq!(
+            spec["linux"]["resources"]["devices"][1],
+            json!({"allow": true, "type": "c", "major": 195, "minor": 255, "access": "rw"})
+        );
         assert_eq!(spec["linux"]["resources"]["devices"][0], json!({"allow": false, "access": "rwm"}));
     }
 
@@ -269,7 +284,10 @@ mod tests {
         assert_eq!(err(json!({"linux": 1})), "config.json: /linux is not an object");
         assert_eq!(err(json!({"linux": {"devices": {}}})), "config.json: /linux/devices is not an array");
         assert_eq!(err(json!({"linux": {"resources": []}})), "config.json: /linux/resources is not an object");
-        assert_eq!(err(json!({"linux": {"resources": {"devices": null}}})), "config.json: /linux/resources/devices is not an array");
+        assert_eq!(
+            err(json!({"linux": {"resources": {"devices": null}}})),
+            "config.json: /linux/resources/devices is not an array"
+        );
         assert_eq!(err(json!({"hooks": []})), "config.json: /hooks is not an object");
         assert_eq!(err(json!({"hooks": {"prestart": {}}})), "config.json: /hooks/prestart is not an array");
     }

@@ -69,7 +69,12 @@ impl PciBusId {
         if function > 7 || device > 0x1f {
             return None;
         }
-        Some(PciBusId { domain: hex(domain, 8)?, bus: hex(bus, 2)? as u8, device: device as u8, function: function as u8 })
+        Some(PciBusId {
+            domain: hex(domain, 8)?,
+            bus: hex(bus, 2)? as u8,
+            device: device as u8,
+            function: function as u8,
+        })
     }
 }
 
@@ -91,12 +96,19 @@ pub enum DeviceId {
     MigUuid(String),
     /// `MIG-GPU-<uuid>/<gi>/<ci>`: resolved by parent UUID and instance ids, never by
     /// comparing strings with NVML's MIG UUID, so it works on R470+ drivers too.
-    LegacyMig { gpu_uuid: String, gi: u32, ci: u32 },
+    LegacyMig {
+        gpu_uuid: String,
+        gi: u32,
+        ci: u32,
+    },
     /// `<i>:<j>`: GPU `i` by NVML index, then `j` is the index passed to
     /// `nvmlDeviceGetMigDeviceHandleByIndex` — the "MIG ... Device j" number of
     /// `nvidia-smi -L` and of CDI names. Empty slots in that table are skipped,
     /// not the end of the walk, so `j` never shifts when another instance is destroyed.
-    MigIndex { gpu: u32, slot: u32 },
+    MigIndex {
+        gpu: u32,
+        slot: u32,
+    },
 }
 
 /// One parsed entry, with the text the user wrote (for error messages).
@@ -163,7 +175,8 @@ pub fn parse_entry(text: &str) -> Result<DeviceId, RequestError> {
     }
     if let Some(rest) = strip_prefix_ignore_case(text, "MIG-GPU-") {
         let mut fields = rest.split('/');
-        let (Some(uuid), Some(gi), Some(ci), None) = (fields.next(), fields.next(), fields.next(), fields.next()) else {
+        let (Some(uuid), Some(gi), Some(ci), None) = (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
             return Err(malformed("legacy MIG name must be MIG-GPU-<uuid>/<gi>/<ci>"));
         };
         let (Some(Some(gi)), Some(Some(ci))) = (parse_decimal(gi), parse_decimal(ci)) else {
@@ -259,9 +272,7 @@ impl Request {
         let mig_access = |var: &'static str, value: Option<&str>| -> Result<bool, RequestError> {
             match value.map(str::trim).filter(|s| !s.is_empty()) {
                 None => Ok(false),
-                Some(v) if !v.eq_ignore_ascii_case("all") => {
-                    Err(RequestError::MigAccessValue { var, value: shown(v) })
-                }
+                Some(v) if !v.eq_ignore_ascii_case("all") => Err(RequestError::MigAccessValue { var, value: shown(v) }),
                 Some(_) if !raw.privileged => Err(RequestError::MigAccessUnprivileged { var }),
                 Some(_) => Ok(true),
             }
@@ -316,7 +327,10 @@ mod tests {
 
     #[test]
     fn legacy_mig_name() {
-        assert_eq!(one(&format!("MIG-GPU-{U}/7/0")), DeviceId::LegacyMig { gpu_uuid: format!("GPU-{U}"), gi: 7, ci: 0 });
+        assert_eq!(
+            one(&format!("MIG-GPU-{U}/7/0")),
+            DeviceId::LegacyMig { gpu_uuid: format!("GPU-{U}"), gi: 7, ci: 0 }
+        );
     }
 
     #[test]
@@ -384,7 +398,10 @@ mod tests {
 
     #[test]
     fn odd_entries_are_escaped_and_cut_in_errors() {
-        assert_eq!(err("a\nmighook: info: forged"), "\"a\\nmighook: info: forged\": not a GPU index, UUID, PCI bus id or MIG device");
+        assert_eq!(
+            err("a\nmighook: info: forged"),
+            "\"a\\nmighook: info: forged\": not a GPU index, UUID, PCI bus id or MIG device"
+        );
         let long = "x".repeat(100_000);
         let e = err(&long);
         assert!(e.len() < 160, "{e}");
@@ -401,7 +418,10 @@ mod tests {
 
     #[test]
     fn first_bad_entry_is_reported() {
-        assert_eq!(parse_device_list(Some("0,bad,worse")).unwrap_err().to_string(), "bad: not a GPU index, UUID, PCI bus id or MIG device");
+        assert_eq!(
+            parse_device_list(Some("0,bad,worse")).unwrap_err().to_string(),
+            "bad: not a GPU index, UUID, PCI bus id or MIG device"
+        );
     }
 
     fn raw<'a>(mig_config: Option<&'a str>, privileged: bool) -> RawRequest<'a> {
@@ -412,8 +432,14 @@ mod tests {
     fn mig_config_needs_privilege() {
         let d = DriverCapabilities::default();
         assert!(Request::parse(&raw(Some("all"), true), &d).unwrap().mig_config);
-        assert_eq!(Request::parse(&raw(Some("all"), false), &d).unwrap_err().to_string(), "NVIDIA_MIG_CONFIG_DEVICES: needs a privileged container (CAP_SYS_ADMIN in the bounding set)");
-        assert_eq!(Request::parse(&raw(Some("0"), true), &d).unwrap_err().to_string(), "NVIDIA_MIG_CONFIG_DEVICES=0: only 'all' is supported");
+        assert_eq!(
+            Request::parse(&raw(Some("all"), false), &d).unwrap_err().to_string(),
+            "NVIDIA_MIG_CONFIG_DEVICES: needs a privileged container (CAP_SYS_ADMIN in the bounding set)"
+        );
+        assert_eq!(
+            Request::parse(&raw(Some("0"), true), &d).unwrap_err().to_string(),
+            "NVIDIA_MIG_CONFIG_DEVICES=0: only 'all' is supported"
+        );
         assert!(!Request::parse(&raw(Some(""), false), &d).unwrap().mig_config);
     }
 

@@ -150,7 +150,11 @@ mod tests {
     use serde_json::json;
 
     fn policy() -> SourcePolicy {
-        SourcePolicy { accept_envvar_when_unprivileged: true, accept_volume_mounts: true, annotation_prefixes: vec!["cdi.k8s.io/".into()] }
+        SourcePolicy {
+            accept_envvar_when_unprivileged: true,
+            accept_volume_mounts: true,
+            annotation_prefixes: vec!["cdi.k8s.io/".into()],
+        }
     }
     fn spec(env: &[&str]) -> Value {
         json!({"ociVersion": "1.0.2", "process": {"env": env, "capabilities": {"bounding": ["CAP_KILL"]}}, "mounts": []})

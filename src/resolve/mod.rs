@@ -35,7 +35,16 @@ pub enum Resolved {
     #[serde(rename_all = "camelCase")]
     Gpu { entry: String, index: u32, uuid: String, minor: u32, pci_bus_id: String, mig_mode: MigMode },
     #[serde(rename_all = "camelCase")]
-    Mig { entry: String, name: String, uuid: String, gpu_index: u32, gpu_uuid: String, gpu_minor: u32, gi: u32, ci: u32 },
+    Mig {
+        entry: String,
+        name: String,
+        uuid: String,
+        gpu_index: u32,
+        gpu_uuid: String,
+        gpu_minor: u32,
+        gi: u32,
+        ci: u32,
+    },
 }
 
 /// The devices a request selects.
@@ -159,7 +168,8 @@ impl<D: Driver + ?Sized> Resolver<'_, D> {
                     return Err(entry_err(entry, format!("GPU {} is not in MIG mode", gpu.index)));
                 }
                 let count = self.driver(text, self.driver.mig_slot_count(gpu.index))?;
-                let found = if *slot < count { self.driver(text, self.driver.mig_device(gpu.index, *slot))? } else { None };
+                let found =
+                    if *slot < count { self.driver(text, self.driver.mig_device(gpu.index, *slot))? } else { None };
                 let Some(mig) = found else {
                     let migs = self.mig_devices_of(entry, &gpu)?;
                     let reason = if migs.is_empty() {

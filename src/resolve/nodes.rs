@@ -71,7 +71,11 @@ impl<D: Driver + ?Sized> Caps<'_, D> {
 }
 
 /// Builds the edits for a selection. Adds a warning for missing optional nodes.
-pub fn build<D: Driver + ?Sized>(request: &Request, sel: &mut Selection, driver: &D) -> Result<ContainerEdits, ResolveError> {
+pub fn build<D: Driver + ?Sized>(
+    request: &Request,
+    sel: &mut Selection,
+    driver: &D,
+) -> Result<ContainerEdits, ResolveError> {
     if !sel.gpu_container {
         return Ok(ContainerEdits::default());
     }
@@ -83,7 +87,10 @@ pub fn build<D: Driver + ?Sized>(request: &Request, sel: &mut Selection, driver:
                 nodes.push(node("/dev/nvidia-uvm".into(), uvm, 0, GPU_NODE_MODE));
                 nodes.push(node("/dev/nvidia-uvm-tools".into(), uvm, UVM_TOOLS_MINOR, GPU_NODE_MODE));
             }
-            None => sel.warnings.push("compute: /proc/devices has no nvidia-uvm major (nvidia-uvm not loaded?): no /dev/nvidia-uvm nodes".into()),
+            None => sel.warnings.push(
+                "compute: /proc/devices has no nvidia-uvm major (nvidia-uvm not loaded?): no /dev/nvidia-uvm nodes"
+                    .into(),
+            ),
         }
     }
     if request.capabilities.display() {
@@ -93,11 +100,17 @@ pub fn build<D: Driver + ?Sized>(request: &Request, sel: &mut Selection, driver:
         nodes.push(node(format!("/dev/nvidia{}", gpu.minor), NVIDIA_MAJOR, gpu.minor, GPU_NODE_MODE));
     }
     let needs_caps = !sel.migs.is_empty() || request.mig_config || request.mig_monitor;
-    let caps = Caps { driver, major: if needs_caps { driver.chardev_major("nvidia-caps").map_err(proc_err)? } else { None } };
+    let caps =
+        Caps { driver, major: if needs_caps { driver.chardev_major("nvidia-caps").map_err(proc_err)? } else { None } };
     for (gpu, mig) in &sel.migs {
         let what = format!("{}:{}", gpu.index, mig.slot);
         nodes.push(caps.node(&what, MigCap::Gi { gpu_minor: gpu.minor, gi: mig.gi }, None, CAP_NODE_MODE)?);
-        nodes.push(caps.node(&what, MigCap::Ci { gpu_minor: gpu.minor, gi: mig.gi, ci: mig.ci }, None, CAP_NODE_MODE)?);
+        nodes.push(caps.node(
+            &what,
+            MigCap::Ci { gpu_minor: gpu.minor, gi: mig.gi, ci: mig.ci },
+            None,
+            CAP_NODE_MODE,
+        )?);
     }
     for (wanted, cap, var, mode) in [
         (request.mig_config, MigCap::Config, "NVIDIA_MIG_CONFIG_DEVICES", CONFIG_CAP_MODE),

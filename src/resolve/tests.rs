@@ -1,5 +1,5 @@
 use super::*;
-use crate::driver::fake::{gi_minor, FakeDriver};
+use crate::driver::fake::{FakeDriver, gi_minor};
 use crate::edits::DeviceRule;
 use crate::request::{DriverCapabilities, RawRequest};
 
@@ -46,7 +46,11 @@ fn rules_are_rw_on_exactly_the_nodes() {
 #[test]
 fn cap_minors_are_keyed_by_device_minor_not_index() {
     // GPU 1 has device minor 3: gpu3/gi1/ci2.
-    assert!(paths("1:2").contains(&format!("/dev/nvidia-caps/nvidia-cap{} 508:{}", gi_minor(3, 1) + 3, gi_minor(3, 1) + 3)));
+    assert!(paths("1:2").contains(&format!(
+        "/dev/nvidia-caps/nvidia-cap{} 508:{}",
+        gi_minor(3, 1) + 3,
+        gi_minor(3, 1) + 3
+    )));
     assert!(paths("1:2").contains(&"/dev/nvidia3 195:3".to_string()));
 }
 
@@ -98,8 +102,14 @@ fn resolution_errors_name_the_entry() {
     assert_eq!(error("3:0"), "3:0: GPU 3 has no MIG devices");
     assert_eq!(error("9"), "9: no GPU with index 9 (this node has 0..3)");
     assert_eq!(error("9:0"), "9:0: no GPU with index 9 (this node has 0..3)");
-    assert_eq!(error("GPU-11111111-2222-3333-4444-555555555555"), "GPU-11111111-2222-3333-4444-555555555555: no GPU with this UUID");
-    assert_eq!(error("MIG-11111111-2222-3333-4444-555555555555"), "MIG-11111111-2222-3333-4444-555555555555: no MIG device with this UUID");
+    assert_eq!(
+        error("GPU-11111111-2222-3333-4444-555555555555"),
+        "GPU-11111111-2222-3333-4444-555555555555: no GPU with this UUID"
+    );
+    assert_eq!(
+        error("MIG-11111111-2222-3333-4444-555555555555"),
+        "MIG-11111111-2222-3333-4444-555555555555: no MIG device with this UUID"
+    );
     assert_eq!(error("0000:99:00.0"), "0000:99:00.0: no GPU at PCI bus id 00000000:99:00.0");
 }
 
@@ -138,17 +148,26 @@ fn all_gives_every_full_gpu_and_every_mig_device() {
 
 #[test]
 fn uvm_only_with_compute_and_modeset_only_with_display() {
-    let utility = request_with(RawRequest { visible_devices: Some("2"), driver_capabilities: Some("utility"), ..Default::default() });
+    let utility = request_with(RawRequest {
+        visible_devices: Some("2"),
+        driver_capabilities: Some("utility"),
+        ..Default::default()
+    });
     let nodes = plan(&utility, &FakeDriver::a100()).unwrap().edits.device_nodes;
     assert!(nodes.iter().all(|n| !n.path.contains("uvm")));
-    let display = request_with(RawRequest { visible_devices: Some("2"), driver_capabilities: Some("display"), ..Default::default() });
+    let display = request_with(RawRequest {
+        visible_devices: Some("2"),
+        driver_capabilities: Some("display"),
+        ..Default::default()
+    });
     let nodes = plan(&display, &FakeDriver::a100()).unwrap().edits.device_nodes;
     assert!(nodes.iter().any(|n| n.path == "/dev/nvidia-modeset" && n.minor == 254));
 }
 
 #[test]
 fn mig_monitor_adds_monitor_and_every_cap_of_the_selected_gpus() {
-    let raw = RawRequest { visible_devices: Some("0:1"), mig_monitor: Some("all"), privileged: true, ..Default::default() };
+    let raw =
+        RawRequest { visible_devices: Some("0:1"), mig_monitor: Some("all"), privileged: true, ..Default::default() };
     let nodes = plan(&request_with(raw), &FakeDriver::a100()).unwrap().edits.device_nodes;
     assert!(nodes.iter().any(|n| n.path == "/dev/nvidia-caps/nvidia-cap2"));
     assert_eq!(nodes.iter().filter(|n| n.path.starts_with("/dev/nvidia-caps/")).count(), 1 + 135);
@@ -156,7 +175,8 @@ fn mig_monitor_adds_monitor_and_every_cap_of_the_selected_gpus() {
 
 #[test]
 fn mig_config_cap_is_owner_only() {
-    let raw = RawRequest { visible_devices: Some("2"), mig_config: Some("all"), privileged: true, ..Default::default() };
+    let raw =
+        RawRequest { visible_devices: Some("2"), mig_config: Some("all"), privileged: true, ..Default::default() };
     let nodes = plan(&request_with(raw), &FakeDriver::a100()).unwrap().edits.device_nodes;
     let config = nodes.iter().find(|n| n.path == "/dev/nvidia-caps/nvidia-cap1").unwrap();
     assert_eq!(config.file_mode, 0o400);

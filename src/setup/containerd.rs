@@ -39,7 +39,11 @@ fn plugin_id(version: i64) -> &'static str {
 /// `t[k1][k2]...` as a table, created when absent; an error when something else is there.
 fn sub_table<'a>(mut t: &'a mut Table, keys: &[&str]) -> Result<&'a mut Table, String> {
     for k in keys {
-        t = t.entry(k.to_string()).or_insert_with(|| Value::Table(Table::new())).as_table_mut().ok_or_else(|| format!("{k} is not a table"))?;
+        t = t
+            .entry(k.to_string())
+            .or_insert_with(|| Value::Table(Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| format!("{k} is not a table"))?;
     }
     Ok(t)
 }
@@ -50,7 +54,10 @@ fn get_table<'a>(t: &'a Table, keys: &[&str]) -> Option<&'a Table> {
 
 /// `containerd.default_runtime_name` of a CRI section; containerd's default is `runc`.
 fn default_runtime_name(section: Option<&Table>) -> String {
-    let name = section.and_then(|s| get_table(s, &["containerd"])).and_then(|c| c.get("default_runtime_name")).and_then(Value::as_str);
+    let name = section
+        .and_then(|s| get_table(s, &["containerd"]))
+        .and_then(|c| c.get("default_runtime_name"))
+        .and_then(Value::as_str);
     name.unwrap_or("runc").to_string()
 }
 
@@ -104,7 +111,8 @@ pub fn dropin(version: i64, effective: Option<(&Table, &Path)>, shim: &Path) -> 
 }
 
 fn parse(path: &Path, text: &str) -> Result<Table, SetupError> {
-    text.parse::<Table>().map_err(|e| invalid(path, format!("not valid TOML: {}", e.to_string().lines().next().unwrap_or(""))))
+    text.parse::<Table>()
+        .map_err(|e| invalid(path, format!("not valid TOML: {}", e.to_string().lines().next().unwrap_or(""))))
 }
 
 /// `*` and `?` wildcards over one file name, as Go's filepath.Match (no classes).
@@ -149,7 +157,8 @@ fn import_files(entries: &[PathBuf]) -> Vec<PathBuf> {
         }
         let Some(dir) = e.parent() else { continue };
         let Ok(read) = std::fs::read_dir(dir) else { continue };
-        let mut found: Vec<PathBuf> = read.filter_map(|d| d.ok()).map(|d| d.path()).filter(|p| p.is_file() && covers(e, p)).collect();
+        let mut found: Vec<PathBuf> =
+            read.filter_map(|d| d.ok()).map(|d| d.path()).filter(|p| p.is_file() && covers(e, p)).collect();
         found.sort();
         files.extend(found);
     }
@@ -190,7 +199,12 @@ pub fn steps(ctx: &Ctx) -> Result<Vec<Step>, SetupError> {
     let main_path = ctx.host(CONFIG_TOML);
     let main_dir = main_path.parent().unwrap_or(Path::new("/")).to_path_buf();
     let dropin_path = ctx.host(CONF_D).join(DROPIN_NAME);
-    let glob = ctx.host(CONF_D).join("*.toml").to_str().ok_or_else(|| invalid(&main_path, "config root is not UTF-8"))?.to_string();
+    let glob = ctx
+        .host(CONF_D)
+        .join("*.toml")
+        .to_str()
+        .ok_or_else(|| invalid(&main_path, "config root is not UTF-8"))?
+        .to_string();
     let main_text = ctx.read(&main_path)?;
     let main = parse(&main_path, main_text.as_deref().unwrap_or(""))?;
     let version = match (main_text.is_some(), main.get("version")) {
@@ -200,7 +214,10 @@ pub fn steps(ctx: &Ctx) -> Result<Vec<Step>, SetupError> {
         (true, Some(_)) => return Err(invalid(&main_path, "version is not an integer")),
     };
     if version > 3 {
-        return Err(SetupError::Refused(format!("{}: config version {version} is newer than mighook knows (2 or 3)", main_path.display())));
+        return Err(SetupError::Refused(format!(
+            "{}: config version {version} is newer than mighook knows (2 or 3)",
+            main_path.display()
+        )));
     }
     if version <= 1 && main.contains_key("plugins") {
         return Err(SetupError::Refused(format!(
@@ -230,7 +247,10 @@ pub fn steps(ctx: &Ctx) -> Result<Vec<Step>, SetupError> {
             vec![glob.clone()]
         }
         Some(Value::Array(list)) => {
-            let entries: Vec<String> = list.iter().map(|v| v.as_str().map(str::to_string)).collect::<Option<_>>()
+            let entries: Vec<String> = list
+                .iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect::<Option<_>>()
                 .ok_or_else(|| invalid(&main_path, "imports has a non-string entry"))?;
             if !entries.iter().any(|e| covers(&resolve_entry(e, &main_dir), &dropin_path)) {
                 return Err(SetupError::Refused(format!(
@@ -270,7 +290,8 @@ pub fn steps(ctx: &Ctx) -> Result<Vec<Step>, SetupError> {
         }
     }
 
-    let content = dropin(version, effective.as_ref().map(|(t, p)| (t, p.as_path())), &ctx.shim_path()).map_err(|e| invalid(&main_path, e))?;
+    let content = dropin(version, effective.as_ref().map(|(t, p)| (t, p.as_path())), &ctx.shim_path())
+        .map_err(|e| invalid(&main_path, e))?;
     steps.push(ctx.write_step(dropin_path, content)?);
     steps.push(Step::Hint("restart containerd (systemctl restart containerd); CRI picks the shim with runtime handler \"nvidia\" (RuntimeClass handler: nvidia)".into()));
     Ok(steps)
@@ -301,14 +322,21 @@ mod tests {
         assert!(covers(Path::new("/etc/containerd/conf.d/*.toml"), f));
         assert!(covers(f, f));
         assert!(!covers(Path::new("/etc/containerd/other/*.toml"), f));
-        assert_eq!(resolve_entry("conf.d/*.toml", Path::new("/etc/containerd")), Path::new("/etc/containerd/conf.d/*.toml"));
+        assert_eq!(
+            resolve_entry("conf.d/*.toml", Path::new("/etc/containerd")),
+            Path::new("/etc/containerd/conf.d/*.toml")
+        );
     }
 
     #[test]
     fn imports_line_goes_after_version_and_keeps_comments() {
-        let text = "# my containerd\nversion = 2\n\n[plugins]\n  # keep me\n  [plugins.\"io.containerd.grpc.v1.cri\"]\n";
+        let text =
+            "# my containerd\nversion = 2\n\n[plugins]\n  # keep me\n  [plugins.\"io.containerd.grpc.v1.cri\"]\n";
         let new = with_imports_line(text, &table(text), "/etc/containerd/conf.d/*.toml").unwrap();
-        assert_eq!(new, "# my containerd\nversion = 2\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n\n[plugins]\n  # keep me\n  [plugins.\"io.containerd.grpc.v1.cri\"]\n");
+        assert_eq!(
+            new,
+            "# my containerd\nversion = 2\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n\n[plugins]\n  # keep me\n  [plugins.\"io.containerd.grpc.v1.cri\"]\n"
+        );
     }
 
     #[test]
@@ -340,11 +368,15 @@ mod tests {
 
     #[test]
     fn nvidia_inherits_runc_options_but_not_another_shims() {
-        let cri = table("[containerd.runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\n[containerd.runtimes.runc.options]\nSystemdCgroup = true\n");
+        let cri = table(
+            "[containerd.runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\n[containerd.runtimes.runc.options]\nSystemdCgroup = true\n",
+        );
         let rt = nvidia_runtime(Some(&cri), Path::new(SHIM)).unwrap();
         assert_eq!(rt["options"]["SystemdCgroup"].as_bool(), Some(true));
         assert_eq!(rt["options"]["BinaryName"].as_str(), Some(SHIM));
-        let kata = table("[containerd]\ndefault_runtime_name = \"kata\"\n[containerd.runtimes.kata]\nruntime_type = \"io.containerd.kata.v2\"\n[containerd.runtimes.kata.options]\nConfigPath = \"/k\"\n");
+        let kata = table(
+            "[containerd]\ndefault_runtime_name = \"kata\"\n[containerd.runtimes.kata]\nruntime_type = \"io.containerd.kata.v2\"\n[containerd.runtimes.kata.options]\nConfigPath = \"/k\"\n",
+        );
         let rt = nvidia_runtime(Some(&kata), Path::new(SHIM)).unwrap();
         assert_eq!(rt["options"].as_table().unwrap().keys().collect::<Vec<_>>(), ["BinaryName"]);
     }

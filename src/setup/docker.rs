@@ -31,9 +31,16 @@ pub fn daemon_snippet(shim: &Path) -> String {
 }
 
 /// daemon.json with `runtimes.nvidia` set; `None` when it already is.
-fn merged_daemon_json(path: &Path, old: Option<&str>, shim: &Path, steps: &mut Vec<Step>) -> Result<Option<String>, SetupError> {
+fn merged_daemon_json(
+    path: &Path,
+    old: Option<&str>,
+    shim: &Path,
+    steps: &mut Vec<Step>,
+) -> Result<Option<String>, SetupError> {
     let mut doc: Value = match old {
-        Some(text) if !text.trim().is_empty() => serde_json::from_str(text).map_err(|e| invalid(path, format!("not JSON: {e}")))?,
+        Some(text) if !text.trim().is_empty() => {
+            serde_json::from_str(text).map_err(|e| invalid(path, format!("not JSON: {e}")))?
+        }
         _ => json!({}),
     };
     let top = doc.as_object_mut().ok_or_else(|| invalid(path, "is not a JSON object"))?;
@@ -59,9 +66,15 @@ pub fn steps(ctx: &Ctx) -> Result<Vec<Step>, SetupError> {
         None => steps.push(Step::Unchanged(path)),
     }
     if !USUAL_PATH.iter().any(|d| Path::new(d) == ctx.bin_dir()) {
-        steps.push(Step::Note(format!("docker --gpus needs {} on dockerd's PATH when dockerd starts", ctx.bin_dir().display())));
+        steps.push(Step::Note(format!(
+            "docker --gpus needs {} on dockerd's PATH when dockerd starts",
+            ctx.bin_dir().display()
+        )));
     }
-    steps.push(Step::Hint("restart dockerd (systemctl restart docker), then: docker run --runtime=nvidia -e NVIDIA_VISIBLE_DEVICES=0 ...".into()));
+    steps.push(Step::Hint(
+        "restart dockerd (systemctl restart docker), then: docker run --runtime=nvidia -e NVIDIA_VISIBLE_DEVICES=0 ..."
+            .into(),
+    ));
     Ok(steps)
 }
 
@@ -70,7 +83,12 @@ mod tests {
     use super::*;
 
     fn merge(old: Option<&str>) -> Result<Option<String>, SetupError> {
-        merged_daemon_json(Path::new("/etc/docker/daemon.json"), old, Path::new("/usr/bin/nvidia-container-runtime"), &mut vec![])
+        merged_daemon_json(
+            Path::new("/etc/docker/daemon.json"),
+            old,
+            Path::new("/usr/bin/nvidia-container-runtime"),
+            &mut vec![],
+        )
     }
 
     #[test]
@@ -87,7 +105,10 @@ mod tests {
     #[test]
     fn missing_or_empty_file_gets_just_the_runtime() {
         assert_eq!(merge(None).unwrap().unwrap(), daemon_snippet(Path::new("/usr/bin/nvidia-container-runtime")));
-        assert_eq!(merge(Some("  \n")).unwrap().unwrap(), daemon_snippet(Path::new("/usr/bin/nvidia-container-runtime")));
+        assert_eq!(
+            merge(Some("  \n")).unwrap().unwrap(),
+            daemon_snippet(Path::new("/usr/bin/nvidia-container-runtime"))
+        );
     }
 
     #[test]

@@ -47,7 +47,8 @@ fn hook_step(ctx: &Ctx) -> Result<Step, SetupError> {
     let path = ctx.host(HOOKS_D_JSON);
     let new = hook_json(&ctx.binary);
     let old = ctx.read(&path)?;
-    let same = old.as_deref().and_then(|t| serde_json::from_str::<Value>(t).ok()) == serde_json::from_str::<Value>(&new).ok();
+    let same =
+        old.as_deref().and_then(|t| serde_json::from_str::<Value>(t).ok()) == serde_json::from_str::<Value>(&new).ok();
     Ok(if same { Step::Unchanged(path) } else { Step::Write { path, old, new } })
 }
 
@@ -59,7 +60,10 @@ fn cdi_step(ctx: &Ctx) -> Result<Step, SetupError> {
             "no CDI spec written ({why}); once the driver is up, for --device nvidia.com/gpu=<id>: {} cdi generate --output {CDI_SPEC}",
             ctx.binary.display()
         ))),
-        None => Ok(Step::Hint(format!("for --device nvidia.com/gpu=<id>: {} cdi generate --output {CDI_SPEC}", ctx.binary.display()))),
+        None => Ok(Step::Hint(format!(
+            "for --device nvidia.com/gpu=<id>: {} cdi generate --output {CDI_SPEC}",
+            ctx.binary.display()
+        ))),
     }
 }
 
@@ -69,7 +73,9 @@ pub fn crio_steps(ctx: &Ctx) -> Result<Vec<Step>, SetupError> {
     steps.push(ctx.write_step(ctx.host(CRIO_DROPIN), crio_dropin(&ctx.shim_path()))?);
     steps.push(hook_step(ctx)?);
     steps.push(cdi_step(ctx)?);
-    steps.push(Step::Hint("restart CRI-O (systemctl restart crio); pods pick the shim with a RuntimeClass of handler \"nvidia\"".into()));
+    steps.push(Step::Hint(
+        "restart CRI-O (systemctl restart crio); pods pick the shim with a RuntimeClass of handler \"nvidia\"".into(),
+    ));
     Ok(steps)
 }
 
@@ -85,7 +91,10 @@ mod tests {
     fn hook_json_has_the_hooks_d_shape() {
         let v: Value = serde_json::from_str(&hook_json(Path::new("/opt/m/mighook"))).unwrap();
         assert_eq!(v["version"], "1.0.0");
-        assert_eq!(v["hook"], json!({"path": "/opt/m/mighook", "args": ["mighook", "prestart"], "env": [HOOK_PATH_ENV]}));
+        assert_eq!(
+            v["hook"],
+            json!({"path": "/opt/m/mighook", "args": ["mighook", "prestart"], "env": [HOOK_PATH_ENV]})
+        );
         assert_eq!(v["when"], json!({"always": true}));
         assert_eq!(v["stages"], json!(["prestart"]));
     }

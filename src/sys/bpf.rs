@@ -47,7 +47,8 @@ impl Insn {
     }
 
     pub fn from_bytes(b: [u8; 8]) -> Self {
-        let (dst, src) = if cfg!(target_endian = "little") { (b[1] & 0x0f, b[1] >> 4) } else { (b[1] >> 4, b[1] & 0x0f) };
+        let (dst, src) =
+            if cfg!(target_endian = "little") { (b[1] & 0x0f, b[1] >> 4) } else { (b[1] >> 4, b[1] & 0x0f) };
         Insn {
             code: b[0],
             dst,
@@ -181,7 +182,13 @@ pub trait BpfOps {
     fn prog_load(&self, prog: &ProgLoad<'_>) -> Result<Self::BpfFd, LoadError>;
     /// BPF_PROG_ATTACH to BPF_CGROUP_DEVICE with `flags`; `replace` is the
     /// program swapped out under BPF_F_REPLACE.
-    fn prog_attach(&self, cgroup: &Self::BpfFd, prog: &Self::BpfFd, flags: u32, replace: Option<&Self::BpfFd>) -> io::Result<()>;
+    fn prog_attach(
+        &self,
+        cgroup: &Self::BpfFd,
+        prog: &Self::BpfFd,
+        flags: u32,
+        replace: Option<&Self::BpfFd>,
+    ) -> io::Result<()>;
 }
 
 // Commands, program and attach type from linux/bpf.h (stable UAPI numbers).
@@ -331,7 +338,10 @@ impl BpfOps for super::LinuxSys {
         let fd = nix::fcntl::open(dir, flags, nix::sys::stat::Mode::empty())?;
         let fs = nix::sys::statfs::fstatfs(&fd)?.filesystem_type();
         if fs != nix::sys::statfs::CGROUP2_SUPER_MAGIC {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("not a cgroup2 file system (f_type {:#x})", fs.0)));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("not a cgroup2 file system (f_type {:#x})", fs.0),
+            ));
         }
         Ok(fd)
     }
@@ -550,7 +560,13 @@ pub mod fake {
             let mut s = self.state.lock().unwrap();
             s.next_id += 1;
             let id = s.next_id;
-            let prog = Prog { insns: insns.to_vec(), license: "GPL".into(), name: String::new(), dump: Dump::Exact, errno_on_open: None };
+            let prog = Prog {
+                insns: insns.to_vec(),
+                license: "GPL".into(),
+                name: String::new(),
+                dump: Dump::Exact,
+                errno_on_open: None,
+            };
             s.progs.insert(id, prog);
             id
         }
@@ -679,9 +695,11 @@ pub mod fake {
 
         fn prog_query(&self, cgroup: &FakeFd, effective: bool, ids: &mut [u32]) -> io::Result<QueryOut> {
             let path = cgroup_path(cgroup)?;
-            let s = self.begin(Op::Query, format!("query {} effective={effective} room={}", path.display(), ids.len()))?;
+            let s =
+                self.begin(Op::Query, format!("query {} effective={effective} room={}", path.display(), ids.len()))?;
             let cg = &s.cgroups[path];
-            let all: Vec<u32> = if effective { cg.progs.iter().chain(&cg.inherited).copied().collect() } else { cg.progs.clone() };
+            let all: Vec<u32> =
+                if effective { cg.progs.iter().chain(&cg.inherited).copied().collect() } else { cg.progs.clone() };
             for (slot, id) in ids.iter_mut().zip(&all) {
                 *slot = *id;
             }
@@ -763,7 +781,11 @@ pub mod fake {
             }
             match (multi, old) {
                 (true, Some(old)) => {
-                    let slot = cg.progs.iter_mut().find(|p| **p == old).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+                    let slot = cg
+                        .progs
+                        .iter_mut()
+                        .find(|p| **p == old)
+                        .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
                     *slot = id;
                 }
                 (true, None) => cg.progs.push(id),

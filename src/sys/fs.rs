@@ -245,7 +245,10 @@ impl FsOps for super::LinuxSys {
                     return Err(io::Error::from_raw_os_error(libc::ELOOP));
                 }
                 use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(format!("/proc/self/fd/{}", fd.as_raw_fd()), std::fs::Permissions::from_mode(perm))
+                std::fs::set_permissions(
+                    format!("/proc/self/fd/{}", fd.as_raw_fd()),
+                    std::fs::Permissions::from_mode(perm),
+                )
             }
             Err(e) => Err(e),
         }
@@ -298,7 +301,10 @@ impl FsOps for super::LinuxSys {
             // One write per chunk: the cgroup file parses each write as one rule.
             let n = f.write(data).map_err(|e| (i, e))?;
             if n != data.len() {
-                return Err((i, io::Error::new(io::ErrorKind::WriteZero, format!("short write ({n} of {} bytes)", data.len()))));
+                return Err((
+                    i,
+                    io::Error::new(io::ErrorKind::WriteZero, format!("short write ({n} of {} bytes)", data.len())),
+                ));
             }
         }
         Ok(())
@@ -416,7 +422,12 @@ pub mod fake {
             let mut prefix = String::new();
             for comp in path.trim_start_matches('/').split('/').collect::<Vec<_>>().split_last().unwrap().1 {
                 prefix = format!("{prefix}/{comp}");
-                st.tree.entry(prefix.clone()).or_insert(Node { entry: Entry::Dir, perm: 0o755, owner: (0, 0), mount_root: false });
+                st.tree.entry(prefix.clone()).or_insert(Node {
+                    entry: Entry::Dir,
+                    perm: 0o755,
+                    owner: (0, 0),
+                    mount_root: false,
+                });
             }
             st.tree.insert(path.to_string(), Node { entry, perm, owner: (0, 0), mount_root: false });
         }
@@ -550,7 +561,9 @@ pub mod fake {
             if st.tree.contains_key(path) {
                 return Err(err(libc::EEXIST));
             }
-            if !matches!(st.tree.get(parent_of(path)).map(|n| &n.entry), Some(Entry::Dir)) && !parent_of(path).is_empty() {
+            if !matches!(st.tree.get(parent_of(path)).map(|n| &n.entry), Some(Entry::Dir))
+                && !parent_of(path).is_empty()
+            {
                 return Err(err(libc::ENOENT));
             }
             st.tree.insert(path.into(), Node { entry, perm, owner: (0, 0), mount_root: false });

@@ -74,10 +74,18 @@ pub fn mig_probe_argv() -> Vec<String> {
 /// ENXIO (6) on each of the six (exists, allowed, no driver), EPERM (1) on each neighbour, nothing else NVIDIA.
 pub fn assert_exactly_mig_0_1(label: &str, p: &ProbeOutput) {
     for (path, major, minor) in MIG_0_1_NODES {
-        assert_eq!(p.summary_of(path), format!("c {major}:{minor} errno=6"), "{label}: {path} must exist and be allowed");
+        assert_eq!(
+            p.summary_of(path),
+            format!("c {major}:{minor} errno=6"),
+            "{label}: {path} must exist and be allowed"
+        );
     }
     for (path, major, minor) in NEIGHBOURS {
-        assert_eq!(p.summary_of(path), format!("c {major}:{minor} errno=1"), "{label}: neighbour {path} must be denied");
+        assert_eq!(
+            p.summary_of(path),
+            format!("c {major}:{minor} errno=1"),
+            "{label}: neighbour {path} must be denied"
+        );
     }
     let nvidia: Vec<String> = p.ls_or_empty("/dev").into_iter().filter(|n| n.starts_with("nvidia")).collect();
     assert_eq!(nvidia, ["nvidia-caps", "nvidia-uvm", "nvidia-uvm-tools", "nvidia2", "nvidiactl"], "{label}: /dev");
@@ -287,7 +295,10 @@ fn wait_ready(what: &str, log: &Path, child: &mut Child, mut ready: impl FnMut()
             return;
         }
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited ({status}) before it was ready\n--- log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+            panic!(
+                "{what} exited ({status}) before it was ready\n--- log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -421,7 +432,9 @@ impl Containerd {
         let mut me = Containerd { child, namespace, dir };
         // `me` owns the child from here: a panic below still stops the daemon.
         let ns = me.namespace.clone();
-        wait_ready("containerd", &log, &mut me.child, || ctr_cmd(&sock, &ns).arg("version").output().is_ok_and(|o| o.status.success()));
+        wait_ready("containerd", &log, &mut me.child, || {
+            ctr_cmd(&sock, &ns).arg("version").output().is_ok_and(|o| o.status.success())
+        });
         me
     }
 
@@ -513,7 +526,9 @@ impl Dockerd {
         containerd_started();
         let mut me = Dockerd { child, had_run_docker, dir };
         // `me` owns the child from here: a panic below still stops the daemon.
-        wait_ready("dockerd", &log, &mut me.child, || docker_cmd(&host).arg("version").output().is_ok_and(|o| o.status.success()));
+        wait_ready("dockerd", &log, &mut me.child, || {
+            docker_cmd(&host).arg("version").output().is_ok_and(|o| o.status.success())
+        });
         me
     }
 

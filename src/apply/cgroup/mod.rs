@@ -32,7 +32,9 @@ pub enum CgroupError {
     V1NotMounted { path: String },
     #[error("the container's {version} cgroup {path} is not below any mounted {version} hierarchy here")]
     Unreachable { version: &'static str, path: String },
-    #[error("no device cgroup found for the container: its v1 devices cgroup is the root or absent and no cgroup2 hierarchy is mounted")]
+    #[error(
+        "no device cgroup found for the container: its v1 devices cgroup is the root or absent and no cgroup2 hierarchy is mounted"
+    )]
     NoDeviceCgroup,
     #[error(transparent)]
     V1(#[from] v1::V1Error),
@@ -150,7 +152,9 @@ fn below(cgroup: &str, root: &Path) -> Option<PathBuf> {
 /// The directory of `cgroup` through the first of `mounts` it is below.
 fn find_dir<'a>(cgroup: &str, mut mounts: impl Iterator<Item = &'a Mount>) -> Option<PathBuf> {
     // Joining an empty path would leave a trailing slash in every log line.
-    let join = |m: &Mount, rel: PathBuf| if rel.as_os_str().is_empty() { m.mount_point.clone() } else { m.mount_point.join(rel) };
+    let join = |m: &Mount, rel: PathBuf| {
+        if rel.as_os_str().is_empty() { m.mount_point.clone() } else { m.mount_point.join(rel) }
+    };
     mounts.find_map(|m| below(cgroup, &m.root).map(|rel| join(m, rel)))
 }
 
@@ -160,13 +164,16 @@ pub fn locate(cgroups: &[CgroupEntry], mounts: &[Mount]) -> Result<DeviceCgroups
 
     let v1_entry = cgroups.iter().find(|c| c.hierarchy != 0 && c.controllers.iter().any(|x| x == "devices"));
     if let Some(entry) = v1_entry.filter(|e| e.path != "/") {
-        let mut v1_mounts =
-            mounts.iter().filter(|m| m.fs_type == "cgroup" && m.super_options.iter().any(|o| o == "devices")).peekable();
+        let mut v1_mounts = mounts
+            .iter()
+            .filter(|m| m.fs_type == "cgroup" && m.super_options.iter().any(|o| o == "devices"))
+            .peekable();
         if v1_mounts.peek().is_none() {
             return Err(CgroupError::V1NotMounted { path: entry.path.clone() });
         }
         let dir = find_dir(&entry.path, v1_mounts);
-        found.v1_devices = Some(dir.ok_or_else(|| CgroupError::Unreachable { version: "v1 devices", path: entry.path.clone() })?);
+        found.v1_devices =
+            Some(dir.ok_or_else(|| CgroupError::Unreachable { version: "v1 devices", path: entry.path.clone() })?);
     }
 
     let mut v2_mounts = mounts.iter().filter(|m| m.fs_type == "cgroup2").peekable();
@@ -255,12 +262,15 @@ mod tests {
     #[test]
     fn proc_cgroup_lines() {
         let parsed = parse_proc_cgroup("9:name=systemd:/a\n5:devices:/ctr\n3:cpu,cpuacct:/x:y\n0::/ctr\n");
-        assert_eq!(parsed, [
-            CgroupEntry { hierarchy: 9, controllers: vec!["name=systemd".into()], path: "/a".into() },
-            CgroupEntry { hierarchy: 5, controllers: vec!["devices".into()], path: "/ctr".into() },
-            CgroupEntry { hierarchy: 3, controllers: vec!["cpu".into(), "cpuacct".into()], path: "/x:y".into() },
-            CgroupEntry { hierarchy: 0, controllers: vec![], path: "/ctr".into() },
-        ]);
+        assert_eq!(
+            parsed,
+            [
+                CgroupEntry { hierarchy: 9, controllers: vec!["name=systemd".into()], path: "/a".into() },
+                CgroupEntry { hierarchy: 5, controllers: vec!["devices".into()], path: "/ctr".into() },
+                CgroupEntry { hierarchy: 3, controllers: vec!["cpu".into(), "cpuacct".into()], path: "/x:y".into() },
+                CgroupEntry { hierarchy: 0, controllers: vec![], path: "/ctr".into() },
+            ]
+        );
     }
 
     #[test]
@@ -273,12 +283,15 @@ mod tests {
     fn mountinfo_fields_with_and_without_optional_fields() {
         let m = parse_mountinfo(HYBRID_MOUNTS);
         assert_eq!(m.len(), 6);
-        assert_eq!(m[3], Mount {
-            root: "/".into(),
-            mount_point: "/sys/fs/cgroup/devices".into(),
-            fs_type: "cgroup".into(),
-            super_options: vec!["rw".into(), "devices".into()],
-        });
+        assert_eq!(
+            m[3],
+            Mount {
+                root: "/".into(),
+                mount_point: "/sys/fs/cgroup/devices".into(),
+                fs_type: "cgroup".into(),
+                super_options: vec!["rw".into(), "devices".into()],
+            }
+        );
         assert_eq!(m[5].fs_type, "cgroup2");
     }
 
@@ -293,7 +306,8 @@ mod tests {
 
     #[test]
     fn mountinfo_skips_malformed_lines() {
-        let text = "short line\n1 2 0:1 / /x rw no separator here\n1 2 0:1 / /x rw -\n1 2 0:1 / /ok rw - cgroup2 none rw\n";
+        let text =
+            "short line\n1 2 0:1 / /x rw no separator here\n1 2 0:1 / /x rw -\n1 2 0:1 / /ok rw - cgroup2 none rw\n";
         let m = parse_mountinfo(text);
         assert_eq!(m.iter().map(|m| m.mount_point.clone()).collect::<Vec<_>>(), [PathBuf::from("/ok")]);
     }
@@ -316,7 +330,10 @@ mod tests {
     #[test]
     fn pure_v2_host() {
         let cg = "0::/system.slice/docker-abc.scope\n";
-        assert_eq!(locate_text(cg, PURE_V2_MOUNTS).unwrap(), dirs(None, Some("/sys/fs/cgroup/system.slice/docker-abc.scope")));
+        assert_eq!(
+            locate_text(cg, PURE_V2_MOUNTS).unwrap(),
+            dirs(None, Some("/sys/fs/cgroup/system.slice/docker-abc.scope"))
+        );
     }
 
     #[test]
@@ -345,7 +362,10 @@ mod tests {
 41 31 0:38 /docker/abc /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
 ";
         let cg = "5:devices:/docker/abc/inner\n0::/docker/abc/inner\n";
-        assert_eq!(locate_text(cg, mounts).unwrap(), dirs(Some("/sys/fs/cgroup/devices/inner"), Some("/sys/fs/cgroup/unified/inner")));
+        assert_eq!(
+            locate_text(cg, mounts).unwrap(),
+            dirs(Some("/sys/fs/cgroup/devices/inner"), Some("/sys/fs/cgroup/unified/inner"))
+        );
     }
 
     #[test]
@@ -360,7 +380,10 @@ mod tests {
     #[test]
     fn cgroup_outside_our_namespace_is_unreachable() {
         let e = locate_text("5:devices:/../../ctr\n", HYBRID_MOUNTS).unwrap_err();
-        assert_eq!(e.to_string(), "the container's v1 devices cgroup /../../ctr is not below any mounted v1 devices hierarchy here");
+        assert_eq!(
+            e.to_string(),
+            "the container's v1 devices cgroup /../../ctr is not below any mounted v1 devices hierarchy here"
+        );
         let e = locate_text("0::/../ctr\n", PURE_V2_MOUNTS).unwrap_err();
         assert_eq!(e.to_string(), "the container's v2 cgroup /../ctr is not below any mounted v2 hierarchy here");
     }
@@ -368,7 +391,10 @@ mod tests {
     #[test]
     fn v1_devices_cgroup_without_its_hierarchy_fails_closed() {
         let e = locate_text("5:devices:/ctr\n0::/ctr\n", PURE_V2_MOUNTS).unwrap_err();
-        assert_eq!(e.to_string(), "the container is in v1 devices cgroup /ctr but no cgroup v1 devices hierarchy is mounted here");
+        assert_eq!(
+            e.to_string(),
+            "the container is in v1 devices cgroup /ctr but no cgroup v1 devices hierarchy is mounted here"
+        );
     }
 
     #[test]
@@ -384,13 +410,17 @@ mod tests {
             .file("/proc/42/cgroup", "5:devices:/ctr\n0::/ctr\n")
             .file("/proc/thread-self/mountinfo", V1_ONLY_MOUNTS)
             .file("/sys/fs/cgroup/devices/ctr/devices.allow", "");
-        let r = allow_devices_with(&fs, 42, &[DeviceRule::allow_rw(195, 0), DeviceRule::allow_rw(195, 255)], no_v2).unwrap();
-        assert_eq!(fs.calls(), [
-            "read /proc/42/cgroup",
-            "read /proc/thread-self/mountinfo",
-            "append /sys/fs/cgroup/devices/ctr/devices.allow c 195:0 rw",
-            "append /sys/fs/cgroup/devices/ctr/devices.allow c 195:255 rw",
-        ]);
+        let r = allow_devices_with(&fs, 42, &[DeviceRule::allow_rw(195, 0), DeviceRule::allow_rw(195, 255)], no_v2)
+            .unwrap();
+        assert_eq!(
+            fs.calls(),
+            [
+                "read /proc/42/cgroup",
+                "read /proc/thread-self/mountinfo",
+                "append /sys/fs/cgroup/devices/ctr/devices.allow c 195:0 rw",
+                "append /sys/fs/cgroup/devices/ctr/devices.allow c 195:255 rw",
+            ]
+        );
         assert_eq!(r.v1.unwrap().lines, ["c 195:0 rw", "c 195:255 rw"]);
         assert_eq!(r.v2, None);
     }
@@ -441,7 +471,9 @@ mod tests {
         assert_eq!(r.v1.unwrap().allow_file, cg.0.join("devices.allow"));
         assert_eq!(cg.list(), "c 195:3 rw\n");
         // The v2 step gets the child's v2 cgroup if a cgroup2 hierarchy is mounted here.
-        let mounted_v2 = parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap()).iter().any(|m| m.fs_type == "cgroup2");
+        let mounted_v2 = parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap())
+            .iter()
+            .any(|m| m.fs_type == "cgroup2");
         assert_eq!(v2_dir.is_some(), mounted_v2);
     }
 

@@ -52,8 +52,11 @@ pub fn allow(sys: &impl FsOps, cgroup_dir: &Path, rules: &[DeviceRule]) -> Resul
     }
     let writes: Vec<String> = lines.iter().map(|l| format!("{l}\n")).collect();
     let chunks: Vec<&[u8]> = writes.iter().map(|w| w.as_bytes()).collect();
-    sys.append_each(&allow_file, &chunks)
-        .map_err(|(at, source)| V1Error::Write { file: allow_file.clone(), line: lines[at].clone(), source })?;
+    sys.append_each(&allow_file, &chunks).map_err(|(at, source)| V1Error::Write {
+        file: allow_file.clone(),
+        line: lines[at].clone(),
+        source,
+    })?;
     Ok(V1Report { allow_file, lines })
 }
 
@@ -77,11 +80,12 @@ pub(crate) mod tests {
     #[test]
     fn one_append_per_rule_in_order() {
         let fs = RecordingFs::new().file(&format!("{DIR}/devices.allow"), "");
-        let report = allow(&fs, Path::new(DIR), &[DeviceRule::allow_rw(195, 0), DeviceRule::allow_rw(195, 255)]).unwrap();
-        assert_eq!(fs.changes(), [
-            format!("append {DIR}/devices.allow c 195:0 rw"),
-            format!("append {DIR}/devices.allow c 195:255 rw"),
-        ]);
+        let report =
+            allow(&fs, Path::new(DIR), &[DeviceRule::allow_rw(195, 0), DeviceRule::allow_rw(195, 255)]).unwrap();
+        assert_eq!(
+            fs.changes(),
+            [format!("append {DIR}/devices.allow c 195:0 rw"), format!("append {DIR}/devices.allow c 195:255 rw"),]
+        );
         assert_eq!(fs.describe(&format!("{DIR}/devices.allow")).unwrap(), "file \"c 195:0 rw\\nc 195:255 rw\\n\"");
         assert_eq!(report.lines, ["c 195:0 rw", "c 195:255 rw"]);
     }
@@ -109,7 +113,8 @@ pub(crate) mod tests {
             let dir = PathBuf::from(format!("/sys/fs/cgroup/devices/mighook-test-{tag}-{}", std::process::id()));
             if !Path::new("/sys/fs/cgroup/devices/devices.allow").exists() {
                 use std::io::Write;
-                let _ = writeln!(io::stderr(), "SKIPPED: {tag}: no cgroup v1 devices hierarchy at /sys/fs/cgroup/devices");
+                let _ =
+                    writeln!(io::stderr(), "SKIPPED: {tag}: no cgroup v1 devices hierarchy at /sys/fs/cgroup/devices");
                 return None;
             }
             std::fs::create_dir(&dir).unwrap();

@@ -73,10 +73,7 @@ struct State {
     session: Option<&'static Session>,
 }
 
-static STATE: Mutex<State> = Mutex::new(State {
-    refs: 0,
-    session: None,
-});
+static STATE: Mutex<State> = Mutex::new(State { refs: 0, session: None });
 
 fn state() -> MutexGuard<'static, State> {
     STATE.lock().unwrap_or_else(PoisonError::into_inner)
@@ -95,13 +92,7 @@ impl Session {
         let cstr = |s: &str| CString::new(s).map_err(|_| format!("NUL byte in {s:?}"));
         let mut devs = Vec::new();
         for (i, gpu) in topo.gpus.iter().enumerate() {
-            devs.push(Dev {
-                index: i as u32,
-                gpu,
-                mig: None,
-                uuid: cstr(&gpu.uuid)?,
-                name: cstr(&gpu.name)?,
-            });
+            devs.push(Dev { index: i as u32, gpu, mig: None, uuid: cstr(&gpu.uuid)?, name: cstr(&gpu.name)? });
         }
         let mut slots = Vec::new();
         for (i, gpu) in topo.gpus.iter().enumerate() {
@@ -151,9 +142,7 @@ impl Session {
             .failures
             .iter()
             .find(|f| {
-                f.function == function
-                    && f.gpu.is_none_or(|g| Some(g) == gpu)
-                    && f.slot.is_none_or(|s| Some(s) == slot)
+                f.function == function && f.gpu.is_none_or(|g| Some(g) == gpu) && f.slot.is_none_or(|s| Some(s) == slot)
             })
             .map(|f| f.code as NvmlReturn)
     }
@@ -171,11 +160,7 @@ fn trace(line: &str) {
     buf.extend_from_slice(line.as_bytes());
     buf.push(b'\n');
     // O_APPEND and one write: lines from several processes don't interleave.
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-    {
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&path) {
         let _ = f.write_all(&buf);
     }
 }
@@ -197,13 +182,7 @@ fn own_dir() -> Option<PathBuf> {
     }
     let fname = unsafe { CStr::from_ptr(info.dli_fname) };
     let path = PathBuf::from(OsStr::from_bytes(fname.to_bytes()));
-    path.parent().map(|p| {
-        if p.as_os_str().is_empty() {
-            PathBuf::from(".")
-        } else {
-            p.to_owned()
-        }
-    })
+    path.parent().map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_owned() })
 }
 
 fn topology_path() -> Result<PathBuf, String> {
@@ -256,10 +235,7 @@ fn system_call(function: &str) -> Result<&'static Session, NvmlReturn> {
 }
 
 /// Common prologue of calls on a device handle.
-fn device_call(
-    function: &str,
-    device: NvmlDevice,
-) -> Result<(&'static Session, &'static Dev), NvmlReturn> {
+fn device_call(function: &str, device: NvmlDevice) -> Result<(&'static Session, &'static Dev), NvmlReturn> {
     let Some(s) = current() else {
         trace(function);
         return Err(NVML_ERROR_UNINITIALIZED);
@@ -348,10 +324,7 @@ pub extern "C" fn nvmlShutdown() -> NvmlReturn {
         if st.refs == 0 {
             return NVML_ERROR_UNINITIALIZED;
         }
-        if let Some(code) = st
-            .session
-            .and_then(|s| s.injected("nvmlShutdown", None, None))
-        {
+        if let Some(code) = st.session.and_then(|s| s.injected("nvmlShutdown", None, None)) {
             return code;
         }
         st.refs -= 1;
@@ -393,10 +366,7 @@ pub extern "C" fn nvmlErrorString(result: NvmlReturn) -> *const c_char {
 }
 
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn nvmlSystemGetDriverVersion(
-    version: *mut c_char,
-    length: c_uint,
-) -> NvmlReturn {
+pub unsafe extern "C" fn nvmlSystemGetDriverVersion(version: *mut c_char, length: c_uint) -> NvmlReturn {
     guard(|| {
         let s = tri!(system_call("nvmlSystemGetDriverVersion"));
         unsafe { put_str(&s.driver_version, version, length) }
@@ -404,10 +374,7 @@ pub unsafe extern "C" fn nvmlSystemGetDriverVersion(
 }
 
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn nvmlSystemGetNVMLVersion(
-    version: *mut c_char,
-    length: c_uint,
-) -> NvmlReturn {
+pub unsafe extern "C" fn nvmlSystemGetNVMLVersion(version: *mut c_char, length: c_uint) -> NvmlReturn {
     guard(|| {
         let s = tri!(system_call("nvmlSystemGetNVMLVersion"));
         unsafe { put_str(&s.nvml_version, version, length) }
@@ -439,10 +406,7 @@ pub unsafe extern "C" fn nvmlDeviceGetCount_v2(count: *mut c_uint) -> NvmlReturn
 }
 
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn nvmlDeviceGetHandleByIndex_v2(
-    index: c_uint,
-    device: *mut NvmlDevice,
-) -> NvmlReturn {
+pub unsafe extern "C" fn nvmlDeviceGetHandleByIndex_v2(index: c_uint, device: *mut NvmlDevice) -> NvmlReturn {
     guard(|| {
         let function = "nvmlDeviceGetHandleByIndex_v2";
         trace(&describe(function, index, None));
@@ -458,28 +422,19 @@ pub unsafe extern "C" fn nvmlDeviceGetHandleByIndex_v2(
 }
 
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn nvmlDeviceGetHandleByUUID(
-    uuid: *const c_char,
-    device: *mut NvmlDevice,
-) -> NvmlReturn {
+pub unsafe extern "C" fn nvmlDeviceGetHandleByUUID(uuid: *const c_char, device: *mut NvmlDevice) -> NvmlReturn {
     guard(|| {
         let function = "nvmlDeviceGetHandleByUUID";
         if uuid.is_null() {
             trace(function);
-            return if current().is_some() {
-                NVML_ERROR_INVALID_ARGUMENT
-            } else {
-                NVML_ERROR_UNINITIALIZED
-            };
+            return if current().is_some() { NVML_ERROR_INVALID_ARGUMENT } else { NVML_ERROR_UNINITIALIZED };
         }
         let wanted = unsafe { CStr::from_ptr(uuid) };
         trace(&format!("{function} uuid={}", wanted.to_string_lossy()));
         let s = tri!(current().ok_or(NVML_ERROR_UNINITIALIZED));
         // Real NVML takes both GPU and MIG UUIDs here.
         let Some(pos) = s.devs.iter().position(|d| d.uuid.as_c_str() == wanted) else {
-            return s
-                .injected(function, None, None)
-                .unwrap_or(NVML_ERROR_NOT_FOUND);
+            return s.injected(function, None, None).unwrap_or(NVML_ERROR_NOT_FOUND);
         };
         let d = &s.devs[pos];
         if let Some(code) = s.injected(function, Some(d.index), d.mig.map(|m| m.slot)) {
@@ -498,24 +453,16 @@ pub unsafe extern "C" fn nvmlDeviceGetHandleByPciBusId_v2(
         let function = "nvmlDeviceGetHandleByPciBusId_v2";
         if pci_bus_id.is_null() {
             trace(function);
-            return if current().is_some() {
-                NVML_ERROR_INVALID_ARGUMENT
-            } else {
-                NVML_ERROR_UNINITIALIZED
-            };
+            return if current().is_some() { NVML_ERROR_INVALID_ARGUMENT } else { NVML_ERROR_UNINITIALIZED };
         }
-        let text = unsafe { CStr::from_ptr(pci_bus_id) }
-            .to_string_lossy()
-            .into_owned();
+        let text = unsafe { CStr::from_ptr(pci_bus_id) }.to_string_lossy().into_owned();
         trace(&format!("{function} busId={text}"));
         let s = tri!(current().ok_or(NVML_ERROR_UNINITIALIZED));
         let Some(addr) = crate::topology::PciAddr::parse(&text) else {
             return NVML_ERROR_INVALID_ARGUMENT;
         };
         let Some(index) = s.topo.gpus.iter().position(|g| g.pci() == addr) else {
-            return s
-                .injected(function, None, None)
-                .unwrap_or(NVML_ERROR_NOT_FOUND);
+            return s.injected(function, None, None).unwrap_or(NVML_ERROR_NOT_FOUND);
         };
         if let Some(code) = s.injected(function, Some(index as u32), None) {
             return code;
@@ -525,11 +472,7 @@ pub unsafe extern "C" fn nvmlDeviceGetHandleByPciBusId_v2(
 }
 
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn nvmlDeviceGetUUID(
-    device: NvmlDevice,
-    uuid: *mut c_char,
-    length: c_uint,
-) -> NvmlReturn {
+pub unsafe extern "C" fn nvmlDeviceGetUUID(device: NvmlDevice, uuid: *mut c_char, length: c_uint) -> NvmlReturn {
     guard(|| {
         let (_, d) = tri!(device_call("nvmlDeviceGetUUID", device));
         unsafe { put_str(&d.uuid, uuid, length) }
@@ -537,11 +480,7 @@ pub unsafe extern "C" fn nvmlDeviceGetUUID(
 }
 
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn nvmlDeviceGetName(
-    device: NvmlDevice,
-    name: *mut c_char,
-    length: c_uint,
-) -> NvmlReturn {
+pub unsafe extern "C" fn nvmlDeviceGetName(device: NvmlDevice, name: *mut c_char, length: c_uint) -> NvmlReturn {
     guard(|| {
         let (_, d) = tri!(device_call("nvmlDeviceGetName", device));
         unsafe { put_str(&d.name, name, length) }
@@ -563,10 +502,7 @@ fn pci_info(gpu: &Gpu) -> NvmlPciInfo {
 }
 
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn nvmlDeviceGetPciInfo_v3(
-    device: NvmlDevice,
-    pci: *mut NvmlPciInfo,
-) -> NvmlReturn {
+pub unsafe extern "C" fn nvmlDeviceGetPciInfo_v3(device: NvmlDevice, pci: *mut NvmlPciInfo) -> NvmlReturn {
     guard(|| {
         // A MIG device reports its parent's PCI location.
         let (_, d) = tri!(device_call("nvmlDeviceGetPciInfo_v3", device));
@@ -575,10 +511,7 @@ pub unsafe extern "C" fn nvmlDeviceGetPciInfo_v3(
 }
 
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn nvmlDeviceGetPciInfo_v2(
-    device: NvmlDevice,
-    pci: *mut NvmlPciInfo,
-) -> NvmlReturn {
+pub unsafe extern "C" fn nvmlDeviceGetPciInfo_v2(device: NvmlDevice, pci: *mut NvmlPciInfo) -> NvmlReturn {
     guard(|| {
         let (_, d) = tri!(device_call("nvmlDeviceGetPciInfo_v2", device));
         unsafe { put(pci, pci_info(d.gpu)) }
@@ -586,10 +519,7 @@ pub unsafe extern "C" fn nvmlDeviceGetPciInfo_v2(
 }
 
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn nvmlDeviceGetMinorNumber(
-    device: NvmlDevice,
-    minor: *mut c_uint,
-) -> NvmlReturn {
+pub unsafe extern "C" fn nvmlDeviceGetMinorNumber(device: NvmlDevice, minor: *mut c_uint) -> NvmlReturn {
     guard(|| {
         let (_, d) = tri!(device_call("nvmlDeviceGetMinorNumber", device));
         // MIG devices have no /dev/nvidia<N> of their own; ask the parent.
@@ -633,10 +563,7 @@ pub unsafe extern "C" fn nvmlDeviceGetMigMode(
 }
 
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn nvmlDeviceGetMaxMigDeviceCount(
-    device: NvmlDevice,
-    count: *mut c_uint,
-) -> NvmlReturn {
+pub unsafe extern "C" fn nvmlDeviceGetMaxMigDeviceCount(device: NvmlDevice, count: *mut c_uint) -> NvmlReturn {
     guard(|| {
         let (_, d) = tri!(device_call("nvmlDeviceGetMaxMigDeviceCount", device));
         let value = match (d.mig, d.gpu.mig_mode) {
@@ -675,11 +602,7 @@ pub unsafe extern "C" fn nvmlDeviceGetMigDeviceHandleByIndex(
             (None, MigMode::Unsupported) => return NVML_ERROR_NOT_SUPPORTED,
             (None, MigMode::Enabled) => {}
         }
-        let Some(slot) = s
-            .slots
-            .get(d.index as usize)
-            .and_then(|slots| slots.get(index as usize))
-        else {
+        let Some(slot) = s.slots.get(d.index as usize).and_then(|slots| slots.get(index as usize)) else {
             return NVML_ERROR_INVALID_ARGUMENT;
         };
         match slot {
@@ -690,10 +613,7 @@ pub unsafe extern "C" fn nvmlDeviceGetMigDeviceHandleByIndex(
 }
 
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn nvmlDeviceIsMigDeviceHandle(
-    device: NvmlDevice,
-    is_mig: *mut c_uint,
-) -> NvmlReturn {
+pub unsafe extern "C" fn nvmlDeviceIsMigDeviceHandle(device: NvmlDevice, is_mig: *mut c_uint) -> NvmlReturn {
     guard(|| {
         let (_, d) = tri!(device_call("nvmlDeviceIsMigDeviceHandle", device));
         unsafe { put(is_mig, c_uint::from(d.mig.is_some())) }
@@ -706,10 +626,7 @@ pub unsafe extern "C" fn nvmlDeviceGetDeviceHandleFromMigDeviceHandle(
     device: *mut NvmlDevice,
 ) -> NvmlReturn {
     guard(|| {
-        let (s, d) = tri!(device_call(
-            "nvmlDeviceGetDeviceHandleFromMigDeviceHandle",
-            mig_device
-        ));
+        let (s, d) = tri!(device_call("nvmlDeviceGetDeviceHandleFromMigDeviceHandle", mig_device));
         if d.mig.is_none() {
             return NVML_ERROR_INVALID_ARGUMENT;
         }
@@ -718,10 +635,7 @@ pub unsafe extern "C" fn nvmlDeviceGetDeviceHandleFromMigDeviceHandle(
 }
 
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn nvmlDeviceGetGpuInstanceId(
-    device: NvmlDevice,
-    id: *mut c_uint,
-) -> NvmlReturn {
+pub unsafe extern "C" fn nvmlDeviceGetGpuInstanceId(device: NvmlDevice, id: *mut c_uint) -> NvmlReturn {
     guard(|| {
         let (_, d) = tri!(device_call("nvmlDeviceGetGpuInstanceId", device));
         match d.mig {
@@ -732,10 +646,7 @@ pub unsafe extern "C" fn nvmlDeviceGetGpuInstanceId(
 }
 
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn nvmlDeviceGetComputeInstanceId(
-    device: NvmlDevice,
-    id: *mut c_uint,
-) -> NvmlReturn {
+pub unsafe extern "C" fn nvmlDeviceGetComputeInstanceId(device: NvmlDevice, id: *mut c_uint) -> NvmlReturn {
     guard(|| {
         let (_, d) = tri!(device_call("nvmlDeviceGetComputeInstanceId", device));
         match d.mig {

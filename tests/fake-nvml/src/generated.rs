@@ -32,11 +32,7 @@ pub fn a100x32() -> Topology {
                 uuid: uuid("GPU", u64::from(i), false),
                 pci_bus_id: format!("00000000:{:02X}:00.0", 0x10 + i * 4),
                 name: "NVIDIA A100-SXM4-40GB".into(),
-                mig_mode: if enabled {
-                    MigMode::Enabled
-                } else {
-                    MigMode::Disabled
-                },
+                mig_mode: if enabled { MigMode::Enabled } else { MigMode::Disabled },
                 pending_mig_mode: None,
                 max_mig_devices: 7,
                 mig_devices,
@@ -74,12 +70,7 @@ fn uuid(prefix: &str, seed: u64, mig: bool) -> String {
         g3 = 0x5000 | (g3 & 0x0fff);
         g4 = 0x8000 | (g4 & 0x3fff);
     }
-    format!(
-        "{prefix}-{:08x}-{:04x}-{g3:04x}-{g4:04x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        b & 0xffff_ffff_ffff
-    )
+    format!("{prefix}-{:08x}-{:04x}-{g3:04x}-{g4:04x}-{:012x}", a >> 32, (a >> 16) & 0xffff, b & 0xffff_ffff_ffff)
 }
 
 #[cfg(test)]
@@ -94,12 +85,7 @@ mod tests {
             std::fs::write(&path, a100x32().to_json()).unwrap();
         }
         let committed = Topology::load(&path).unwrap();
-        assert_eq!(
-            committed,
-            a100x32(),
-            "{} is stale: rerun with FAKE_NVML_BLESS=1",
-            path.display()
-        );
+        assert_eq!(committed, a100x32(), "{} is stale: rerun with FAKE_NVML_BLESS=1", path.display());
     }
 
     #[test]
@@ -108,17 +94,8 @@ mod tests {
         assert_eq!(t.gpus.len(), 32);
         assert_eq!(t.gpus[0].minor, 31);
         assert_eq!(t.gpus[31].minor, 0);
-        assert_eq!(
-            t.gpus
-                .iter()
-                .filter(|g| g.mig_mode == MigMode::Enabled)
-                .count(),
-            16
-        );
-        assert_eq!(
-            t.gpus.iter().map(|g| g.mig_devices.len()).sum::<usize>(),
-            16 * 7
-        );
+        assert_eq!(t.gpus.iter().filter(|g| g.mig_mode == MigMode::Enabled).count(), 16);
+        assert_eq!(t.gpus.iter().map(|g| g.mig_devices.len()).sum::<usize>(), 16 * 7);
         assert_eq!(t.validate(), Ok(()));
     }
 

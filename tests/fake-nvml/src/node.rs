@@ -12,9 +12,7 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::topology::{
-    Gpu, MIG_MINORS_CIS, MIG_MINORS_GIS, MIG_MINORS_GPUS, Topology, TopologyError,
-};
+use crate::topology::{Gpu, MIG_MINORS_CIS, MIG_MINORS_GIS, MIG_MINORS_GPUS, Topology, TopologyError};
 
 /// `/dev/nvidia<N>`, `nvidiactl` and `nvidia-modeset` share this major.
 pub const NVIDIA_MAJOR: u32 = 195;
@@ -39,10 +37,7 @@ pub enum NodeError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> NodeError + '_ {
-    move |source| NodeError::Io {
-        path: path.to_owned(),
-        source,
-    }
+    move |source| NodeError::Io { path: path.to_owned(), source }
 }
 
 /// A generated node directory.
@@ -80,12 +75,7 @@ pub struct DevNode {
 
 /// Loads `topology_path` and writes the node under `out_dir` (created if
 /// needed). `lib_path` is copied to `<out>/libnvidia-ml.so.1` if given.
-pub fn build(
-    topology_path: &Path,
-    out_dir: &Path,
-    lib_path: Option<&Path>,
-    mknod: bool,
-) -> Result<Node, NodeError> {
+pub fn build(topology_path: &Path, out_dir: &Path, lib_path: Option<&Path>, mknod: bool) -> Result<Node, NodeError> {
     let text = fs::read_to_string(topology_path).map_err(io_err(topology_path))?;
     let topology = Topology::parse(&text, topology_path)?;
     write_node(&topology, &text, out_dir, lib_path, mknod)
@@ -98,22 +88,11 @@ pub fn build_from(
     lib_path: Option<&Path>,
     mknod: bool,
 ) -> Result<Node, NodeError> {
-    topology
-        .validate()
-        .map_err(|reason| TopologyError::Invalid {
-            path: out_dir.join("topology.json"),
-            reason,
-        })?;
+    topology.validate().map_err(|reason| TopologyError::Invalid { path: out_dir.join("topology.json"), reason })?;
     write_node(topology, &topology.to_json(), out_dir, lib_path, mknod)
 }
 
-fn write_node(
-    topo: &Topology,
-    json: &str,
-    out: &Path,
-    lib: Option<&Path>,
-    mknod: bool,
-) -> Result<Node, NodeError> {
+fn write_node(topo: &Topology, json: &str, out: &Path, lib: Option<&Path>, mknod: bool) -> Result<Node, NodeError> {
     if mknod {
         let euid = unsafe { libc::geteuid() };
         if euid != 0 {
@@ -126,11 +105,7 @@ fn write_node(
     }
     let proc = out.join("proc");
     write(&proc.join("devices"), &proc_devices(topo), 0o444)?;
-    write(
-        &proc.join("driver/nvidia-caps/mig-minors"),
-        &mig_minors(),
-        0o444,
-    )?;
+    write(&proc.join("driver/nvidia-caps/mig-minors"), &mig_minors(), 0o444)?;
     let nv = proc.join("driver/nvidia");
     write(&nv.join("version"), &version(topo), 0o444)?;
     write(&nv.join("params"), PARAMS, 0o444)?;
@@ -139,16 +114,8 @@ fn write_node(
         write(&dir.join("information"), &information(gpu, index), 0o444)?;
     }
     let caps = nv.join("capabilities");
-    write(
-        &caps.join("mig/config"),
-        &cap_file(CONFIG_MINOR, CONFIG_MODE),
-        0o400,
-    )?;
-    write(
-        &caps.join("mig/monitor"),
-        &cap_file(MONITOR_MINOR, READ_MODE),
-        0o444,
-    )?;
+    write(&caps.join("mig/config"), &cap_file(CONFIG_MINOR, CONFIG_MODE), 0o400)?;
+    write(&caps.join("mig/monitor"), &cap_file(MONITOR_MINOR, READ_MODE), 0o444)?;
     for gpu in &topo.gpus {
         for (rel, minor) in mig_caps(gpu) {
             write(&caps.join(rel), &cap_file(minor, READ_MODE), 0o444)?;
@@ -159,10 +126,7 @@ fn write_node(
             make_node(&out.join(&node.path), &node)?;
         }
     }
-    Ok(Node {
-        root: out.to_owned(),
-        topology: topo.clone(),
-    })
+    Ok(Node { root: out.to_owned(), topology: topo.clone() })
 }
 
 fn write(path: &Path, contents: &str, mode: u32) -> Result<(), NodeError> {
@@ -192,8 +156,7 @@ fn copy_replacing(from: &Path, to: &Path) -> Result<(), NodeError> {
 /// The cap minor the driver assigns to `gpu<gpu_minor>/gi<gi>/access` (ci
 /// `None`) or `gpu<gpu_minor>/gi<gi>/ci<ci>/access`.
 pub fn mig_minor(gpu_minor: u32, gi: u32, ci: Option<u32>) -> u32 {
-    let gi_minor =
-        3 + gpu_minor * MIG_MINORS_GIS * (1 + MIG_MINORS_CIS) + gi * (1 + MIG_MINORS_CIS);
+    let gi_minor = 3 + gpu_minor * MIG_MINORS_GIS * (1 + MIG_MINORS_CIS) + gi * (1 + MIG_MINORS_CIS);
     match ci {
         None => gi_minor,
         Some(ci) => gi_minor + 1 + ci,
@@ -207,15 +170,9 @@ pub fn mig_minors() -> String {
     s.push_str(&format!("config {CONFIG_MINOR}\nmonitor {MONITOR_MINOR}\n"));
     for gpu in 0..MIG_MINORS_GPUS {
         for gi in 0..MIG_MINORS_GIS {
-            s.push_str(&format!(
-                "gpu{gpu}/gi{gi}/access {}\n",
-                mig_minor(gpu, gi, None)
-            ));
+            s.push_str(&format!("gpu{gpu}/gi{gi}/access {}\n", mig_minor(gpu, gi, None)));
             for ci in 0..MIG_MINORS_CIS {
-                s.push_str(&format!(
-                    "gpu{gpu}/gi{gi}/ci{ci}/access {}\n",
-                    mig_minor(gpu, gi, Some(ci))
-                ));
+                s.push_str(&format!("gpu{gpu}/gi{gi}/ci{ci}/access {}\n", mig_minor(gpu, gi, Some(ci))));
             }
         }
     }
@@ -229,18 +186,10 @@ pub fn mig_caps(gpu: &Gpu) -> Vec<(String, u32)> {
     let mut out = Vec::new();
     for gi in gpu.gpu_instances() {
         out.push((format!("gpu{m}/mig/gi{gi}/access"), mig_minor(m, gi, None)));
-        let mut cis: Vec<u32> = gpu
-            .mig_devices
-            .iter()
-            .filter(|d| d.gi == gi)
-            .map(|d| d.ci)
-            .collect();
+        let mut cis: Vec<u32> = gpu.mig_devices.iter().filter(|d| d.gi == gi).map(|d| d.ci).collect();
         cis.sort_unstable();
         for ci in cis {
-            out.push((
-                format!("gpu{m}/mig/gi{gi}/ci{ci}/access"),
-                mig_minor(m, gi, Some(ci)),
-            ));
+            out.push((format!("gpu{m}/mig/gi{gi}/ci{ci}/access"), mig_minor(m, gi, Some(ci))));
         }
     }
     out
@@ -273,11 +222,7 @@ pub fn proc_devices(topo: &Topology) -> String {
         (NVIDIA_MAJOR, "nvidia-frontend"),
         (226, "drm"),
     ];
-    chars.extend(
-        topo.chardev_majors
-            .iter()
-            .map(|(name, major)| (*major, name.as_str())),
-    );
+    chars.extend(topo.chardev_majors.iter().map(|(name, major)| (*major, name.as_str())));
     chars.sort_by_key(|(major, _)| *major);
     let mut s = String::from("Character devices:\n");
     for (major, name) in chars {
@@ -336,28 +281,13 @@ UsePageAttributeTable: 4294967295\nEnableMSI: 1\nEnablePCIeGen3: 0\n";
 /// GPU, uvm (if its major is registered) and the caps of existing GIs/CIs
 /// plus config/monitor (if `nvidia-caps` is registered).
 pub fn device_nodes(topo: &Topology) -> Vec<DevNode> {
-    let node = |path: String, major, minor, mode| DevNode {
-        path,
-        major,
-        minor,
-        mode,
-    };
+    let node = |path: String, major, minor, mode| DevNode { path, major, minor, mode };
     let mut out = vec![
         node("dev/nvidiactl".into(), NVIDIA_MAJOR, NVIDIACTL_MINOR, 0o666),
-        node(
-            "dev/nvidia-modeset".into(),
-            NVIDIA_MAJOR,
-            MODESET_MINOR,
-            0o666,
-        ),
+        node("dev/nvidia-modeset".into(), NVIDIA_MAJOR, MODESET_MINOR, 0o666),
     ];
     for gpu in &topo.gpus {
-        out.push(node(
-            format!("dev/nvidia{}", gpu.minor),
-            NVIDIA_MAJOR,
-            gpu.minor,
-            0o666,
-        ));
+        out.push(node(format!("dev/nvidia{}", gpu.minor), NVIDIA_MAJOR, gpu.minor, 0o666));
     }
     if let Some(&uvm) = topo.chardev_majors.get("nvidia-uvm") {
         out.push(node("dev/nvidia-uvm".into(), uvm, 0, 0o666));
@@ -441,10 +371,7 @@ mod tests {
     #[test]
     fn every_mig_minors_number_is_distinct() {
         let text = mig_minors();
-        let mut nums: Vec<u32> = text
-            .lines()
-            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
-            .collect();
+        let mut nums: Vec<u32> = text.lines().map(|l| l.rsplit(' ').next().unwrap().parse().unwrap()).collect();
         nums.sort_unstable();
         assert_eq!(nums, (1..=4322).collect::<Vec<_>>());
     }
@@ -454,15 +381,10 @@ mod tests {
         let text = proc_devices(&a100x8());
         assert!(text.starts_with("Character devices:\n  1 mem\n"));
         assert!(text.contains("\n195 nvidia-frontend\n"));
-        assert!(
-            text.contains("\n508 nvidia-caps\n509 nvidia-caps-imex-channels\n511 nvidia-uvm\n")
-        );
+        assert!(text.contains("\n508 nvidia-caps\n509 nvidia-caps-imex-channels\n511 nvidia-uvm\n"));
         assert!(text.contains("\n\nBlock devices:\n"));
         let chars = text.split("\n\n").next().unwrap();
-        assert!(
-            !chars.contains("loop"),
-            "block devices leaked into the char section"
-        );
+        assert!(!chars.contains("loop"), "block devices leaked into the char section");
     }
 
     #[test]
@@ -489,10 +411,7 @@ mod tests {
 
     #[test]
     fn cap_file_format() {
-        assert_eq!(
-            cap_file(1, 256),
-            "DeviceFileMinor: 1\nDeviceFileMode: 256\nDeviceFileModify: 1\n"
-        );
+        assert_eq!(cap_file(1, 256), "DeviceFileMinor: 1\nDeviceFileMode: 256\nDeviceFileModify: 1\n");
     }
 
     #[test]
@@ -520,19 +439,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let node = build(&topology("a100x8.json"), tmp.path(), None, false).unwrap();
         let r = &node.root;
-        assert_eq!(
-            read(r, "topology.json"),
-            fs::read_to_string(topology("a100x8.json")).unwrap()
-        );
+        assert_eq!(read(r, "topology.json"), fs::read_to_string(topology("a100x8.json")).unwrap());
         assert_eq!(read(r, "proc/driver/nvidia-caps/mig-minors"), mig_minors());
-        assert_eq!(
-            read(r, "proc/driver/nvidia/capabilities/mig/config"),
-            cap_file(1, 256)
-        );
-        assert_eq!(
-            read(r, "proc/driver/nvidia/capabilities/mig/monitor"),
-            cap_file(2, 292)
-        );
+        assert_eq!(read(r, "proc/driver/nvidia/capabilities/mig/config"), cap_file(1, 256));
+        assert_eq!(read(r, "proc/driver/nvidia/capabilities/mig/monitor"), cap_file(2, 292));
         // GPU0 (minor 2), slot 1: GI 8 CI 0.
         assert_eq!(
             read(r, "proc/driver/nvidia/capabilities/gpu2/mig/gi8/access"),
@@ -543,19 +453,11 @@ mod tests {
             cap_file(mig_minor(2, 8, Some(0)), 292)
         );
         // GI 10 does not exist on GPU0; GPU6 (minor 4) has MIG disabled.
-        assert!(
-            !r.join("proc/driver/nvidia/capabilities/gpu2/mig/gi10")
-                .exists()
-        );
+        assert!(!r.join("proc/driver/nvidia/capabilities/gpu2/mig/gi10").exists());
         assert!(!r.join("proc/driver/nvidia/capabilities/gpu4").exists());
         let info = read(r, "proc/driver/nvidia/gpus/0000:0f:00.0/information");
         assert!(info.contains("Device Minor: \t 3\n"), "{info}");
-        assert_eq!(
-            fs::read_dir(r.join("proc/driver/nvidia/gpus"))
-                .unwrap()
-                .count(),
-            8
-        );
+        assert_eq!(fs::read_dir(r.join("proc/driver/nvidia/gpus")).unwrap().count(), 8);
         assert!(read(r, "proc/devices").contains("508 nvidia-caps\n"));
         assert!(!r.join("dev").exists());
         assert!(!node.lib().exists());
@@ -584,32 +486,13 @@ mod tests {
     #[test]
     fn device_nodes_of_a100x8() {
         let nodes = device_nodes(&a100x8());
-        let find = |p: &str| {
-            nodes
-                .iter()
-                .find(|n| n.path == p)
-                .unwrap_or_else(|| panic!("{p} missing"))
-        };
+        let find = |p: &str| nodes.iter().find(|n| n.path == p).unwrap_or_else(|| panic!("{p} missing"));
         assert_eq!(
             find("dev/nvidiactl"),
-            &DevNode {
-                path: "dev/nvidiactl".into(),
-                major: 195,
-                minor: 255,
-                mode: 0o666
-            }
+            &DevNode { path: "dev/nvidiactl".into(), major: 195, minor: 255, mode: 0o666 }
         );
-        assert_eq!(
-            (find("dev/nvidia-uvm").major, find("dev/nvidia-uvm").minor),
-            (511, 0)
-        );
-        assert_eq!(
-            (
-                find("dev/nvidia-uvm-tools").major,
-                find("dev/nvidia-uvm-tools").minor
-            ),
-            (511, 1)
-        );
+        assert_eq!((find("dev/nvidia-uvm").major, find("dev/nvidia-uvm").minor), (511, 0));
+        assert_eq!((find("dev/nvidia-uvm-tools").major, find("dev/nvidia-uvm-tools").minor), (511, 1));
         assert_eq!(find("dev/nvidia-modeset").minor, 254);
         assert_eq!(find("dev/nvidia2").minor, 2);
         assert_eq!(find("dev/nvidia-caps/nvidia-cap1").mode, 0o400);
@@ -634,12 +517,7 @@ mod tests {
             let meta = fs::symlink_metadata(node.root.join(&expected.path)).unwrap();
             assert!(meta.file_type().is_char_device(), "{}", expected.path);
             let rdev = meta.rdev();
-            assert_eq!(
-                (libc::major(rdev), libc::minor(rdev)),
-                (expected.major, expected.minor),
-                "{}",
-                expected.path
-            );
+            assert_eq!((libc::major(rdev), libc::minor(rdev)), (expected.major, expected.minor), "{}", expected.path);
             assert_eq!(meta.mode() & 0o7777, expected.mode, "{}", expected.path);
         }
         // Rebuilding over existing nodes works.

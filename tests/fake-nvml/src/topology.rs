@@ -46,15 +46,9 @@ pub const MIG_MINORS_CIS: u32 = 8;
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
     #[error("fake-nvml: cannot read topology {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("fake-nvml: topology {path} is not valid JSON for the format: {source}")]
-    Parse {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
+    Parse { path: PathBuf, source: serde_json::Error },
     #[error("fake-nvml: topology {path} is inconsistent: {reason}")]
     Invalid { path: PathBuf, reason: String },
 }
@@ -148,36 +142,22 @@ impl PciAddr {
             Some((d, f)) => (hex(d, 2)?, hex(f, 1)?),
             None => (hex(devfn, 2)?, 0),
         };
-        (device < 32 && function < 8).then_some(PciAddr {
-            domain,
-            bus,
-            device,
-            function,
-        })
+        (device < 32 && function < 8).then_some(PciAddr { domain, bus, device, function })
     }
 
     /// NVML's `busId`: `%08X:%02X:%02X.0`-style, upper case.
     pub fn nvml_bus_id(&self) -> String {
-        format!(
-            "{:08X}:{:02X}:{:02X}.{:X}",
-            self.domain, self.bus, self.device, self.function
-        )
+        format!("{:08X}:{:02X}:{:02X}.{:X}", self.domain, self.bus, self.device, self.function)
     }
 
     /// NVML's `busIdLegacy`: 16-bit domain.
     pub fn nvml_bus_id_legacy(&self) -> String {
-        format!(
-            "{:04X}:{:02X}:{:02X}.{:X}",
-            self.domain, self.bus, self.device, self.function
-        )
+        format!("{:04X}:{:02X}:{:02X}.{:X}", self.domain, self.bus, self.device, self.function)
     }
 
     /// The kernel's spelling, used for `/proc/driver/nvidia/gpus/<this>`.
     pub fn proc_name(&self) -> String {
-        format!(
-            "{:04x}:{:02x}:{:02x}.{:x}",
-            self.domain, self.bus, self.device, self.function
-        )
+        format!("{:04x}:{:02x}:{:02x}.{:x}", self.domain, self.bus, self.device, self.function)
     }
 }
 
@@ -192,12 +172,7 @@ impl Gpu {
     pub fn pci(&self) -> PciAddr {
         // load() validated every bus id, so this only fails on a Topology
         // built by hand in code; fall back to 0 rather than panic in FFI.
-        PciAddr::parse(&self.pci_bus_id).unwrap_or(PciAddr {
-            domain: 0,
-            bus: 0,
-            device: 0,
-            function: 0,
-        })
+        PciAddr::parse(&self.pci_bus_id).unwrap_or(PciAddr { domain: 0, bus: 0, device: 0, function: 0 })
     }
 
     pub fn pending_mode(&self) -> MigMode {
@@ -226,23 +201,16 @@ impl Topology {
     /// Reads and validates a topology file.
     pub fn load(path: impl AsRef<Path>) -> Result<Topology, TopologyError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| TopologyError::Read { path: path.to_owned(), source })?;
         Topology::parse(&text, path)
     }
 
     /// Parses and validates topology JSON; `path` is only used in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Topology, TopologyError> {
-        let topo: Topology = serde_json::from_str(text).map_err(|source| TopologyError::Parse {
-            path: path.to_owned(),
-            source,
-        })?;
-        topo.validate().map_err(|reason| TopologyError::Invalid {
-            path: path.to_owned(),
-            reason,
-        })?;
+        let topo: Topology =
+            serde_json::from_str(text).map_err(|source| TopologyError::Parse { path: path.to_owned(), source })?;
+        topo.validate().map_err(|reason| TopologyError::Invalid { path: path.to_owned(), reason })?;
         Ok(topo)
     }
 
@@ -257,11 +225,7 @@ impl Topology {
     /// fixture fails loudly instead of producing a subtly wrong node.
     pub fn validate(&self) -> Result<(), String> {
         let no_nul = |what: &str, s: &str| {
-            if s.contains('\0') {
-                Err(format!("{what} contains a NUL byte"))
-            } else {
-                Ok(())
-            }
+            if s.contains('\0') { Err(format!("{what} contains a NUL byte")) } else { Ok(()) }
         };
         no_nul("driverVersion", &self.driver_version)?;
         no_nul("nvmlVersion", &self.nvml_version)?;
@@ -284,20 +248,16 @@ impl Topology {
             if !minors.insert(gpu.minor) {
                 return Err(format!("{at}: duplicate minor {}", gpu.minor));
             }
-            let pci = PciAddr::parse(&gpu.pci_bus_id)
-                .ok_or_else(|| format!("{at}: bad pciBusId {:?}", gpu.pci_bus_id))?;
+            let pci =
+                PciAddr::parse(&gpu.pci_bus_id).ok_or_else(|| format!("{at}: bad pciBusId {:?}", gpu.pci_bus_id))?;
             if !buses.insert(pci) {
                 return Err(format!("{at}: duplicate pciBusId {}", gpu.pci_bus_id));
             }
             if gpu.mig_mode != MigMode::Enabled && !gpu.mig_devices.is_empty() {
-                return Err(format!(
-                    "{at}: MIG devices listed but migMode is not enabled"
-                ));
+                return Err(format!("{at}: MIG devices listed but migMode is not enabled"));
             }
             if !gpu.mig_devices.is_empty() && gpu.minor >= MIG_MINORS_GPUS {
-                return Err(format!(
-                    "{at}: MIG devices need a minor below {MIG_MINORS_GPUS}"
-                ));
+                return Err(format!("{at}: MIG devices need a minor below {MIG_MINORS_GPUS}"));
             }
             let mut slots = HashSet::new();
             let mut gi_ci = HashSet::new();
@@ -305,10 +265,7 @@ impl Topology {
                 let at = format!("{at}.migDevices[slot {}]", mig.slot);
                 no_nul(&at, &mig.profile)?;
                 if mig.slot >= gpu.max_mig_devices {
-                    return Err(format!(
-                        "{at}: slot is not below maxMigDevices {}",
-                        gpu.max_mig_devices
-                    ));
+                    return Err(format!("{at}: slot is not below maxMigDevices {}", gpu.max_mig_devices));
                 }
                 if !slots.insert(mig.slot) {
                     return Err(format!("{at}: duplicate slot"));
@@ -335,9 +292,7 @@ impl Topology {
                 return Err(format!("failures[{i}]: gpu {:?} does not exist", f.gpu));
             }
             if f.code == 0 {
-                return Err(format!(
-                    "failures[{i}]: code 0 is NVML_SUCCESS, not a failure"
-                ));
+                return Err(format!("failures[{i}]: code 0 is NVML_SUCCESS, not a failure"));
             }
         }
         Ok(())
@@ -372,10 +327,7 @@ mod tests {
         assert_eq!(buses, [0x07, 0x0f, 0x47, 0x4e, 0x87, 0x90, 0xb7, 0xbd]);
         let gis0: Vec<u32> = t.gpus[0].mig_devices.iter().map(|m| m.gi).collect();
         assert_eq!(gis0, [7, 8, 9, 11, 12, 13, 14]);
-        assert_eq!(
-            t.gpus[0].mig_devices[1].uuid,
-            "MIG-c7384736-a75d-5afc-978f-d2f1294409fd"
-        );
+        assert_eq!(t.gpus[0].mig_devices[1].uuid, "MIG-c7384736-a75d-5afc-978f-d2f1294409fd");
         let slots2: Vec<u32> = t.gpus[2].mig_devices.iter().map(|m| m.slot).collect();
         assert_eq!(slots2, [0, 2, 3]);
         assert!(t.gpus[3].mig_devices.is_empty() && t.gpus[3].mig_mode == MigMode::Enabled);
@@ -405,51 +357,26 @@ mod tests {
         let all = load("a100x8-all-1g.json");
         let base = load("a100x8.json");
         for (a, b) in all.gpus.iter().zip(&base.gpus) {
-            assert_eq!(
-                (&a.uuid, a.minor, &a.pci_bus_id),
-                (&b.uuid, b.minor, &b.pci_bus_id)
-            );
+            assert_eq!((&a.uuid, a.minor, &a.pci_bus_id), (&b.uuid, b.minor, &b.pci_bus_id));
             let gis: Vec<u32> = a.mig_devices.iter().map(|m| m.gi).collect();
             assert_eq!(gis, [7, 8, 9, 10, 11, 12, 13]);
         }
-        assert_eq!(
-            all.gpus.iter().map(|g| g.mig_devices.len()).sum::<usize>(),
-            56
-        );
+        assert_eq!(all.gpus.iter().map(|g| g.mig_devices.len()).sum::<usize>(), 56);
     }
 
     #[test]
     fn h100_and_a30_shapes() {
         let h = load("h100x4-nomig.json");
-        assert!(
-            h.gpus
-                .iter()
-                .all(|g| g.mig_mode == MigMode::Disabled && g.name == "NVIDIA H100 80GB HBM3")
-        );
-        assert_eq!(
-            h.gpus.iter().map(|g| g.pci().bus).collect::<Vec<_>>(),
-            [0x18, 0x2a, 0x3a, 0x5d]
-        );
+        assert!(h.gpus.iter().all(|g| g.mig_mode == MigMode::Disabled && g.name == "NVIDIA H100 80GB HBM3"));
+        assert_eq!(h.gpus.iter().map(|g| g.pci().bus).collect::<Vec<_>>(), [0x18, 0x2a, 0x3a, 0x5d]);
         let a = load("a30-1.json");
         assert_eq!(a.gpus[0].max_mig_devices, 4);
-        assert_eq!(
-            a.gpus[0]
-                .mig_devices
-                .iter()
-                .map(|m| m.gi)
-                .collect::<Vec<_>>(),
-            [3, 4, 5, 6]
-        );
+        assert_eq!(a.gpus[0].mig_devices.iter().map(|m| m.gi).collect::<Vec<_>>(), [3, 4, 5, 6]);
     }
 
     #[test]
     fn pci_addr_parses_nvml_spellings() {
-        let want = PciAddr {
-            domain: 0,
-            bus: 0x0f,
-            device: 0,
-            function: 0,
-        };
+        let want = PciAddr { domain: 0, bus: 0x0f, device: 0, function: 0 };
         assert_eq!(PciAddr::parse("00000000:0F:00.0"), Some(want));
         assert_eq!(PciAddr::parse("0000:0f:00.0"), Some(want));
         assert_eq!(PciAddr::parse("0f:00.0"), Some(want));
@@ -475,28 +402,18 @@ mod tests {
             invalid(|t| t.gpus[1].mig_devices[0].uuid = t.gpus[0].mig_devices[0].uuid.clone())
                 .contains("duplicate uuid")
         );
-        assert!(
-            invalid(|t| t.gpus[1].pci_bus_id = "0000:07:00.0".into())
-                .contains("duplicate pciBusId")
-        );
+        assert!(invalid(|t| t.gpus[1].pci_bus_id = "0000:07:00.0".into()).contains("duplicate pciBusId"));
         assert!(invalid(|t| t.gpus[1].pci_bus_id = "nope".into()).contains("bad pciBusId"));
         assert!(invalid(|t| t.gpus[0].mig_devices[0].slot = 7).contains("maxMigDevices"));
         assert!(invalid(|t| t.gpus[0].mig_devices[0].slot = 1).contains("duplicate slot"));
         assert!(invalid(|t| t.gpus[1].mig_devices[1].ci = 0).contains("duplicate gi 1 ci 0"));
         assert!(invalid(|t| t.gpus[0].mig_devices[0].gi = 15).contains("out of range"));
-        assert!(
-            invalid(|t| t.gpus[0].mig_mode = MigMode::Disabled).contains("migMode is not enabled")
-        );
+        assert!(invalid(|t| t.gpus[0].mig_mode = MigMode::Disabled).contains("migMode is not enabled"));
         assert!(invalid(|t| t.gpus[0].minor = 32).contains("below 32"));
         assert!(invalid(|t| t.gpus[6].minor = 254).contains("above 253"));
         assert!(
-            invalid(|t| t.failures.push(Failure {
-                function: "nvmlNope".into(),
-                gpu: None,
-                slot: None,
-                code: 1
-            }))
-            .contains("unknown function")
+            invalid(|t| t.failures.push(Failure { function: "nvmlNope".into(), gpu: None, slot: None, code: 1 }))
+                .contains("unknown function")
         );
         assert!(
             invalid(|t| t.failures.push(Failure {
@@ -511,17 +428,10 @@ mod tests {
 
     #[test]
     fn load_errors_name_the_file() {
-        let err = Topology::load("/nonexistent/topo.json")
-            .unwrap_err()
-            .to_string();
+        let err = Topology::load("/nonexistent/topo.json").unwrap_err().to_string();
         assert!(err.contains("/nonexistent/topo.json"), "{err}");
-        let err = Topology::parse("{\"gpus\": []}", Path::new("x.json"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("x.json") && err.contains("driverVersion"),
-            "{err}"
-        );
+        let err = Topology::parse("{\"gpus\": []}", Path::new("x.json")).unwrap_err().to_string();
+        assert!(err.contains("x.json") && err.contains("driverVersion"), "{err}");
         let err = Topology::parse(
             "{\"driverVersion\":\"1\",\"cudaDriverVersion\":1,\"nvmlVersion\":\"1\",\"gpus\":[],\"extra\":1}",
             Path::new("y.json"),

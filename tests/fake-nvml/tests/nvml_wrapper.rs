@@ -19,10 +19,7 @@ fn make_node(name: &str) -> (tempfile::TempDir, Node) {
 }
 
 fn open(node: &Node) -> Nvml {
-    Nvml::builder()
-        .lib_path(node.lib().as_os_str())
-        .init()
-        .unwrap()
+    Nvml::builder().lib_path(node.lib().as_os_str()).init().unwrap()
 }
 
 #[test]
@@ -44,18 +41,10 @@ fn system_and_gpu_identity() {
     assert_eq!((pci.domain, pci.bus, pci.device), (0, 0x07, 0));
     assert_eq!(pci.pci_device_id, 0x20B0_10DE);
     assert_eq!(pci.pci_sub_system_id, Some(0x134F_10DE));
-    let minors: Vec<u32> = (0..8)
-        .map(|i| nvml.device_by_index(i).unwrap().minor_number().unwrap())
-        .collect();
+    let minors: Vec<u32> = (0..8).map(|i| nvml.device_by_index(i).unwrap().minor_number().unwrap()).collect();
     assert_eq!(minors, [2, 3, 0, 1, 6, 7, 4, 5]);
-    assert_eq!(
-        nvml.device_by_index(3).unwrap().pci_info().unwrap().bus_id,
-        "00000000:4E:00.0"
-    );
-    assert!(matches!(
-        nvml.device_by_index(8),
-        Err(NvmlError::InvalidArg)
-    ));
+    assert_eq!(nvml.device_by_index(3).unwrap().pci_info().unwrap().bus_id, "00000000:4E:00.0");
+    assert!(matches!(nvml.device_by_index(8), Err(NvmlError::InvalidArg)));
 }
 
 #[test]
@@ -66,38 +55,19 @@ fn mig_modes() {
     assert_eq!((mode.current, mode.pending), (1, 1));
     let mode = nvml.device_by_index(6).unwrap().mig_mode().unwrap();
     assert_eq!((mode.current, mode.pending), (0, 0));
-    assert_eq!(
-        nvml.device_by_index(0).unwrap().mig_device_count().unwrap(),
-        7
-    );
-    assert_eq!(
-        nvml.device_by_index(6).unwrap().mig_device_count().unwrap(),
-        0
-    );
+    assert_eq!(nvml.device_by_index(0).unwrap().mig_device_count().unwrap(), 7);
+    assert_eq!(nvml.device_by_index(6).unwrap().mig_device_count().unwrap(), 0);
     // MIG disabled: no MIG handles at all, like real NVML.
-    assert!(matches!(
-        nvml.device_by_index(6).unwrap().mig_device_by_index(0),
-        Err(NvmlError::InvalidArg)
-    ));
+    assert!(matches!(nvml.device_by_index(6).unwrap().mig_device_by_index(0), Err(NvmlError::InvalidArg)));
     // MIG enabled without instances: every slot is empty.
-    assert!(matches!(
-        nvml.device_by_index(3).unwrap().mig_device_by_index(0),
-        Err(NvmlError::NotFound)
-    ));
+    assert!(matches!(nvml.device_by_index(3).unwrap().mig_device_by_index(0), Err(NvmlError::NotFound)));
 }
 
 fn gi_ci(nvml: &Nvml, mig: &nvml_wrapper::Device) -> (u32, u32) {
     let (mut gi, mut ci) = (u32::MAX, u32::MAX);
     unsafe {
-        assert_eq!(
-            nvml.lib().nvmlDeviceGetGpuInstanceId(mig.handle(), &mut gi),
-            0
-        );
-        assert_eq!(
-            nvml.lib()
-                .nvmlDeviceGetComputeInstanceId(mig.handle(), &mut ci),
-            0
-        );
+        assert_eq!(nvml.lib().nvmlDeviceGetGpuInstanceId(mig.handle(), &mut gi), 0);
+        assert_eq!(nvml.lib().nvmlDeviceGetComputeInstanceId(mig.handle(), &mut ci), 0);
     }
     (gi, ci)
 }
@@ -107,15 +77,9 @@ fn mig_walk_with_an_empty_slot() {
     let (_tmp, node) = make_node("a100x8.json");
     let nvml = open(&node);
     let gpu2 = nvml.device_by_index(2).unwrap();
-    assert!(matches!(
-        gpu2.mig_device_by_index(1),
-        Err(NvmlError::NotFound)
-    ));
+    assert!(matches!(gpu2.mig_device_by_index(1), Err(NvmlError::NotFound)));
     let mig = gpu2.mig_device_by_index(2).unwrap();
-    assert_eq!(
-        mig.uuid().unwrap(),
-        node.topology.gpus[2].mig_devices[1].uuid
-    );
+    assert_eq!(mig.uuid().unwrap(), node.topology.gpus[2].mig_devices[1].uuid);
     assert_eq!(mig.name().unwrap(), "NVIDIA A100-SXM4-40GB MIG 2g.10gb");
     assert!(mig.mig_is_mig_device_handle().unwrap());
     assert!(!gpu2.mig_is_mig_device_handle().unwrap());
@@ -123,31 +87,13 @@ fn mig_walk_with_an_empty_slot() {
     assert_eq!(gi_ci(&nvml, &gpu2.mig_device_by_index(3).unwrap()), (13, 0));
     assert_eq!(mig.index().unwrap(), 2);
     assert_eq!(mig.pci_info().unwrap().bus_id, "00000000:47:00.0");
-    assert_eq!(
-        mig.mig_parent_device().unwrap().uuid().unwrap(),
-        node.topology.gpus[2].uuid
-    );
-    assert!(matches!(
-        gpu2.mig_device_by_index(7),
-        Err(NvmlError::InvalidArg)
-    ));
+    assert_eq!(mig.mig_parent_device().unwrap().uuid().unwrap(), node.topology.gpus[2].uuid);
+    assert!(matches!(gpu2.mig_device_by_index(7), Err(NvmlError::InvalidArg)));
     // MIG-only queries on a full GPU, full-GPU queries on a MIG device.
     let mut id = 0;
-    assert_eq!(
-        unsafe {
-            nvml.lib()
-                .nvmlDeviceGetGpuInstanceId(gpu2.handle(), &mut id)
-        },
-        3
-    );
-    assert!(matches!(
-        gpu2.mig_parent_device(),
-        Err(NvmlError::InvalidArg)
-    ));
-    assert!(matches!(
-        mig.mig_device_by_index(0),
-        Err(NvmlError::InvalidArg)
-    ));
+    assert_eq!(unsafe { nvml.lib().nvmlDeviceGetGpuInstanceId(gpu2.handle(), &mut id) }, 3);
+    assert!(matches!(gpu2.mig_parent_device(), Err(NvmlError::InvalidArg)));
+    assert!(matches!(mig.mig_device_by_index(0), Err(NvmlError::InvalidArg)));
     assert!(matches!(mig.minor_number(), Err(NvmlError::NotSupported)));
 }
 
@@ -156,52 +102,25 @@ fn several_cis_per_gi() {
     let (_tmp, node) = make_node("a100x8.json");
     let nvml = open(&node);
     let gpu1 = nvml.device_by_index(1).unwrap();
-    let ids: Vec<(u32, u32)> = (0..4)
-        .map(|s| gi_ci(&nvml, &gpu1.mig_device_by_index(s).unwrap()))
-        .collect();
+    let ids: Vec<(u32, u32)> = (0..4).map(|s| gi_ci(&nvml, &gpu1.mig_device_by_index(s).unwrap())).collect();
     assert_eq!(ids, [(1, 0), (1, 1), (1, 2), (2, 0)]);
-    assert_eq!(
-        gpu1.mig_device_by_index(0).unwrap().name().unwrap(),
-        "NVIDIA A100-SXM4-40GB MIG 1c.3g.20gb"
-    );
+    assert_eq!(gpu1.mig_device_by_index(0).unwrap().name().unwrap(), "NVIDIA A100-SXM4-40GB MIG 1c.3g.20gb");
 }
 
 #[test]
 fn lookup_by_uuid_and_bus_id() {
     let (_tmp, node) = make_node("a100x8.json");
     let nvml = open(&node);
-    let mig = nvml
-        .device_by_uuid("MIG-c7384736-a75d-5afc-978f-d2f1294409fd")
-        .unwrap();
+    let mig = nvml.device_by_uuid("MIG-c7384736-a75d-5afc-978f-d2f1294409fd").unwrap();
     assert!(mig.mig_is_mig_device_handle().unwrap());
     assert_eq!(gi_ci(&nvml, &mig), (8, 0));
     assert_eq!(mig.mig_parent_device().unwrap().index().unwrap(), 0);
-    let gpu = nvml
-        .device_by_uuid(node.topology.gpus[5].uuid.as_str())
-        .unwrap();
+    let gpu = nvml.device_by_uuid(node.topology.gpus[5].uuid.as_str()).unwrap();
     assert_eq!(gpu.index().unwrap(), 5);
-    assert!(matches!(
-        nvml.device_by_uuid("GPU-00000000-0000-0000-0000-000000000000"),
-        Err(NvmlError::NotFound)
-    ));
-    assert_eq!(
-        nvml.device_by_pci_bus_id("00000000:0F:00.0")
-            .unwrap()
-            .index()
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        nvml.device_by_pci_bus_id("0000:bd:00.0")
-            .unwrap()
-            .index()
-            .unwrap(),
-        7
-    );
-    assert!(matches!(
-        nvml.device_by_pci_bus_id("0000:08:00.0"),
-        Err(NvmlError::NotFound)
-    ));
+    assert!(matches!(nvml.device_by_uuid("GPU-00000000-0000-0000-0000-000000000000"), Err(NvmlError::NotFound)));
+    assert_eq!(nvml.device_by_pci_bus_id("00000000:0F:00.0").unwrap().index().unwrap(), 1);
+    assert_eq!(nvml.device_by_pci_bus_id("0000:bd:00.0").unwrap().index().unwrap(), 7);
+    assert!(matches!(nvml.device_by_pci_bus_id("0000:08:00.0"), Err(NvmlError::NotFound)));
 }
 
 #[test]
@@ -210,17 +129,9 @@ fn injected_failure_mid_walk() {
     let nvml = open(&node);
     let gpu1 = nvml.device_by_index(1).unwrap();
     assert!(gpu1.mig_device_by_index(1).is_ok());
-    assert!(matches!(
-        gpu1.mig_device_by_index(2),
-        Err(NvmlError::Unknown)
-    ));
+    assert!(matches!(gpu1.mig_device_by_index(2), Err(NvmlError::Unknown)));
     assert!(gpu1.mig_device_by_index(3).is_ok());
-    assert!(
-        nvml.device_by_index(0)
-            .unwrap()
-            .mig_device_by_index(2)
-            .is_ok()
-    );
+    assert!(nvml.device_by_index(0).unwrap().mig_device_by_index(2).is_ok());
 }
 
 #[test]
@@ -228,20 +139,14 @@ fn other_topologies_load() {
     let (_tmp, node) = make_node("h100x4-nomig.json");
     let nvml = open(&node);
     assert_eq!(nvml.device_count().unwrap(), 4);
-    assert_eq!(
-        nvml.device_by_index(3).unwrap().pci_info().unwrap().bus_id,
-        "00000000:5D:00.0"
-    );
+    assert_eq!(nvml.device_by_index(3).unwrap().pci_info().unwrap().bus_id, "00000000:5D:00.0");
     let (_tmp, node) = make_node("a100x32.json");
     let nvml = open(&node);
     assert_eq!(nvml.device_count().unwrap(), 32);
     assert_eq!(nvml.device_by_index(0).unwrap().minor_number().unwrap(), 31);
     let (_tmp, node) = make_node("a30-1.json");
     let nvml = open(&node);
-    assert_eq!(
-        nvml.device_by_index(0).unwrap().mig_device_count().unwrap(),
-        4
-    );
+    assert_eq!(nvml.device_by_index(0).unwrap().mig_device_count().unwrap(), 4);
 }
 
 /// The raw C ABI, through dlopen, for what nvml-wrapper cannot reach:
@@ -266,16 +171,12 @@ impl Raw {
     }
     fn count(&self) -> (c_uint, c_uint) {
         let mut n = 0;
-        let rc = unsafe {
-            self.sym::<unsafe extern "C" fn(*mut c_uint) -> c_uint>("nvmlDeviceGetCount_v2")(&mut n)
-        };
+        let rc = unsafe { self.sym::<unsafe extern "C" fn(*mut c_uint) -> c_uint>("nvmlDeviceGetCount_v2")(&mut n) };
         (rc, n)
     }
     fn handle(&self, index: c_uint) -> *mut c_void {
         let mut h = std::ptr::null_mut();
-        let f = self.sym::<unsafe extern "C" fn(c_uint, *mut *mut c_void) -> c_uint>(
-            "nvmlDeviceGetHandleByIndex_v2",
-        );
+        let f = self.sym::<unsafe extern "C" fn(c_uint, *mut *mut c_void) -> c_uint>("nvmlDeviceGetHandleByIndex_v2");
         assert_eq!(unsafe { f(index, &mut h) }, 0);
         h
     }
@@ -299,47 +200,25 @@ fn raw_abi_init_counting_and_errors() {
     assert_eq!(raw.call0("nvmlShutdown"), 0);
     assert_eq!(raw.count(), (0, 8), "one init is still open");
 
-    let get_uuid = raw.sym::<unsafe extern "C" fn(*mut c_void, *mut c_char, c_uint) -> c_uint>(
-        "nvmlDeviceGetUUID",
-    );
+    let get_uuid = raw.sym::<unsafe extern "C" fn(*mut c_void, *mut c_char, c_uint) -> c_uint>("nvmlDeviceGetUUID");
     let h = raw.handle(0);
     let mut buf = [0 as c_char; 96];
     let len = node.topology.gpus[0].uuid.len() as c_uint;
-    assert_eq!(
-        unsafe { get_uuid(h, buf.as_mut_ptr(), len) },
-        7,
-        "no room for the NUL"
-    );
+    assert_eq!(unsafe { get_uuid(h, buf.as_mut_ptr(), len) }, 7, "no room for the NUL");
     assert_eq!(unsafe { get_uuid(h, buf.as_mut_ptr(), len + 1) }, 0);
-    assert_eq!(
-        unsafe { CStr::from_ptr(buf.as_ptr()) }.to_str().unwrap(),
-        node.topology.gpus[0].uuid
-    );
-    assert_eq!(
-        unsafe { get_uuid(std::ptr::null_mut(), buf.as_mut_ptr(), 96) },
-        2
-    );
-    assert_eq!(
-        unsafe { get_uuid(h.cast::<u8>().add(1).cast(), buf.as_mut_ptr(), 96) },
-        2
-    );
+    assert_eq!(unsafe { CStr::from_ptr(buf.as_ptr()) }.to_str().unwrap(), node.topology.gpus[0].uuid);
+    assert_eq!(unsafe { get_uuid(std::ptr::null_mut(), buf.as_mut_ptr(), 96) }, 2);
+    assert_eq!(unsafe { get_uuid(h.cast::<u8>().add(1).cast(), buf.as_mut_ptr(), 96) }, 2);
     assert_eq!(unsafe { get_uuid(h, std::ptr::null_mut(), 96) }, 2);
 
-    let cuda =
-        raw.sym::<unsafe extern "C" fn(*mut c_int) -> c_uint>("nvmlSystemGetCudaDriverVersion");
+    let cuda = raw.sym::<unsafe extern "C" fn(*mut c_int) -> c_uint>("nvmlSystemGetCudaDriverVersion");
     let mut v = 0;
     assert_eq!(unsafe { cuda(&mut v) }, 0);
     assert_eq!(v, 12040);
 
     let err = raw.sym::<unsafe extern "C" fn(c_uint) -> *const c_char>("nvmlErrorString");
-    assert_eq!(
-        unsafe { CStr::from_ptr(err(999)) }.to_str().unwrap(),
-        "Unknown Error"
-    );
-    assert_eq!(
-        unsafe { CStr::from_ptr(err(6)) }.to_str().unwrap(),
-        "Not Found"
-    );
+    assert_eq!(unsafe { CStr::from_ptr(err(999)) }.to_str().unwrap(), "Unknown Error");
+    assert_eq!(unsafe { CStr::from_ptr(err(6)) }.to_str().unwrap(), "Not Found");
 
     assert_eq!(raw.call0("nvmlShutdown"), 0);
     assert_eq!(raw.count().0, 1, "after the last shutdown");
@@ -356,9 +235,7 @@ fn init_fails_without_a_topology() {
     assert_eq!(raw.call0("nvmlInit_v2"), 999);
     assert_eq!(raw.count().0, 1);
     assert!(matches!(
-        Nvml::builder()
-            .lib_path(lonely.join("libnvidia-ml.so.1").as_os_str())
-            .init(),
+        Nvml::builder().lib_path(lonely.join("libnvidia-ml.so.1").as_os_str()).init(),
         Err(NvmlError::Unknown)
     ));
 }
@@ -366,17 +243,9 @@ fn init_fails_without_a_topology() {
 #[test]
 fn a_topology_edited_in_code() {
     let mut topo = Topology::load(topology("a100x8.json")).unwrap();
-    topo.failures.push(fake_nvml::Failure {
-        function: "nvmlInit_v2".into(),
-        gpu: None,
-        slot: None,
-        code: 9,
-    });
+    topo.failures.push(fake_nvml::Failure { function: "nvmlInit_v2".into(), gpu: None, slot: None, code: 9 });
     let tmp = tempfile::tempdir().unwrap();
     let lib = cdylib().unwrap();
     let node = node::build_from(&topo, tmp.path(), Some(&lib), false).unwrap();
-    assert!(matches!(
-        Nvml::builder().lib_path(node.lib().as_os_str()).init(),
-        Err(NvmlError::DriverNotLoaded)
-    ));
+    assert!(matches!(Nvml::builder().lib_path(node.lib().as_os_str()).init(), Err(NvmlError::DriverNotLoaded)));
 }

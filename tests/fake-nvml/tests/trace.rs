@@ -9,21 +9,12 @@ use nvml_wrapper::Nvml;
 fn trace_and_topology_override() {
     let tmp = tempfile::tempdir().unwrap();
     let lib = cdylib().unwrap_or_else(|e| panic!("{e}"));
-    let node = node::build(
-        &topology("a100x8.json"),
-        &tmp.path().join("node"),
-        Some(&lib),
-        false,
-    )
-    .unwrap();
+    let node = node::build(&topology("a100x8.json"), &tmp.path().join("node"), Some(&lib), false).unwrap();
     let trace = tmp.path().join("trace.log");
     // SAFETY: the only test in this binary; no other thread reads the env.
     unsafe { std::env::set_var("FAKE_NVML_TRACE", &trace) };
 
-    let nvml = Nvml::builder()
-        .lib_path(node.lib().as_os_str())
-        .init()
-        .unwrap();
+    let nvml = Nvml::builder().lib_path(node.lib().as_os_str()).init().unwrap();
     assert_eq!(nvml.device_count().unwrap(), 8);
     let gpu0 = nvml.device_by_index(0).unwrap();
     gpu0.mig_device_by_index(1).unwrap().uuid().unwrap();
@@ -41,23 +32,13 @@ fn trace_and_topology_override() {
         "nvmlDeviceGetUUID gpu=3",
         "nvmlShutdown",
     ];
-    assert_eq!(
-        lines.lines().collect::<Vec<_>>(),
-        expected,
-        "nvml-wrapper's drop must call nvmlShutdown"
-    );
+    assert_eq!(lines.lines().collect::<Vec<_>>(), expected, "nvml-wrapper's drop must call nvmlShutdown");
 
     // FAKE_NVML_TOPOLOGY wins over topology.json next to the library.
     unsafe { std::env::set_var("FAKE_NVML_TOPOLOGY", topology("a30-1.json")) };
-    let nvml = Nvml::builder()
-        .lib_path(node.lib().as_os_str())
-        .init()
-        .unwrap();
+    let nvml = Nvml::builder().lib_path(node.lib().as_os_str()).init().unwrap();
     assert_eq!(nvml.device_count().unwrap(), 1);
-    assert_eq!(
-        nvml.device_by_index(0).unwrap().name().unwrap(),
-        "NVIDIA A30"
-    );
+    assert_eq!(nvml.device_by_index(0).unwrap().name().unwrap(), "NVIDIA A30");
     drop(nvml);
     let lines = std::fs::read_to_string(&trace).unwrap();
     assert_eq!(lines.lines().filter(|l| *l == "nvmlInit_v2").count(), 2);

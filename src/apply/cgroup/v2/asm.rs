@@ -470,13 +470,17 @@ mod tests {
     #[test]
     fn access_test_is_a_subset_test() {
         let prog = extend(&[exit()], &grants(&[(DevKind::Char, 195, 2, "rw")]));
-        assert_eq!(prog.iter().filter(|i| i.code == JMP | JSET | K).map(|i| (i.dst, i.imm)).collect::<Vec<_>>(), [(R3, !6)]);
+        assert_eq!(
+            prog.iter().filter(|i| i.code == JMP | JSET | K).map(|i| (i.dst, i.imm)).collect::<Vec<_>>(),
+            [(R3, !6)]
+        );
     }
 
     #[test]
     fn split_finds_grants_and_original() {
         let original = [mov64_k(R0, 0), exit()];
-        let g = grants(&[(DevKind::Char, 195, 2, "rw"), (DevKind::Char, 195, 255, "rw"), (DevKind::Block, 195, 2, "m")]);
+        let g =
+            grants(&[(DevKind::Char, 195, 2, "rw"), (DevKind::Char, 195, 255, "rw"), (DevKind::Block, 195, 2, "m")]);
         let prog = extend(&original, &g);
         let (found, rest) = split_extended(&prog);
         assert_eq!(found, g);

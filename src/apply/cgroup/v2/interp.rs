@@ -361,7 +361,10 @@ mod tests {
         assert_eq!(err(&[ldx(H, R2, R1, 4)]), InterpError::CtxAccess { pc: 0, off: 4, size: 2 });
         assert_eq!(err(&[ldx(DW, R2, R1, 0)]), InterpError::CtxAccess { pc: 0, off: 0, size: 8 });
         assert_eq!(err(&[ldx(W, R2, R1, -4)]), InterpError::CtxAccess { pc: 0, off: -4, size: 4 });
-        assert_eq!(err(&[mov64_k(R3, 0), ldx(W, R2, R3, 0)]), InterpError::Pointer { pc: 1, what: "load through a non-pointer" });
+        assert_eq!(
+            err(&[mov64_k(R3, 0), ldx(W, R2, R3, 0)]),
+            InterpError::Pointer { pc: 1, what: "load through a non-pointer" }
+        );
     }
 
     #[test]
@@ -383,19 +386,28 @@ mod tests {
     fn alu64_immediates_are_sign_extended() {
         // r2 = -1 in all 64 bits, so r2 >> 60 is 0xf, not 0.
         assert_eq!(computes(&[mov64_k(R2, -1), alu64_k(RSH, R2, 60)], 0xf), Allow);
-        assert_eq!(run(&[mov64_k(R2, -1), alu64_k(RSH, R2, 63), mov64_k(R0, 0), alu64_x(ADD, R0, R2), exit()], &CTX), Ok(Allow));
+        assert_eq!(
+            run(&[mov64_k(R2, -1), alu64_k(RSH, R2, 63), mov64_k(R0, 0), alu64_x(ADD, R0, R2), exit()], &CTX),
+            Ok(Allow)
+        );
     }
 
     #[test]
     fn alu32_ops_zero_extend() {
         // w2 = -1 leaves the upper half zero, so r2 >> 31 is 1.
-        assert_eq!(run(&[alu32_k(MOV, R2, -1), alu64_k(RSH, R2, 31), mov64_k(R0, 0), alu64_x(ADD, R0, R2), exit()], &CTX), Ok(Allow));
+        assert_eq!(
+            run(&[alu32_k(MOV, R2, -1), alu64_k(RSH, R2, 31), mov64_k(R0, 0), alu64_x(ADD, R0, R2), exit()], &CTX),
+            Ok(Allow)
+        );
         assert_eq!(computes(&[ldx(W, R2, R1, 0), alu32_k(AND, R2, 0xffff)], 2), Allow);
         assert_eq!(computes(&[ldx(W, R2, R1, 0), alu32_k(RSH, R2, 16)], 6), Allow);
         assert_eq!(computes(&[mov64_k(R2, -1), alu32_k(OR, R2, 0)], -1), Deny); // upper half cleared
         assert_eq!(computes(&[mov64_k(R3, 6), alu32_x(MOV, R2, R3), alu32_k(AND, R2, 2)], 2), Allow);
         // Arithmetic shift of 0x80000000 gives 0xffffffff (then >> 28 is 0xf).
-        assert_eq!(computes(&[alu32_k(MOV, R2, 1), alu32_k(LSH, R2, 31), alu32_k(ARSH, R2, 31), alu64_k(RSH, R2, 28)], 0xf), Allow);
+        assert_eq!(
+            computes(&[alu32_k(MOV, R2, 1), alu32_k(LSH, R2, 31), alu32_k(ARSH, R2, 31), alu64_k(RSH, R2, 28)], 0xf),
+            Allow
+        );
     }
 
     #[test]
@@ -425,7 +437,9 @@ mod tests {
 
     #[test]
     fn jumps_32_compare_the_low_half() {
-        let hi = |cond| run(&[mov64_k(R2, -1), mov64_k(R3, 0), cond, mov64_k(R0, 0), exit(), mov64_k(R0, 1), exit()], &CTX).unwrap();
+        let hi = |cond| {
+            run(&[mov64_k(R2, -1), mov64_k(R3, 0), cond, mov64_k(R0, 0), exit(), mov64_k(R0, 1), exit()], &CTX).unwrap()
+        };
         assert_eq!(hi(jmp32_k(JEQ, R2, -1, 2)), Allow);
         assert_eq!(hi(jmp_k(JEQ, R2, 0x7fff_ffff, 2)), Deny);
         assert_eq!(hi(jmp32_k(JSLT, R2, 0, 2)), Allow);
@@ -438,10 +452,16 @@ mod tests {
     #[test]
     fn refuses_what_it_does_not_model() {
         assert_eq!(err(&[Insn::new(JMP | CALL, 0, 0, 0, 1)]), InterpError::Unsupported { pc: 0, code: 0x85 });
-        assert_eq!(err(&[Insn::new(LD | IMM | DW, 2, 0, 0, 1), Insn::default()]), InterpError::Unsupported { pc: 0, code: 0x18 });
+        assert_eq!(
+            err(&[Insn::new(LD | IMM | DW, 2, 0, 0, 1), Insn::default()]),
+            InterpError::Unsupported { pc: 0, code: 0x18 }
+        );
         assert_eq!(err(&[Insn::new(STX | MEM | W, 10, 1, -4, 0)]), InterpError::Unsupported { pc: 0, code: 0x63 });
         assert_eq!(err(&[mov64_k(R2, 1), alu64_k(MUL, R2, 3)]), InterpError::Unsupported { pc: 1, code: 0x27 });
-        assert_eq!(err(&[mov64_k(R2, 1), Insn::new(ALU64 | MOV | X, 2, 3, 8, 0)]), InterpError::Unsupported { pc: 1, code: 0xbf });
+        assert_eq!(
+            err(&[mov64_k(R2, 1), Insn::new(ALU64 | MOV | X, 2, 3, 8, 0)]),
+            InterpError::Unsupported { pc: 1, code: 0xbf }
+        );
         assert_eq!(err(&[ldx(W, R2, R10, -4)]), InterpError::Unsupported { pc: 0, code: 0x61 });
         assert_eq!(err(&[Insn::new(JMP32 | EXIT, 0, 0, 0, 0)]), InterpError::Unsupported { pc: 0, code: 0x96 });
         assert_eq!(err(&[Insn::default()]), InterpError::Unsupported { pc: 0, code: 0 });
@@ -454,7 +474,10 @@ mod tests {
         assert_eq!(err(&[alu64_k(ADD, R1, 4)]), InterpError::Pointer { pc: 0, what: "ALU" });
         assert_eq!(err(&[alu32_x(MOV, R2, R1)]), InterpError::Pointer { pc: 0, what: "ALU operand" });
         assert_eq!(err(&[jmp_k(JEQ, R1, 0, 0)]), InterpError::Pointer { pc: 0, what: "compare" });
-        assert_eq!(err(&[mov64_k(R10, 0)]), InterpError::Malformed { pc: 0, what: "write to the read-only frame pointer r10" });
+        assert_eq!(
+            err(&[mov64_k(R10, 0)]),
+            InterpError::Malformed { pc: 0, what: "write to the read-only frame pointer r10" }
+        );
         assert_eq!(err(&[mov64_k(11, 0)]), InterpError::Malformed { pc: 0, what: "register number above r10" });
         assert_eq!(err(&[mov64_k(R2, 1), alu64_k(LSH, R2, 64)]), InterpError::Shift { pc: 1, by: 64 });
         assert_eq!(err(&[mov64_k(R2, 1), alu32_k(RSH, R2, 32)]), InterpError::Shift { pc: 1, by: 32 });
@@ -463,8 +486,14 @@ mod tests {
         assert_eq!(err(&[mov64_k(R0, 0)]), InterpError::FellOffEnd);
         assert_eq!(err(&[ja(-1)]), InterpError::StepLimit);
         assert_eq!(err(&[mov64_k(R0, 2), exit()]), InterpError::BadReturn { pc: 1, value: 2 });
-        assert_eq!(err(&[Insn::new(JMP | EXIT, 0, 0, 1, 0)]), InterpError::Malformed { pc: 0, what: "reserved field set in exit" });
-        assert_eq!(err(&[mov64_k(R2, 0), Insn::new(JMP | JNE | K, 2, 3, 0, 0)]), InterpError::Malformed { pc: 1, what: "reserved field set in a jump" });
+        assert_eq!(
+            err(&[Insn::new(JMP | EXIT, 0, 0, 1, 0)]),
+            InterpError::Malformed { pc: 0, what: "reserved field set in exit" }
+        );
+        assert_eq!(
+            err(&[mov64_k(R2, 0), Insn::new(JMP | JNE | K, 2, 3, 0, 0)]),
+            InterpError::Malformed { pc: 1, what: "reserved field set in a jump" }
+        );
     }
 
     #[test]

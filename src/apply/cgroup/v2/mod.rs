@@ -200,7 +200,12 @@ pub fn allow_devices(sys: &impl BpfOps, cgroup_dir: &Path, rules: &[DeviceRule])
         })?;
         let new_id = sys
             .prog_info(&fd)
-            .map_err(|source| V2Error::ReadProgram { id: p.old_id, path: path(), what: "reading the replacement's id", source })?
+            .map_err(|source| V2Error::ReadProgram {
+                id: p.old_id,
+                path: path(),
+                what: "reading the replacement's id",
+                source,
+            })?
             .id;
         loaded.push(Some((fd, new_id)));
     }
@@ -233,7 +238,10 @@ pub fn allow_devices(sys: &impl BpfOps, cgroup_dir: &Path, rules: &[DeviceRule])
 fn grants_from(rules: &[DeviceRule]) -> Result<Grants, V2Error> {
     let mut g = Grants::new();
     for r in rules {
-        let bad = |why| V2Error::InvalidRule { rule: format!("{} {} {}:{} {}", if r.allow { "allow" } else { "deny" }, r.kind, r.major, r.minor, r.access), why };
+        let bad = |why| V2Error::InvalidRule {
+            rule: format!("{} {} {}:{} {}", if r.allow { "allow" } else { "deny" }, r.kind, r.major, r.minor, r.access),
+            why,
+        };
         if !r.allow {
             return Err(bad("only allow rules can be added to a device program"));
         }
@@ -245,7 +253,8 @@ fn grants_from(rules: &[DeviceRule]) -> Result<Grants, V2Error> {
         if r.major > asm::MAX_MAJOR || r.minor > asm::MAX_MINOR {
             return Err(bad("major or minor is beyond Linux's 12/20-bit device numbers"));
         }
-        let acc = asm::access::parse(r.access).filter(|a| *a != 0).ok_or_else(|| bad("access must be letters of rwm"))?;
+        let acc =
+            asm::access::parse(r.access).filter(|a| *a != 0).ok_or_else(|| bad("access must be letters of rwm"))?;
         g.add(kind, r.major, r.minor, acc);
     }
     Ok(g)
@@ -275,7 +284,9 @@ fn plan<S: BpfOps>(sys: &S, dir: &Path, id: u32, wanted: &Grants) -> Result<Plan
     let path = || dir.to_path_buf();
     let fd = sys.prog_fd_by_id(id).map_err(|source| match source.raw_os_error() {
         Some(libc::EPERM | libc::EACCES) => V2Error::ProgramLocked { id, path: path(), source },
-        Some(libc::ENOENT) => V2Error::ReadProgram { id, path: path(), what: "it was detached while being read", source },
+        Some(libc::ENOENT) => {
+            V2Error::ReadProgram { id, path: path(), what: "it was detached while being read", source }
+        }
         _ => V2Error::ReadProgram { id, path: path(), what: "BPF_PROG_GET_FD_BY_ID", source },
     })?;
     let read = |what, source| V2Error::ReadProgram { id, path: path(), what, source };

@@ -83,7 +83,11 @@ fn context_values_that_alias_a_dispatch_key_are_not_granted() {
     let p = asm::extend(&deny_all(), &grants(&["c 1:0 rw"]));
     assert!(allows(&p, "c 1:0 rw"));
     for (major, minor) in [(0, 1 << 20), (1 + 4096, 0), (4096, 1 << 20)] {
-        assert_eq!(run(&p, &DevCtx::new(DevKind::Char, access::READ, major, minor)).unwrap(), Verdict::Deny, "{major}:{minor}");
+        assert_eq!(
+            run(&p, &DevCtx::new(DevKind::Char, access::READ, major, minor)).unwrap(),
+            Verdict::Deny,
+            "{major}:{minor}"
+        );
     }
 }
 
@@ -144,7 +148,8 @@ fn block_in_front_of_a_program_without_mknod() {
 #[test]
 fn block_in_front_of_a_deny_list_keeps_its_denies_elsewhere() {
     // default allow with a deny rule (systemd DevicePolicy=auto style).
-    let deny = FilterRule { allow: false, kind: Some(DevKind::Char), major: Some(195), minor: None, access: access::ALL };
+    let deny =
+        FilterRule { allow: false, kind: Some(DevKind::Char), major: Some(195), minor: None, access: access::ALL };
     let p = asm::extend(&runc::filter(&[deny], true), &grants(&["c 195:2 rw"]));
     assert!(allows(&p, "c 195:2 rw"));
     assert!(!allows(&p, "c 195:3 rw"));
@@ -234,7 +239,13 @@ fn runc_program_is_replaced_in_place() {
     let (fake, old) = fake_with_runc();
     let report = allow_devices(&fake, Path::new(CG), &[rw(195, 2)]).unwrap();
     let new = new_id(&report, 0);
-    assert_eq!(report, V2Report::Extended { programs: vec![ProgramChange { old_id: old, new_id: Some(new) }], ancestor_programs: vec![] });
+    assert_eq!(
+        report,
+        V2Report::Extended {
+            programs: vec![ProgramChange { old_id: old, new_id: Some(new) }],
+            ancestor_programs: vec![]
+        }
+    );
     assert_eq!(fake.attached(CG), [new]);
     assert_eq!(fake.attach_flags(CG), BPF_F_ALLOW_MULTI);
     assert_eq!(fake.calls_of("attach"), [format!("attach {CG} prog={new} flags=0x6 replace=Some({old})")]);
@@ -271,7 +282,10 @@ fn second_run_with_the_same_rules_changes_nothing() {
     let first = allow_devices(&fake, Path::new(CG), &[rw(195, 2), rw(195, 255)]).unwrap();
     let new = new_id(&first, 0);
     let again = allow_devices(&fake, Path::new(CG), &[rw(195, 255)]).unwrap();
-    assert_eq!(again, V2Report::Extended { programs: vec![ProgramChange { old_id: new, new_id: None }], ancestor_programs: vec![] });
+    assert_eq!(
+        again,
+        V2Report::Extended { programs: vec![ProgramChange { old_id: new, new_id: None }], ancestor_programs: vec![] }
+    );
     assert_eq!(fake.attached(CG), [new]);
     assert_eq!(fake.calls_of("load").len(), 1);
     assert_eq!(fake.open_fds(), 0);
@@ -297,7 +311,10 @@ fn a_program_extended_with_the_first_layout_is_recognised() {
     let old = fake.add_prog(&asm::extend_first_layout(&runc_default(), &grants(&["c 195:2 rw"])));
     fake.attach_existing(CG, old);
     let again = allow_devices(&fake, Path::new(CG), &[rw(195, 2)]).unwrap();
-    assert_eq!(again, V2Report::Extended { programs: vec![ProgramChange { old_id: old, new_id: None }], ancestor_programs: vec![] });
+    assert_eq!(
+        again,
+        V2Report::Extended { programs: vec![ProgramChange { old_id: old, new_id: None }], ancestor_programs: vec![] }
+    );
     let report = allow_devices(&fake, Path::new(CG), &[rw(195, 3)]).unwrap();
     let prog = fake.insns(new_id(&report, 0));
     assert_eq!(prog, asm::extend(&runc_default(), &grants(&["c 195:2 rw", "c 195:3 rw"])));
@@ -412,7 +429,10 @@ fn dumps_that_cannot_be_reloaded_fail_closed() {
     let r0 = asm::mov64_k(asm::R0, 1);
     assert!(dump_error(&[r0]).contains("does not end with exit"));
     assert!(dump_error(&[Insn::new(JMP | CALL, 0, 0, 0, 1234), r0, exit]).contains("instruction 0 (a call)"));
-    assert!(dump_error(&[Insn::new(LD | IMM | DW, 2, 1, 0, 7), Insn::default(), r0, exit]).contains("a map or BTF reference"));
+    assert!(
+        dump_error(&[Insn::new(LD | IMM | DW, 2, 1, 0, 7), Insn::default(), r0, exit])
+            .contains("a map or BTF reference")
+    );
     assert!(dump_error(&[Insn::new(ALU64 | MOV | K, 11, 0, 0, 5), r0, exit]).contains("constant blinding"));
     assert!(dump_error(&[asm::ja(-3), r0, exit]).contains("a jump outside the program"));
     assert!(dump_error(&[Insn::new(STX | 0xc0 | DW, 10, 1, -8, 0), r0, exit]).contains("atomic"));
@@ -445,7 +465,11 @@ fn verifier_rejection_reports_the_log_tail() {
 
 #[test]
 fn load_error_line_carries_the_verifier_log() {
-    let e = V2Error::Load { id: 7, source: io::Error::from_raw_os_error(libc::EINVAL), log_tail: "R2 !read_ok | processed 3 insns".into() };
+    let e = V2Error::Load {
+        id: 7,
+        source: io::Error::from_raw_os_error(libc::EINVAL),
+        log_tail: "R2 !read_ok | processed 3 insns".into(),
+    };
     let line = e.to_string();
     assert!(line.contains("device program 7"), "{line}");
     assert!(line.contains("verifier log: R2 !read_ok | processed 3 insns"), "{line}");
@@ -512,13 +536,19 @@ fn block_devices_and_mknod_can_be_granted_when_asked() {
 fn empty_rule_list_changes_nothing() {
     let (fake, old) = fake_with_runc();
     let report = allow_devices(&fake, Path::new(CG), &[]).unwrap();
-    assert_eq!(report, V2Report::Extended { programs: vec![ProgramChange { old_id: old, new_id: None }], ancestor_programs: vec![] });
+    assert_eq!(
+        report,
+        V2Report::Extended { programs: vec![ProgramChange { old_id: old, new_id: None }], ancestor_programs: vec![] }
+    );
     assert_eq!(fake.calls_of("load"), Vec::<String>::new());
 }
 
 #[test]
 fn report_lines() {
-    let r = V2Report::Extended { programs: vec![ProgramChange { old_id: 5, new_id: Some(9) }, ProgramChange { old_id: 6, new_id: None }], ancestor_programs: vec![] };
+    let r = V2Report::Extended {
+        programs: vec![ProgramChange { old_id: 5, new_id: Some(9) }, ProgramChange { old_id: 6, new_id: None }],
+        ancestor_programs: vec![],
+    };
     assert_eq!(r.to_string(), "device programs: 5→9 6 (already allowed)");
     let r = V2Report::NoFilterAttached { ancestor_programs: vec![] };
     assert_eq!(r.to_string(), "no device program attached; the cgroup already allows every device");

@@ -4,8 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str =
-    "usage: fake-node <topology.json> <out-dir> [--lib <path to libfake_nvml.so>] [--mknod]";
+const USAGE: &str = "usage: fake-node <topology.json> <out-dir> [--lib <path to libfake_nvml.so>] [--mknod]";
 
 fn main() -> ExitCode {
     match run(std::env::args_os().skip(1).collect()) {
@@ -39,8 +38,7 @@ fn run(args: Vec<std::ffi::OsString>) -> Result<(), String> {
         Some(lib) => lib,
         None => fake_nvml::locate::cdylib()?,
     };
-    let node =
-        fake_nvml::node::build(&topology, &out, Some(&lib), mknod).map_err(|e| e.to_string())?;
+    let node = fake_nvml::node::build(&topology, &out, Some(&lib), mknod).map_err(|e| e.to_string())?;
     println!("{}", node.root.display());
     Ok(())
 }
