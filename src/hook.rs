@@ -6,18 +6,33 @@
 //! container that asks for nothing (`void`, unset) is left untouched. The
 //! resolved edits are applied to the live container by [`crate::apply`].
 
-use crate::apply::{self, Target};
-use crate::cli::CmdError;
-use crate::cli::args::GlobalArgs;
-use crate::oci;
+use crate::apply::{self, ApplyError, Target};
+use crate::bundle::{Bundle, BundleError, read_limited};
 use crate::request::source::SourcePolicy;
+use crate::settings::{Settings, SettingsError};
 use serde_json::Value;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use thiserror::Error;
 
-/// The state and config.json are small; anything larger is not a real runtime talking.
+/// The state is small; anything larger is not a real runtime talking.
 const MAX_STATE_BYTES: u64 = 1 << 20;
-const MAX_CONFIG_BYTES: u64 = 64 << 20;
+
+#[derive(Debug, Error)]
+pub enum HookError {
+    #[error("OCI state on stdin is not JSON: {0}")]
+    StateNotJson(serde_json::Error),
+    #[error("OCI state on stdin has no valid pid")]
+    NoPid,
+    #[error("OCI state on stdin has no absolute bundle path")]
+    NoBundle,
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+}
 
 /// What the hook needs from the OCI state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,50 +42,28 @@ pub struct State {
 }
 
 /// Parses the OCI state; unknown fields and odd values elsewhere are ignored.
-pub fn parse_state(text: &str) -> Result<State, CmdError> {
-    let v: Value = serde_json::from_str(text).map_err(|e| format!("OCI state on stdin is not JSON: {e}"))?;
+pub fn parse_state(text: &str) -> Result<State, HookError> {
+    let v: Value = serde_json::from_str(text).map_err(HookError::StateNotJson)?;
     let pid = v.get("pid").and_then(Value::as_i64).filter(|p| *p > 0 && *p <= i32::MAX as i64);
-    let Some(pid) = pid else { return Err("OCI state on stdin has no valid pid".into()) };
+    let Some(pid) = pid else { return Err(HookError::NoPid) };
     // `bundlePath` is what pre-1.0 runtimes said.
     let bundle = v.get("bundle").or_else(|| v.get("bundlePath")).and_then(Value::as_str);
     let Some(bundle) = bundle.filter(|b| b.starts_with('/')) else {
-        return Err("OCI state on stdin has no absolute bundle path".into());
+        return Err(HookError::NoBundle);
     };
     Ok(State { pid: pid as i32, bundle: PathBuf::from(bundle) })
 }
 
-fn read_limited(r: &mut dyn Read, limit: u64, what: &str) -> Result<String, CmdError> {
-    let mut text = String::new();
-    r.take(limit + 1).read_to_string(&mut text).map_err(|e| format!("cannot read {what}: {e}"))?;
-    if text.len() as u64 > limit {
-        return Err(format!("{what} is larger than {limit} bytes"));
-    }
-    Ok(text)
-}
-
-pub fn read_spec(bundle: &Path) -> Result<Value, CmdError> {
-    let path = bundle.join("config.json");
-    let mut f = std::fs::File::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let text = read_limited(&mut f, MAX_CONFIG_BYTES, &path.display().to_string())?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))
-}
-
-/// Absolute host path of the container's root filesystem.
-fn rootfs(spec: &Value, bundle: &Path) -> Result<PathBuf, CmdError> {
-    let root = spec.pointer("/root/path").and_then(Value::as_str).ok_or("config.json has no root.path")?;
-    Ok(if root.starts_with('/') { PathBuf::from(root) } else { bundle.join(root) })
-}
-
-/// Runs the prestart hook on a state read from `stdin`.
-pub fn prestart(global: &GlobalArgs, stdin: &mut dyn Read) -> Result<(), CmdError> {
+/// Runs the prestart hook on a state read from `stdin`. The log starts here, once
+/// the settings are final for this container.
+pub fn prestart(settings: &Settings, stdin: &mut dyn Read) -> Result<(), HookError> {
     let state = parse_state(&read_limited(stdin, MAX_STATE_BYTES, "OCI state")?)?;
-    let spec = read_spec(&state.bundle)?;
-    let settings = crate::cli::container_settings(global, &spec)?;
+    let bundle = Bundle::read(&state.bundle)?;
+    let settings = bundle.container_settings(settings)?;
     // Annotations are the runtime shim's business; the hook reads mounts and env.
     let policy = SourcePolicy { annotation_prefixes: vec![], ..settings.policy.clone() };
     let driver = settings.driver();
-    let plan =
-        oci::plan_from_spec(&spec, &policy, &settings.default_capabilities, &driver).map_err(|e| e.to_string())?;
+    let plan = bundle.plan(&policy, &settings.default_capabilities, &driver)?;
     if plan.edits.is_empty() {
         crate::log::debug(&format!("pid {}: not a GPU container, nothing to do", state.pid));
         return Ok(());
@@ -78,9 +71,8 @@ pub fn prestart(global: &GlobalArgs, stdin: &mut dyn Read) -> Result<(), CmdErro
     for w in &plan.selection.warnings {
         crate::log::warn(w);
     }
-    let target = Target { pid: state.pid, rootfs: rootfs(&spec, &state.bundle)? };
-    let report =
-        apply::apply(&crate::sys::LinuxSys, &target, &plan.edits, &settings.dev_root).map_err(|e| e.to_string())?;
+    let target = Target { pid: state.pid, rootfs: bundle.rootfs()? };
+    let report = apply::apply(&crate::sys::LinuxSys, &target, &plan.edits, &settings.dev_root)?;
     crate::log::info(&format!("pid {}: applied {report}", state.pid));
     Ok(())
 }
@@ -104,24 +96,26 @@ mod tests {
 
     #[test]
     fn bad_states_are_clear_errors() {
-        assert_eq!(parse_state("nope").unwrap_err().split(':').next(), Some("OCI state on stdin is not JSON"));
-        assert_eq!(parse_state(r#"{"bundle":"/b"}"#).unwrap_err(), "OCI state on stdin has no valid pid");
-        assert_eq!(parse_state(r#"{"pid":0,"bundle":"/b"}"#).unwrap_err(), "OCI state on stdin has no valid pid");
         assert_eq!(
-            parse_state(r#"{"pid":5,"bundle":"rel"}"#).unwrap_err(),
+            parse_state("nope").unwrap_err().to_string().split(':').next(),
+            Some("OCI state on stdin is not JSON")
+        );
+        assert_eq!(parse_state(r#"{"bundle":"/b"}"#).unwrap_err().to_string(), "OCI state on stdin has no valid pid");
+        assert_eq!(
+            parse_state(r#"{"pid":0,"bundle":"/b"}"#).unwrap_err().to_string(),
+            "OCI state on stdin has no valid pid"
+        );
+        assert_eq!(
+            parse_state(r#"{"pid":5,"bundle":"rel"}"#).unwrap_err().to_string(),
             "OCI state on stdin has no absolute bundle path"
         );
     }
 
     #[test]
-    fn relative_root_is_joined_to_the_bundle() {
-        let spec = serde_json::json!({"root": {"path": "rootfs"}});
-        assert_eq!(rootfs(&spec, Path::new("/b")).unwrap(), PathBuf::from("/b/rootfs"));
-    }
-
-    #[test]
     fn oversized_state_is_refused() {
         let big = vec![b' '; (MAX_STATE_BYTES + 10) as usize];
-        assert!(read_limited(&mut &big[..], MAX_STATE_BYTES, "OCI state").unwrap_err().contains("larger than"));
+        assert!(
+            read_limited(&mut &big[..], MAX_STATE_BYTES, "OCI state").unwrap_err().to_string().contains("larger than")
+        );
     }
 }

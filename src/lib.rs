@@ -5,12 +5,15 @@
 //! → container edits ([`edits`]) → applier ([`apply`] for the hook).
 
 pub mod apply;
+pub mod atomic_file;
+pub mod bundle;
 pub mod cdi;
 pub mod cli;
 pub mod config;
 pub mod driver;
 pub mod edits;
 pub mod hook;
+pub mod inspect;
 pub mod log;
 pub mod oci;
 pub mod request;

@@ -50,7 +50,8 @@ fn main() -> ExitCode {
             print!("{out}");
             ExitCode::SUCCESS
         }
-        Err(msg) => {
+        Err(e) => {
+            let msg = e.to_string();
             mighook::log::log(mighook::log::Level::Error, &msg);
             eprintln!("mighook: {msg}");
             ExitCode::FAILURE

@@ -1,7 +1,7 @@
 //! Resolved settings: flags over mighook's own environment over the config file over defaults.
 //!
-//! Raw command-line arguments live in [`crate::cli::args`]; this is what they
-//! mean once combined. The environment read here is mighook's OWN process
+//! Raw command-line arguments live in the CLI module; this is what they mean
+//! once combined. The environment read here is mighook's OWN process
 //! environment (`MIGHOOK_CONFIG`, `MIGHOOK_NVML_LIB`, `MIGHOOK_PROC_ROOT`),
 //! never a container's `process.env`. As defence in depth against hooks that
 //! inherit a container's environment (the CVE-2025-23266 class), a `MIGHOOK_*`
@@ -55,19 +55,31 @@ impl OwnEnv {
             ("MIGHOOK_NVML_LIB", &mut self.nvml_lib),
             ("MIGHOOK_PROC_ROOT", &mut self.proc_root),
         ] {
-            if let Some(v) = slot.as_deref() {
-                if container_env.iter().any(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')) == Some(v)) {
-                    *slot = None;
-                    dropped.push(key);
-                }
+            if let Some(v) = slot.as_deref()
+                && container_env.iter().any(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')) == Some(v))
+            {
+                *slot = None;
+                dropped.push(key);
             }
         }
         (self, dropped)
     }
 }
 
+/// What settings were resolved from, so [`Settings::for_container`] can resolve again.
+/// Left out of `Debug`: two settings that mean the same print the same.
+#[derive(Clone)]
+struct Origin(GlobalFlags, OwnEnv);
+
+impl std::fmt::Debug for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Origin")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
+    origin: Origin,
     pub config_path: Option<PathBuf>,
     pub nvml_lib: String,
     pub proc_root: PathBuf,
@@ -93,6 +105,7 @@ impl Settings {
             None => DriverCapabilities::default(),
         };
         Ok(Settings {
+            origin: Origin(flags.clone(), env.clone()),
             config_path: config_exists.then_some(config_path),
             nvml_lib: flags
                 .nvml_lib
@@ -117,6 +130,24 @@ impl Settings {
             },
             default_capabilities,
         })
+    }
+
+    /// The settings for the hook and the shim, which act on a container: a `MIGHOOK_*`
+    /// value that the container's own env also carries is ignored (defence in depth
+    /// against hooks that inherit a container's environment, CVE-2025-23266), and the
+    /// settings are resolved again without it. Returns the names of the dropped variables.
+    pub fn for_container(&self, container_env: &[String]) -> Result<(Settings, Vec<&'static str>), SettingsError> {
+        let Origin(flags, env) = &self.origin;
+        let (env, dropped) = env.clone().without_container_values(container_env);
+        if dropped.is_empty() {
+            return Ok((self.clone(), dropped));
+        }
+        Ok((Settings::resolve(flags, &env)?, dropped))
+    }
+
+    /// Starts the log with these settings' file and level (once per process).
+    pub fn init_log(&self) {
+        crate::log::init(self.log_file.clone(), self.log_level);
     }
 
     pub fn driver(&self) -> crate::driver::HostDriver {

@@ -14,7 +14,7 @@ mod diff;
 mod docker;
 mod hooksd;
 
-use crate::cli::{CmdError, args::GlobalArgs};
+use crate::settings::Settings;
 use std::fmt::Write as _;
 use std::fs;
 use std::io;
@@ -31,7 +31,7 @@ pub const RUNTIME_LINK: &str = "nvidia-container-runtime";
 /// The name docker `--gpus` looks up on dockerd's PATH.
 pub const HOOK_LINK: &str = "nvidia-container-runtime-hook";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
     Docker,
     Containerd,
@@ -39,19 +39,16 @@ pub enum Engine {
     Podman,
 }
 
-#[derive(Debug, clap::Args)]
-pub struct SetupArgs {
-    /// The engine to register mighook with
-    #[arg(value_enum)]
+/// What `mighook setup` was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupOptions {
+    /// The engine to register mighook with.
     pub engine: Engine,
-    /// Print what would change (diffs, new files) and write nothing
-    #[arg(long)]
+    /// Print what would change and write nothing.
     pub dry_run: bool,
-    /// The mighook binary the engine should run [default: this executable]
-    #[arg(long, value_name = "PATH")]
+    /// The mighook binary the engine should run (default: this executable).
     pub binary: Option<PathBuf>,
-    /// Directory the engine's config files are under; paths written into them point at the files written
-    #[arg(long, value_name = "DIR", default_value = "/")]
+    /// Directory the engine's config files are under.
     pub config_root: PathBuf,
 }
 
@@ -251,7 +248,7 @@ fn apply(steps: &[Step], dry_run: bool, engine: &str) -> Result<String, SetupErr
                     return Err(write_err(path, "changed while mighook was preparing it; run setup again"));
                 }
                 let saved = now.map(|bytes| backup(path, &bytes)).transpose()?;
-                crate::oci::file::replace_durable(path, new.as_bytes(), 0o644).map_err(|e| write_err(path, e))?;
+                crate::atomic_file::replace_durable(path, new.as_bytes(), 0o644).map_err(|e| write_err(path, e))?;
                 let _ = match saved {
                     Some(b) => writeln!(out, "wrote {} (backup: {})", path.display(), b.display()),
                     None => writeln!(out, "created {}", path.display()),
@@ -296,22 +293,17 @@ fn steps(engine: Engine, ctx: &Ctx) -> Result<Vec<Step>, SetupError> {
 }
 
 /// This node's CDI spec, rendered as `mighook cdi generate` writes it.
-fn cdi_spec(global: &GlobalArgs) -> Result<String, String> {
-    let settings = crate::cli::settings(global)?;
-    let spec = crate::cdi::generate_spec(&settings, &settings.driver()).map_err(|e| e.to_string())?;
+fn cdi_spec(settings: &Settings) -> Result<String, String> {
+    let spec = crate::cdi::generate_spec(settings, &settings.driver()).map_err(|e| e.to_string())?;
     Ok(crate::cdi::render(&spec, crate::cdi::Format::Json))
 }
 
-pub fn run(global: &GlobalArgs, args: &SetupArgs) -> Result<String, CmdError> {
-    let cdi_spec = matches!(args.engine, Engine::Podman | Engine::Crio).then(|| cdi_spec(global));
-    let ctx = Ctx {
-        root: args.config_root.clone(),
-        binary: binary(args.binary.as_deref()).map_err(|e| e.to_string())?,
-        cdi_spec,
-    };
-    let name = format!("{:?}", args.engine).to_lowercase();
-    let steps = steps(args.engine, &ctx).map_err(|e| e.to_string())?;
-    apply(&steps, args.dry_run, &name).map_err(|e| e.to_string())
+pub fn run(settings: &Settings, options: &SetupOptions) -> Result<String, SetupError> {
+    let cdi_spec = matches!(options.engine, Engine::Podman | Engine::Crio).then(|| cdi_spec(settings));
+    let ctx = Ctx { root: options.config_root.clone(), binary: binary(options.binary.as_deref())?, cdi_spec };
+    let name = format!("{:?}", options.engine).to_lowercase();
+    let steps = steps(options.engine, &ctx)?;
+    apply(&steps, options.dry_run, &name)
 }
 
 #[cfg(test)]

@@ -10,10 +10,9 @@
 //! other subcommand goes straight through without touching config.json. Any
 //! error stops before the exec with config.json unchanged.
 
-use crate::cli::CmdError;
-use crate::cli::args::GlobalArgs;
-use crate::oci::{self, argv, spec};
-use crate::settings::Settings;
+use crate::bundle::{Bundle, BundleError};
+use crate::oci::{OciError, argv, spec};
+use crate::settings::{Settings, SettingsError};
 use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
@@ -35,6 +34,18 @@ pub enum ShimError {
     IsMighook { name: String, path: String },
     #[error("cannot exec {path}: {reason}")]
     Exec { path: String, reason: String },
+    #[error("no --bundle and no current directory: {0}")]
+    NoBundle(std::io::Error),
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(transparent)]
+    Spec(#[from] OciError),
+    #[error("{}: cannot serialize: {source}", path.display())]
+    Serialize { path: PathBuf, source: serde_json::Error },
+    #[error("cannot write {}: {source}", path.display())]
+    Write { path: PathBuf, source: std::io::Error },
 }
 
 fn is_executable_file(p: &Path) -> Option<std::fs::Metadata> {
@@ -75,26 +86,30 @@ pub fn find_runtime(name: &str, path_var: Option<&std::ffi::OsStr>, self_exe: &P
 /// from it); leaves the file untouched and returns `None` when the container asks for
 /// nothing. Returns a line for the log.
 pub fn prepare_bundle<D: crate::driver::Driver + ?Sized>(
-    bundle: &Path,
-    mut spec: serde_json::Value,
+    bundle: Bundle,
     settings: &Settings,
     driver: &D,
-) -> Result<Option<String>, CmdError> {
+) -> Result<Option<String>, ShimError> {
     // The error names the entry (`0:99: ...`); the engine already names the container.
-    let spec_err = |e: oci::OciError| e.to_string();
-    let plan =
-        oci::plan_from_spec(&spec, &settings.policy, &settings.default_capabilities, driver).map_err(spec_err)?;
+    let plan = bundle.plan(&settings.policy, &settings.default_capabilities, driver)?;
+    let Bundle { dir: bundle, mut spec } = bundle;
+    let bundle = bundle.as_path();
     if plan.edits.is_empty() {
         return Ok(None);
     }
     for w in &plan.selection.warnings {
         crate::log::warn(w);
     }
-    let changes = spec::apply_edits(&mut spec, &plan.edits).map_err(spec_err)?;
+    let changes = spec::apply_edits(&mut spec, &plan.edits)?;
     let path = bundle.join("config.json");
-    let mut text = serde_json::to_vec(&spec).map_err(|e| format!("{}: cannot serialize: {e}", path.display()))?;
+    let mut text = match serde_json::to_vec(&spec) {
+        Ok(text) => text,
+        Err(source) => return Err(ShimError::Serialize { path, source }),
+    };
     text.push(b'\n');
-    oci::file::replace(&path, &text, 0o644).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    if let Err(source) = crate::atomic_file::replace(&path, &text, 0o644) {
+        return Err(ShimError::Write { path, source });
+    }
     let nodes: Vec<&str> = plan.edits.device_nodes.iter().map(|n| n.path.as_str()).collect();
     Ok(Some(format!(
         "{}: wrote {} devices ({:?}), {} cgroup rules, removed {} GPU hooks",
@@ -130,41 +145,42 @@ fn log_for_engine(inv: &argv::Invocation, msg: &str) {
 }
 
 /// Runs the shim. Returns only on error: success is the exec of the low-level runtime.
-pub fn run(global: &GlobalArgs, args: Vec<OsString>) -> Result<String, CmdError> {
+pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<String, ShimError> {
     let inv = argv::parse(&args);
-    let err = shim(global, &inv, &args).unwrap_err();
-    log_for_engine(&inv, &err);
+    let Err(err) = shim(settings, &inv, &args);
+    log_for_engine(&inv, &err.to_string());
     Err(err)
 }
 
 /// Everything up to the exec; returns only with an error.
-fn shim(global: &GlobalArgs, inv: &argv::Invocation, args: &[OsString]) -> Result<std::convert::Infallible, CmdError> {
+fn shim(settings: &Settings, inv: &argv::Invocation, args: &[OsString]) -> Result<std::convert::Infallible, ShimError> {
     // Only create/run read config.json; every other call passes through without it.
     let bundle = match (inv.creates(), inv.bundle.clone()) {
         (false, _) => None,
         (true, Some(b)) => Some(b),
-        (true, None) => {
-            Some(std::env::current_dir().map_err(|e| format!("no --bundle and no current directory: {e}"))?)
-        }
+        (true, None) => Some(std::env::current_dir().map_err(ShimError::NoBundle)?),
     };
-    let spec = bundle.as_deref().map(crate::hook::read_spec).transpose()?;
-    let settings = match &spec {
-        Some(spec) => crate::cli::container_settings(global, spec)?,
-        None => crate::cli::settings(global)?,
+    let bundle = bundle.as_deref().map(Bundle::read).transpose()?;
+    let settings = match &bundle {
+        Some(bundle) => bundle.container_settings(settings)?,
+        None => {
+            settings.init_log();
+            settings.clone()
+        }
     };
     // Found before config.json is touched: a missing runtime leaves the bundle as it was.
     let runtime =
-        find_runtime(&settings.low_level_runtime, std::env::var_os("PATH").as_deref(), Path::new("/proc/self/exe"))
-            .map_err(|e| e.to_string())?;
-    if let (Some(bundle), Some(spec)) = (&bundle, spec) {
-        match prepare_bundle(bundle, spec, &settings, &settings.driver())? {
+        find_runtime(&settings.low_level_runtime, std::env::var_os("PATH").as_deref(), Path::new("/proc/self/exe"))?;
+    if let Some(bundle) = bundle {
+        let dir = bundle.dir.clone();
+        match prepare_bundle(bundle, &settings, &settings.driver())? {
             Some(line) => crate::log::info(&line),
-            None => crate::log::debug(&format!("{}: not a GPU container, config.json left as is", bundle.display())),
+            None => crate::log::debug(&format!("{}: not a GPU container, config.json left as is", dir.display())),
         }
     }
     crate::log::debug(&format!("exec {} {:?}", runtime.display(), args));
     let err = std::process::Command::new(&runtime).args(args).exec();
-    Err(ShimError::Exec { path: runtime.display().to_string(), reason: err.to_string() }.to_string())
+    Err(ShimError::Exec { path: runtime.display().to_string(), reason: err.to_string() })
 }
 
 #[cfg(test)]
@@ -248,8 +264,8 @@ mod tests {
         assert_eq!(runtime_log_line(None, "x"), "level=error msg=\"x\"\n");
     }
 
-    fn spec_of(dir: &Path) -> serde_json::Value {
-        crate::hook::read_spec(dir).unwrap()
+    fn spec_of(dir: &Path) -> Bundle {
+        Bundle::read(dir).unwrap()
     }
 
     fn config_json(dir: &Path) -> serde_json::Value {
@@ -262,7 +278,7 @@ mod tests {
             serde_json::json!({"annotations": {"cdi.k8s.io/gpu": "nvidia.com/gpu=0:1"}, "process": {"env": []}}),
         );
         let driver = crate::driver::fake::FakeDriver::a100();
-        prepare_bundle(b.path(), spec_of(b.path()), &settings(b.path()), &driver).unwrap();
+        prepare_bundle(spec_of(b.path()), &settings(b.path()), &driver).unwrap();
         let spec = config_json(b.path());
         let paths: Vec<&str> =
             spec["linux"]["devices"].as_array().unwrap().iter().map(|d| d["path"].as_str().unwrap()).collect();
@@ -275,8 +291,7 @@ mod tests {
         let b = bundle_with(serde_json::json!({"process": {"env": ["NVIDIA_VISIBLE_DEVICES=void"]}}));
         let before = std::fs::read(b.path().join("config.json")).unwrap();
         let line =
-            prepare_bundle(b.path(), spec_of(b.path()), &settings(b.path()), &crate::driver::fake::FakeDriver::a100())
-                .unwrap();
+            prepare_bundle(spec_of(b.path()), &settings(b.path()), &crate::driver::fake::FakeDriver::a100()).unwrap();
         assert_eq!(line, None);
         assert_eq!(std::fs::read(b.path().join("config.json")).unwrap(), before);
     }
@@ -285,9 +300,9 @@ mod tests {
     fn a_bad_entry_is_an_error_that_names_it_and_writes_nothing() {
         let b = bundle_with(serde_json::json!({"process": {"env": ["NVIDIA_VISIBLE_DEVICES=0:99"]}}));
         let before = std::fs::read(b.path().join("config.json")).unwrap();
-        let e =
-            prepare_bundle(b.path(), spec_of(b.path()), &settings(b.path()), &crate::driver::fake::FakeDriver::a100())
-                .unwrap_err();
+        let e = prepare_bundle(spec_of(b.path()), &settings(b.path()), &crate::driver::fake::FakeDriver::a100())
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("0:99: "), "{e}");
         assert_eq!(std::fs::read(b.path().join("config.json")).unwrap(), before);
     }

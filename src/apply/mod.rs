@@ -77,7 +77,7 @@ mod tests {
     use super::*;
     use crate::edits::DeviceNode;
     use crate::sys::LinuxSys;
-    use crate::sys::fs::fake::root_or_skip;
+    use crate::sys::fake::fs::root_or_skip;
     use cgroup::v1::tests::TestCgroup;
     use rootfs::kernel_tests::{Container, describe, entries};
 

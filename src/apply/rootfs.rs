@@ -358,7 +358,7 @@ fn bind_host_node<S: FsOps>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::fs::fake::RecordingFs;
+    use crate::sys::fake::fs::RecordingFs;
 
     const ROOT: &str = "/b/rootfs";
 
@@ -695,7 +695,7 @@ mod tests {
 pub(crate) mod kernel_tests {
     use super::*;
     use crate::sys::LinuxSys;
-    use crate::sys::fs::fake::root_or_skip;
+    use crate::sys::fake::fs::root_or_skip;
     use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
     use std::process::{Child, Command};
 

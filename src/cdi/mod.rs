@@ -12,10 +12,8 @@ pub mod yaml;
 
 pub use spec::{Spec, generate_spec};
 
-use crate::cli::{CmdError, args::GlobalArgs};
+use crate::settings::Settings;
 use serde_json::Value;
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -31,34 +29,16 @@ pub enum CdiError {
     Stale { path: String, what: String },
 }
 
-#[derive(Debug, clap::Args)]
-pub struct CdiArgs {
-    #[command(subcommand)]
-    pub command: CdiCommand,
-}
-
-#[derive(Debug, clap::Subcommand)]
+/// What `mighook cdi` was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CdiCommand {
-    /// Print (or write) the CDI spec for every GPU and MIG device on this node
-    Generate(GenerateArgs),
-    /// Print every fully-qualified CDI device name, one per line
+    /// Print every fully-qualified CDI device name, one per line.
     List,
+    /// Print the spec, write it to `output`, or with `check` compare it with `output`.
+    Generate { output: Option<PathBuf>, format: Option<Format>, check: bool },
 }
 
-#[derive(Debug, clap::Args)]
-pub struct GenerateArgs {
-    /// Write the spec here (atomically, mode 0644) instead of printing it
-    #[arg(long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
-    /// json or yaml [default: yaml for a .yaml/.yml FILE, else json]
-    #[arg(long, value_enum)]
-    pub format: Option<Format>,
-    /// Write nothing: exit 0 if FILE already holds exactly this spec, 1 if it is stale
-    #[arg(long, requires = "output")]
-    pub check: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Json,
     Yaml,
@@ -85,30 +65,16 @@ pub fn render(spec: &Spec, format: Format) -> String {
     }
 }
 
-/// Writes `spec` to `path` atomically: a temp file in the same dir, mode 0644, fsync, rename.
+/// Writes `spec` to `path` atomically (mode 0644, fsync, rename), creating the directory.
 pub fn write_spec(path: &Path, format: Format, spec: &Spec) -> Result<(), CdiError> {
     let err = |reason: String| CdiError::Write { path: path.display().to_string(), reason };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let name = path.file_name().ok_or_else(|| err("not a file name".into()))?;
     std::fs::create_dir_all(dir).map_err(|e| err(format!("create {}: {e}", dir.display())))?;
-    // A dot name: runtimes only load *.json/*.yaml, so the temp file is never read as a spec.
-    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(&tmp)?;
-        f.write_all(render(spec, format).as_bytes())?;
-        // The umask may have taken bits away; CDI specs must be readable by every runtime.
-        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(err(e.to_string()));
-    }
-    Ok(())
+    // CDI specs must be readable by every runtime, whatever the umask or an older file said.
+    crate::atomic_file::publish(path, render(spec, format).as_bytes(), 0o644).map_err(|e| err(e.to_string()))
 }
 
 /// `Ok` when `path` holds exactly what [`render`] gives now; else what differs.
@@ -177,21 +143,20 @@ fn describe_difference(current: &str, spec: &Spec) -> String {
     parts.join("; ")
 }
 
-pub fn run(global: &GlobalArgs, args: &CdiArgs) -> Result<String, CmdError> {
-    let settings = crate::cli::settings(global)?;
-    let spec = generate_spec(&settings, &settings.driver()).map_err(|e| e.to_string())?;
-    match &args.command {
+pub fn run(settings: &Settings, command: &CdiCommand) -> Result<String, CdiError> {
+    let spec = generate_spec(settings, &settings.driver())?;
+    match command {
         CdiCommand::List => Ok(spec.qualified_names().iter().map(|n| format!("{n}\n")).collect()),
-        CdiCommand::Generate(g) => {
-            let format = g.format.or_else(|| g.output.as_deref().map(Format::for_path)).unwrap_or(Format::Json);
-            match &g.output {
+        CdiCommand::Generate { output, format, check } => {
+            let format = format.or_else(|| output.as_deref().map(Format::for_path)).unwrap_or(Format::Json);
+            match output {
                 None => Ok(render(&spec, format)),
-                Some(path) if g.check => {
-                    check_spec(path, format, &spec).map_err(|e| e.to_string())?;
+                Some(path) if *check => {
+                    check_spec(path, format, &spec)?;
                     Ok(format!("{} is up to date ({} devices)\n", path.display(), spec.devices.len()))
                 }
                 Some(path) => {
-                    write_spec(path, format, &spec).map_err(|e| e.to_string())?;
+                    write_spec(path, format, &spec)?;
                     Ok(format!("wrote {} ({} devices of kind {})\n", path.display(), spec.devices.len(), spec.kind))
                 }
             }

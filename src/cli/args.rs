@@ -1,9 +1,10 @@
 //! Raw command-line arguments, exactly as clap parses them.
 //!
 //! They mean nothing until [`crate::settings::Settings::resolve`] combines
-//! them with mighook's own environment and config file.
+//! them with mighook's own environment and config file; [`super::run`] turns
+//! each subcommand's arguments into that command's plain options.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -51,9 +52,9 @@ pub enum Command {
         args: Vec<std::ffi::OsString>,
     },
     /// CDI specs for podman, containerd and CRI-O
-    Cdi(crate::cdi::CdiArgs),
+    Cdi(CdiArgs),
     /// Register mighook with a container engine
-    Setup(crate::setup::SetupArgs),
+    Setup(SetupArgs),
 }
 
 #[derive(Debug, Args)]
@@ -76,4 +77,61 @@ pub struct ResolveArgs {
     /// The device list, e.g. `0:1`, `MIG-<uuid>`, `0,GPU-<uuid>`, `all`
     #[arg(allow_hyphen_values = true)]
     pub devices: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CdiArgs {
+    #[command(subcommand)]
+    pub command: CdiSubcommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CdiSubcommand {
+    /// Print (or write) the CDI spec for every GPU and MIG device on this node
+    Generate(GenerateArgs),
+    /// Print every fully-qualified CDI device name, one per line
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Write the spec here (atomically, mode 0644) instead of printing it
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// json or yaml [default: yaml for a .yaml/.yml FILE, else json]
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// Write nothing: exit 0 if FILE already holds exactly this spec, 1 if it is stale
+    #[arg(long, requires = "output")]
+    pub check: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// The engine to register mighook with
+    #[arg(value_enum)]
+    pub engine: EngineArg,
+    /// Print what would change (diffs, new files) and write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The mighook binary the engine should run [default: this executable]
+    #[arg(long, value_name = "PATH")]
+    pub binary: Option<PathBuf>,
+    /// Directory the engine's config files are under; paths written into them point at the files written
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub config_root: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineArg {
+    Docker,
+    Containerd,
+    Crio,
+    Podman,
 }

@@ -1,4 +1,5 @@
-//! In-memory driver for unit tests: a small A100-style node.
+//! In-memory driver for unit tests, benches and the fuzz crate (feature `testing`):
+//! a small A100-style node, with an optional scripted NVML failure.
 
 use super::*;
 use std::cell::RefCell;
@@ -13,6 +14,8 @@ pub struct FakeDriver {
     pub majors: Vec<(u32, &'static str)>,
     /// Every call, for "work proportional to the request" checks.
     pub calls: RefCell<Vec<String>>,
+    /// `(gpu index, slot)` whose MIG handle lookup fails, as NVML can mid-walk.
+    pub failing_mig_slot: Option<(u32, u32)>,
 }
 
 fn mig(slot: u32, gi: u32, ci: u32) -> Option<MigDevice> {
@@ -59,6 +62,7 @@ impl FakeDriver {
                 (511, "nvidia-uvm"),
             ],
             calls: RefCell::new(vec![]),
+            failing_mig_slot: None,
         }
     }
 
@@ -98,6 +102,12 @@ impl Driver for FakeDriver {
     }
     fn mig_device(&self, gpu_index: u32, slot: u32) -> Result<Option<MigDevice>, DriverError> {
         self.call(format!("mig {gpu_index}:{slot}"));
+        if self.failing_mig_slot == Some((gpu_index, slot)) {
+            return Err(DriverError::Nvml {
+                call: "nvmlDeviceGetMigDeviceHandleByIndex".into(),
+                reason: "Unknown Error".into(),
+            });
+        }
         Ok(self.get(gpu_index)?.1.get(slot as usize).cloned().flatten())
     }
     fn mig_by_uuid(&self, uuid: &str) -> Result<Option<(u32, MigDevice)>, DriverError> {

@@ -199,5 +199,5 @@ impl Driver for HostDriver {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 pub mod fake;

@@ -290,10 +290,10 @@ pub fn parse_char_devices(text: &str) -> Vec<(u32, String)> {
             break;
         }
         let mut fields = line.split_whitespace();
-        if let (Some(major), Some(name), None) = (fields.next(), fields.next(), fields.next()) {
-            if let Ok(major) = major.parse() {
-                out.push((major, name.to_string()));
-            }
+        if let (Some(major), Some(name), None) = (fields.next(), fields.next(), fields.next())
+            && let Ok(major) = major.parse()
+        {
+            out.push((major, name.to_string()));
         }
     }
     out

@@ -165,13 +165,13 @@ pub fn parse_entry(text: &str) -> Result<DeviceId, RequestError> {
     if let Some(n) = parse_decimal(text) {
         return n.map(DeviceId::Index).ok_or_else(|| malformed("GPU index out of range"));
     }
-    if let Some((i, j)) = text.split_once(':') {
-        if let (Some(i), Some(j)) = (parse_decimal(i), parse_decimal(j)) {
-            return match (i, j) {
-                (Some(gpu), Some(slot)) => Ok(DeviceId::MigIndex { gpu, slot }),
-                _ => Err(malformed("MIG index out of range")),
-            };
-        }
+    if let Some((i, j)) = text.split_once(':')
+        && let (Some(i), Some(j)) = (parse_decimal(i), parse_decimal(j))
+    {
+        return match (i, j) {
+            (Some(gpu), Some(slot)) => Ok(DeviceId::MigIndex { gpu, slot }),
+            _ => Err(malformed("MIG index out of range")),
+        };
     }
     if let Some(rest) = strip_prefix_ignore_case(text, "MIG-GPU-") {
         let mut fields = rest.split('/');

@@ -6,6 +6,8 @@
 //! tests use recording fakes, so every stage runs without root or a kernel.
 
 pub mod bpf;
+#[cfg(any(test, feature = "testing"))]
+pub mod fake;
 pub mod fs;
 
 pub use bpf::BpfOps;

@@ -225,7 +225,7 @@ fn allow_v2(sys: &impl Sys, dir: PathBuf, rules: &[DeviceRule]) -> Result<V2Step
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::fs::fake::RecordingFs;
+    use crate::sys::fake::fs::RecordingFs;
 
     /// This host: every v1 controller on its own hierarchy, cgroup2 at /sys/fs/cgroup/unified.
     const HYBRID_MOUNTS: &str = "\
@@ -454,7 +454,7 @@ mod tests {
 
     #[test]
     fn real_process_in_a_v1_devices_cgroup() {
-        if !crate::sys::fs::fake::root_or_skip("real_process_in_a_v1_devices_cgroup") {
+        if !crate::sys::fake::fs::root_or_skip("real_process_in_a_v1_devices_cgroup") {
             return;
         }
         let Some(cg) = v1::tests::TestCgroup::new("locate") else { return };
@@ -479,7 +479,7 @@ mod tests {
 
     #[test]
     fn real_pure_v2_namespace_skips_the_v1_root() {
-        if !crate::sys::fs::fake::root_or_skip("real_pure_v2_namespace_skips_the_v1_root") {
+        if !crate::sys::fake::fs::root_or_skip("real_pure_v2_namespace_skips_the_v1_root") {
             return;
         }
         use nix::mount::{MntFlags, MsFlags, mount, umount2};

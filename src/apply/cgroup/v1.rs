@@ -63,7 +63,7 @@ pub fn allow(sys: &impl FsOps, cgroup_dir: &Path, rules: &[DeviceRule]) -> Resul
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::sys::fs::fake::RecordingFs;
+    use crate::sys::fake::fs::RecordingFs;
 
     const DIR: &str = "/sys/fs/cgroup/devices/ctr";
 
@@ -136,7 +136,7 @@ pub(crate) mod tests {
 
     #[test]
     fn real_devices_cgroup_gets_exactly_the_rules() {
-        if !crate::sys::fs::fake::root_or_skip("real_devices_cgroup_gets_exactly_the_rules") {
+        if !crate::sys::fake::fs::root_or_skip("real_devices_cgroup_gets_exactly_the_rules") {
             return;
         }
         let Some(cg) = TestCgroup::new("v1") else { return };
@@ -151,7 +151,7 @@ pub(crate) mod tests {
 
     #[test]
     fn real_cgroup_dir_without_allow_file_is_not_created() {
-        if !crate::sys::fs::fake::root_or_skip("real_cgroup_dir_without_allow_file_is_not_created") {
+        if !crate::sys::fake::fs::root_or_skip("real_cgroup_dir_without_allow_file_is_not_created") {
             return;
         }
         let t = tempfile::tempdir().unwrap();

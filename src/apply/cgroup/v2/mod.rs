@@ -26,7 +26,11 @@
 //!   the block rebuilt (it never grows a second block).
 
 pub mod asm;
+/// A user-space interpreter of the filter programs: tests and benches only.
+#[cfg(any(test, feature = "testing"))]
 pub mod interp;
+/// runc's own device programs, rebuilt: tests and benches only.
+#[cfg(any(test, feature = "testing"))]
 pub mod runc;
 
 use std::fmt;

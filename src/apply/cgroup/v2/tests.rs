@@ -7,7 +7,7 @@ use super::interp::{DevCtx, Verdict, run};
 use super::runc::{self, FilterRule};
 use super::*;
 use crate::sys::bpf::BPF_F_ALLOW_OVERRIDE;
-use crate::sys::bpf::fake::{Dump, Op, RecordingBpf};
+use crate::sys::fake::bpf::{Dump, Op, RecordingBpf};
 use proptest::prelude::*;
 
 const CG: &str = "/sys/fs/cgroup/ctr";

@@ -1,5 +1,6 @@
-//! Replacing a file atomically: a temp file in the same directory, written,
-//! given the old file's mode and owner, then renamed over the old one.
+//! The one atomic file writer (shim, CDI, setup): a temp file in the same
+//! directory, written, given the old file's mode and owner, then renamed over
+//! the old one.
 //!
 //! A reader (runc, dockerd) sees either the old file or the new one, never a
 //! half-written one. A symlink in the file's place is refused: renaming over
@@ -51,16 +52,22 @@ fn write_temp(tmp: &Path, contents: &[u8], mode: u32, owner: Option<(u32, u32)>,
 /// (see the module docs). An existing file's mode and owner carry over; a new
 /// file gets `new_mode` and the caller's owner.
 pub fn replace(path: &Path, contents: &[u8], new_mode: u32) -> io::Result<()> {
-    replace_with(path, contents, new_mode, false)
+    replace_with(path, contents, new_mode, false, false)
 }
 
 /// [`replace`], then fsync of the file and of its directory, so the new
 /// contents survive a host crash.
 pub fn replace_durable(path: &Path, contents: &[u8], new_mode: u32) -> io::Result<()> {
-    replace_with(path, contents, new_mode, true)
+    replace_with(path, contents, new_mode, false, true)
 }
 
-fn replace_with(path: &Path, contents: &[u8], new_mode: u32, sync: bool) -> io::Result<()> {
+/// [`replace_durable`], but the file always ends up with `mode`, whatever the old
+/// one had: for files other programs must be able to read (CDI specs).
+pub fn publish(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    replace_with(path, contents, mode, true, true)
+}
+
+fn replace_with(path: &Path, contents: &[u8], new_mode: u32, force_mode: bool, sync: bool) -> io::Result<()> {
     let (mode, owner) = match fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => {
             return Err(io::Error::other("is a symlink; mighook replaces only plain files (edit the link's target)"));
@@ -70,6 +77,7 @@ fn replace_with(path: &Path, contents: &[u8], new_mode: u32, sync: bool) -> io::
         Err(e) if e.kind() == io::ErrorKind::NotFound => (new_mode, None),
         Err(e) => return Err(e),
     };
+    let mode = if force_mode { new_mode } else { mode };
     let tmp = temp_path(path)?;
     let result = write_temp(&tmp, contents, mode, owner, sync).and_then(|()| fs::rename(&tmp, path));
     if result.is_err() {
@@ -129,6 +137,18 @@ mod tests {
         replace_durable(&p, b"new", 0o644).unwrap();
         assert_eq!(fs::read_to_string(&p).unwrap(), "new");
         assert_eq!(fs::metadata(&p).unwrap().mode() & 0o7777, 0o600);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn publish_sets_the_given_mode_over_the_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("nvidia.json");
+        fs::write(&p, "old").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+        publish(&p, b"new", 0o644).unwrap();
+        assert_eq!(fs::read_to_string(&p).unwrap(), "new");
+        assert_eq!(fs::metadata(&p).unwrap().mode() & 0o7777, 0o644);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 

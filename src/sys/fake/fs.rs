@@ -1,0 +1,367 @@
+//! An in-memory file tree that implements [`FsOps`] and records every call,
+//! so the applier's decisions (which calls, in which order) are testable
+//! without root. `openat2`'s `RESOLVE_IN_ROOT` is modelled: `..` stops at
+//! the root and absolute symlink targets restart at the root.
+
+use crate::sys::fs::{FileKind, FileStat, FsOps};
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::io;
+use std::path::Path;
+use std::sync::Mutex;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Entry {
+    Dir,
+    Char(u32, u32),
+    File(String),
+    Fifo,
+    Symlink(String),
+}
+
+#[derive(Debug, Clone)]
+struct Node {
+    entry: Entry,
+    perm: u32,
+    owner: (u32, u32),
+    mount_root: bool,
+}
+
+/// The fake's file descriptor: the absolute path it was resolved to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeFd(pub String);
+
+#[derive(Default)]
+struct State {
+    tree: BTreeMap<String, Node>,
+    calls: Vec<String>,
+    failures: Vec<(String, String, i32)>,
+}
+
+/// Recording in-memory [`FsOps`].
+#[derive(Default)]
+pub struct RecordingFs {
+    state: Mutex<State>,
+}
+
+/// Kernel tests need root; without it they say so loudly and pass.
+pub fn root_or_skip(test: &str) -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        // Straight to fd 2: the test harness captures eprintln! of passing tests.
+        use std::io::Write;
+        let _ = writeln!(io::stderr(), "SKIPPED: {test}: needs root (real mknod, setns, mounts and cgroups)");
+    }
+    root
+}
+
+fn err(errno: i32) -> io::Error {
+    io::Error::from_raw_os_error(errno)
+}
+
+fn parent_of(path: &str) -> &str {
+    &path[..path.rfind('/').unwrap_or(0)]
+}
+
+fn join(dir: &str, name: &OsStr) -> String {
+    format!("{dir}/{}", name.to_string_lossy())
+}
+
+impl RecordingFs {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn put(&self, path: &str, entry: Entry, perm: u32) {
+        let mut st = self.state.lock().unwrap();
+        let mut prefix = String::new();
+        for comp in path.trim_start_matches('/').split('/').collect::<Vec<_>>().split_last().unwrap().1 {
+            prefix = format!("{prefix}/{comp}");
+            st.tree.entry(prefix.clone()).or_insert(Node {
+                entry: Entry::Dir,
+                perm: 0o755,
+                owner: (0, 0),
+                mount_root: false,
+            });
+        }
+        st.tree.insert(path.to_string(), Node { entry, perm, owner: (0, 0), mount_root: false });
+    }
+
+    /// Add a directory (and its parents).
+    pub fn dir(self, path: &str) -> Self {
+        self.put(path, Entry::Dir, 0o755);
+        self
+    }
+    /// Add a char device node.
+    pub fn char_dev(self, path: &str, major: u32, minor: u32, perm: u32) -> Self {
+        self.put(path, Entry::Char(major, minor), perm);
+        self
+    }
+    /// Add a regular file with contents.
+    pub fn file(self, path: &str, contents: &str) -> Self {
+        self.put(path, Entry::File(contents.into()), 0o644);
+        self
+    }
+    pub fn fifo(self, path: &str) -> Self {
+        self.put(path, Entry::Fifo, 0o644);
+        self
+    }
+    pub fn symlink(self, path: &str, target: &str) -> Self {
+        self.put(path, Entry::Symlink(target.into()), 0o777);
+        self
+    }
+    /// Mark `path` as the root of a mount (as a bind-mounted node would be).
+    pub fn mounted(self, path: &str) -> Self {
+        self.update(path, |n| n.mount_root = true).expect("mounted: no such entry");
+        self
+    }
+    /// Make `op` (the first word of its call record) on `path` fail with `errno`.
+    pub fn fail(self, op: &str, path: &str, errno: i32) -> Self {
+        self.state.lock().unwrap().failures.push((op.into(), path.into(), errno));
+        self
+    }
+
+    /// Every call, in order.
+    pub fn calls(&self) -> Vec<String> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
+    /// Only the calls that change something.
+    pub fn changes(&self) -> Vec<String> {
+        const READS: [&str; 6] = ["open", "open-in-root", "open-nofollow", "fstat", "stat", "read"];
+        self.calls().into_iter().filter(|c| !READS.contains(&c.split(' ').next().unwrap())).collect()
+    }
+
+    /// `c 195:0 0666 0:0`, `file "text"`, `dir 0755`, `fifo`, `-> target`; `None` if absent.
+    pub fn describe(&self, path: &str) -> Option<String> {
+        let st = self.state.lock().unwrap();
+        let n = st.tree.get(path)?;
+        let mount = if n.mount_root { " (mount)" } else { "" };
+        Some(match &n.entry {
+            Entry::Dir => format!("dir {:04o}", n.perm),
+            Entry::Char(ma, mi) => format!("c {ma}:{mi} {:04o} {}:{}{mount}", n.perm, n.owner.0, n.owner.1),
+            Entry::File(s) => format!("file {s:?}{mount}"),
+            Entry::Fifo => "fifo".into(),
+            Entry::Symlink(t) => format!("-> {t}"),
+        })
+    }
+
+    /// Record a call; fail it if a failure was injected for it.
+    fn record(&self, op: &str, path: &str, detail: &str) -> io::Result<()> {
+        let mut st = self.state.lock().unwrap();
+        let line = if detail.is_empty() { format!("{op} {path}") } else { format!("{op} {path} {detail}") };
+        st.calls.push(line);
+        match st.failures.iter().find(|(o, p, _)| o == op && (p == path || p == "*")) {
+            Some(&(_, _, errno)) => Err(err(errno)),
+            None => Ok(()),
+        }
+    }
+
+    /// Resolve `path` with `root` as `/` (`""` is the real root), following
+    /// symlinks in every component, the last one too.
+    fn resolve(&self, root: &str, path: &str) -> io::Result<String> {
+        let st = self.state.lock().unwrap();
+        let mut todo: Vec<String> = path.split('/').rev().map(String::from).collect();
+        let mut cur: Vec<String> = Vec::new();
+        let mut hops = 0;
+        while let Some(comp) = todo.pop() {
+            match comp.as_str() {
+                "" | "." => continue,
+                ".." => {
+                    cur.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            cur.push(comp);
+            let full = format!("{root}/{}", cur.join("/"));
+            match st.tree.get(&full).map(|n| &n.entry) {
+                None => return Err(err(libc::ENOENT)),
+                Some(Entry::Dir) => {}
+                Some(Entry::Symlink(target)) => {
+                    hops += 1;
+                    if hops > 40 {
+                        return Err(err(libc::ELOOP));
+                    }
+                    cur.pop();
+                    if target.starts_with('/') {
+                        cur.clear();
+                    }
+                    todo.extend(target.split('/').rev().map(String::from));
+                }
+                Some(_) if !todo.is_empty() => return Err(err(libc::ENOTDIR)),
+                Some(_) => {}
+            }
+        }
+        Ok(format!("{root}/{}", cur.join("/")).trim_end_matches('/').to_string())
+    }
+
+    fn node(&self, path: &str) -> Option<Node> {
+        self.state.lock().unwrap().tree.get(path).cloned()
+    }
+
+    fn stat_of(n: &Node) -> FileStat {
+        let (kind, rdev) = match n.entry {
+            Entry::Dir => (FileKind::Dir, (0, 0)),
+            Entry::Char(ma, mi) => (FileKind::Char, (ma, mi)),
+            Entry::File(_) => (FileKind::Regular, (0, 0)),
+            Entry::Fifo => (FileKind::Fifo, (0, 0)),
+            Entry::Symlink(_) => (FileKind::Symlink, (0, 0)),
+        };
+        FileStat { kind, perm: n.perm, rdev_major: rdev.0, rdev_minor: rdev.1, mount_root: n.mount_root }
+    }
+
+    fn create(&self, path: &str, entry: Entry, perm: u32) -> io::Result<()> {
+        let mut st = self.state.lock().unwrap();
+        if st.tree.contains_key(path) {
+            return Err(err(libc::EEXIST));
+        }
+        if !matches!(st.tree.get(parent_of(path)).map(|n| &n.entry), Some(Entry::Dir)) && !parent_of(path).is_empty() {
+            return Err(err(libc::ENOENT));
+        }
+        st.tree.insert(path.into(), Node { entry, perm, owner: (0, 0), mount_root: false });
+        Ok(())
+    }
+
+    fn update(&self, path: &str, f: impl FnOnce(&mut Node)) -> io::Result<()> {
+        let mut st = self.state.lock().unwrap();
+        f(st.tree.get_mut(path).ok_or_else(|| err(libc::ENOENT))?);
+        Ok(())
+    }
+}
+
+impl FsOps for RecordingFs {
+    type Fd = FakeFd;
+
+    fn enter_mount_ns(&self, pid: i32) -> io::Result<()> {
+        self.record("setns", &format!("/proc/{pid}/ns/mnt"), "")
+    }
+
+    fn open_dir(&self, path: &Path) -> io::Result<FakeFd> {
+        let p = path.to_string_lossy();
+        self.record("open", &p, "")?;
+        let r = self.resolve("", &p)?;
+        match self.node(&r).map(|n| n.entry) {
+            Some(Entry::Dir) => Ok(FakeFd(r)),
+            _ => Err(err(libc::ENOTDIR)),
+        }
+    }
+
+    fn open_dir_in_root(&self, root: &FakeFd, path: &Path) -> io::Result<FakeFd> {
+        let p = path.to_string_lossy();
+        self.record("open-in-root", &root.0, &p)?;
+        let r = self.resolve(&root.0, &p)?;
+        match self.node(&r).map(|n| n.entry) {
+            Some(Entry::Dir) => Ok(FakeFd(r)),
+            _ if r == root.0 => Ok(FakeFd(r)),
+            _ => Err(err(libc::ENOTDIR)),
+        }
+    }
+
+    fn open_nofollow(&self, path: &Path) -> io::Result<FakeFd> {
+        let p = path.to_string_lossy();
+        self.record("open-nofollow", &p, "")?;
+        let parent = self.resolve("", parent_of(&p))?;
+        let full = format!("{parent}/{}", &p[p.rfind('/').unwrap() + 1..]);
+        match self.node(&full) {
+            Some(_) => Ok(FakeFd(full)),
+            None => Err(err(libc::ENOENT)),
+        }
+    }
+
+    fn open_at_nofollow(&self, dir: &FakeFd, name: &OsStr) -> io::Result<FakeFd> {
+        let p = join(&dir.0, name);
+        self.record("open-nofollow", &p, "")?;
+        self.node(&p).map(|_| FakeFd(p)).ok_or_else(|| err(libc::ENOENT))
+    }
+
+    fn fstat(&self, fd: &FakeFd) -> io::Result<FileStat> {
+        self.record("fstat", &fd.0, "")?;
+        self.node(&fd.0).map(|n| Self::stat_of(&n)).ok_or_else(|| err(libc::EBADF))
+    }
+
+    fn stat_at(&self, dir: &FakeFd, name: &OsStr) -> io::Result<Option<FileStat>> {
+        let p = join(&dir.0, name);
+        self.record("stat", &p, "")?;
+        Ok(self.node(&p).map(|n| Self::stat_of(&n)))
+    }
+
+    fn mkdir_at(&self, dir: &FakeFd, name: &OsStr, mode: u32) -> io::Result<()> {
+        let p = join(&dir.0, name);
+        self.record("mkdir", &p, &format!("{mode:04o}"))?;
+        self.create(&p, Entry::Dir, mode)
+    }
+
+    fn mknod_char_at(&self, dir: &FakeFd, name: &OsStr, perm: u32, major: u32, minor: u32) -> io::Result<()> {
+        let p = join(&dir.0, name);
+        self.record("mknod", &p, &format!("c {major}:{minor} {perm:04o}"))?;
+        self.create(&p, Entry::Char(major, minor), perm)
+    }
+
+    fn create_file_at(&self, dir: &FakeFd, name: &OsStr, perm: u32) -> io::Result<()> {
+        let p = join(&dir.0, name);
+        self.record("create", &p, &format!("{perm:04o}"))?;
+        self.create(&p, Entry::File(String::new()), perm)
+    }
+
+    fn unlink_at(&self, dir: &FakeFd, name: &OsStr) -> io::Result<()> {
+        let p = join(&dir.0, name);
+        self.record("unlink", &p, "")?;
+        let mut st = self.state.lock().unwrap();
+        match st.tree.get(&p) {
+            None => Err(err(libc::ENOENT)),
+            Some(n) if n.entry == Entry::Dir => Err(err(libc::EISDIR)),
+            Some(n) if n.mount_root => Err(err(libc::EBUSY)),
+            Some(_) => {
+                st.tree.remove(&p);
+                Ok(())
+            }
+        }
+    }
+
+    fn chown_at(&self, dir: &FakeFd, name: &OsStr, uid: u32, gid: u32) -> io::Result<()> {
+        let p = join(&dir.0, name);
+        self.record("chown", &p, &format!("{uid}:{gid}"))?;
+        self.update(&p, |n| n.owner = (uid, gid))
+    }
+
+    fn chmod_at(&self, dir: &FakeFd, name: &OsStr, perm: u32) -> io::Result<()> {
+        let p = join(&dir.0, name);
+        self.record("chmod", &p, &format!("{perm:04o}"))?;
+        self.update(&p, |n| n.perm = perm)
+    }
+
+    fn bind_mount(&self, src: &FakeFd, dst: &FakeFd) -> io::Result<()> {
+        self.record("bind", &src.0, &format!("-> {}", dst.0))?;
+        let mut n = self.node(&src.0).ok_or_else(|| err(libc::EBADF))?;
+        n.mount_root = true;
+        self.state.lock().unwrap().tree.insert(dst.0.clone(), n);
+        Ok(())
+    }
+
+    fn read_file(&self, path: &Path) -> io::Result<String> {
+        let p = path.to_string_lossy();
+        self.record("read", &p, "")?;
+        match self.node(&p).map(|n| n.entry) {
+            Some(Entry::File(s)) => Ok(s),
+            Some(_) => Err(err(libc::EINVAL)),
+            None => Err(err(libc::ENOENT)),
+        }
+    }
+
+    fn append_file(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        let p = path.to_string_lossy();
+        let text = String::from_utf8_lossy(data);
+        self.record("append", &p, text.trim_end())?;
+        match self.node(&p).map(|n| n.entry) {
+            Some(Entry::File(_)) => self.update(&p, |n| {
+                if let Entry::File(s) = &mut n.entry {
+                    s.push_str(&text)
+                }
+            }),
+            Some(Entry::Symlink(_)) => Err(err(libc::ELOOP)),
+            Some(_) => Err(err(libc::EINVAL)),
+            None => Err(err(libc::ENOENT)),
+        }
+    }
+}
