@@ -6,6 +6,12 @@ set -eu
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 scripts/install-deps.sh
+# Style and lints are part of the suite: a miss fails the run like a failing test.
+for component in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
+done
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --locked
 cargo test --workspace --locked
 # Every criterion bench once, with its checks (they are not part of `cargo test` by default).

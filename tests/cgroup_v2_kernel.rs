@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use mighook::apply::cgroup::v2::asm::DevKind;
 use mighook::apply::cgroup::v2::runc::{self, FilterRule};
-use mighook::apply::cgroup::v2::{ProgramChange, V2Report, allow_devices};
+use mighook::apply::cgroup::v2::{ProgramChange, V2Report, allow};
 use mighook::edits::DeviceRule;
 use mighook::sys::LinuxSys;
 use mighook::sys::bpf::{BPF_F_ALLOW_MULTI, BpfOps, Insn, ProgLoad};
@@ -235,7 +235,7 @@ fn extending_runcs_program_grants_exactly_the_rule() {
     let runc_id = attach(&cg, &runc::filter(&runc::default_rules(), false));
     assert_eq!(probe(&cg, &probes), [DENIED, DENIED, ALLOWED], "runc's program alone");
 
-    let report = allow_devices(&LinuxSys, &cg.0, &[DeviceRule::allow_rw(195, 2)]).unwrap();
+    let report = allow(&LinuxSys, &cg.0, &[DeviceRule::allow_rw(195, 2)]).unwrap();
     let [Some(new)] = new_ids(&report)[..] else { panic!("{report:?}") };
     assert_eq!(
         report,
@@ -248,12 +248,12 @@ fn extending_runcs_program_grants_exactly_the_rule() {
     assert_eq!(probe(&cg, &probes), [ALLOWED, DENIED, ALLOWED], "after granting c 195:2 rw");
 
     // The same rule again: recognised, nothing reloaded.
-    let again = allow_devices(&LinuxSys, &cg.0, &[DeviceRule::allow_rw(195, 2)]).unwrap();
+    let again = allow(&LinuxSys, &cg.0, &[DeviceRule::allow_rw(195, 2)]).unwrap();
     assert_eq!(new_ids(&again), [None]);
     assert_eq!(attached(&cg), [new]);
 
     // A further rule merges into the same block.
-    let more = allow_devices(&LinuxSys, &cg.0, &[DeviceRule::allow_rw(195, 3)]).unwrap();
+    let more = allow(&LinuxSys, &cg.0, &[DeviceRule::allow_rw(195, 3)]).unwrap();
     assert_eq!(new_ids(&more).len(), 1);
     assert_eq!(probe(&cg, &probes), [ALLOWED, ALLOWED, ALLOWED], "after also granting c 195:3 rw");
 }
@@ -283,7 +283,7 @@ fn every_allow_multi_program_is_extended_and_mknod_stays_denied() {
     let cg_fd = sys.open_cgroup(&cg.0).unwrap();
     assert_eq!(sys.prog_query(&cg_fd, false, &mut [0u32; 1]).unwrap().count, 2);
 
-    let report = allow_devices(&LinuxSys, &cg.0, &[DeviceRule::allow_rw(195, 2)]).unwrap();
+    let report = allow(&LinuxSys, &cg.0, &[DeviceRule::allow_rw(195, 2)]).unwrap();
     assert!(new_ids(&report).iter().all(Option::is_some), "{report:?}");
     assert_eq!(attached(&cg).len(), 2);
     // 195:3 stays denied by runc's program, 1:5 by the second one, mknod by the second one.
@@ -295,7 +295,7 @@ fn a_cgroup_without_programs_is_left_alone() {
     let Some(cg) = setup("none") else { return };
     let nodes = Nodes::new("none");
     let probes = [Probe::Open(nodes.mknod("nvidia2", 195, 2))];
-    let report = allow_devices(&LinuxSys, &cg.0, &[DeviceRule::allow_rw(195, 2)]).unwrap();
+    let report = allow(&LinuxSys, &cg.0, &[DeviceRule::allow_rw(195, 2)]).unwrap();
     assert_eq!(report, V2Report::NoFilterAttached { ancestor_programs: vec![] });
     assert_eq!(attached(&cg), Vec::<u32>::new());
     assert_eq!(probe(&cg, &probes), [ALLOWED]);
@@ -314,6 +314,6 @@ fn a_rejected_load_brings_back_the_verifier_log() {
 
 #[test]
 fn a_directory_that_is_not_a_cgroup_is_refused() {
-    let err = allow_devices(&LinuxSys, Path::new("/proc"), &[DeviceRule::allow_rw(195, 2)]).unwrap_err();
+    let err = allow(&LinuxSys, Path::new("/proc"), &[DeviceRule::allow_rw(195, 2)]).unwrap_err();
     assert!(err.to_string().contains("not a cgroup2 file system"), "{err}");
 }

@@ -696,6 +696,7 @@ pub(crate) mod kernel_tests {
     use super::*;
     use crate::sys::LinuxSys;
     use crate::sys::fake::fs::root_or_skip;
+    use crate::sys::fs::MountAttrs;
     use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
     use std::process::{Child, Command};
 
@@ -996,6 +997,18 @@ pub(crate) mod kernel_tests {
         }
         fn bind_mount(&self, src: &Self::Fd, dst: &Self::Fd) -> io::Result<()> {
             LinuxSys.bind_mount(src, dst)
+        }
+        fn bind_mount_with(&self, src: &Self::Fd, dst: &Self::Fd, attrs: MountAttrs) -> io::Result<()> {
+            LinuxSys.bind_mount_with(src, dst, attrs)
+        }
+        fn symlink_at(&self, dir: &Self::Fd, name: &OsStr, target: &OsStr) -> io::Result<()> {
+            LinuxSys.symlink_at(dir, name, target)
+        }
+        fn readlink_at(&self, dir: &Self::Fd, name: &OsStr) -> io::Result<std::ffi::OsString> {
+            LinuxSys.readlink_at(dir, name)
+        }
+        fn read_at(&self, dir: &Self::Fd, name: &OsStr, limit: u64) -> io::Result<Option<Vec<u8>>> {
+            LinuxSys.read_at(dir, name, limit)
         }
         fn read_file(&self, path: &Path) -> io::Result<String> {
             LinuxSys.read_file(path)

@@ -61,6 +61,32 @@ pub struct FileStat {
     pub mount_root: bool,
 }
 
+/// Attributes of a new bind mount (`MOUNT_ATTR_*`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MountAttrs {
+    pub read_only: bool,
+    pub nosuid: bool,
+    pub nodev: bool,
+    pub noexec: bool,
+    /// Take the mounts below the source along (`AT_RECURSIVE`, an `rbind`).
+    pub recursive: bool,
+}
+
+impl std::fmt::Display for MountAttrs {
+    /// The mount options as `mount(8)` writes them: `ro,nosuid,nodev`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let all = [
+            (self.read_only, "ro"),
+            (self.nosuid, "nosuid"),
+            (self.nodev, "nodev"),
+            (self.noexec, "noexec"),
+            (self.recursive, "rbind"),
+        ];
+        let names: Vec<&str> = all.iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect();
+        f.write_str(&names.join(","))
+    }
+}
+
 /// File-system calls, each resolved inside a container root or on a
 /// kernel-owned host path (`/proc`, cgroupfs).
 ///
@@ -102,6 +128,18 @@ pub trait FsOps: Sync {
     fn chmod_at(&self, dir: &Self::Fd, name: &OsStr, perm: u32) -> io::Result<()>;
     /// Bind-mount `src` onto `dst` (both open fds, so no path is looked up again).
     fn bind_mount(&self, src: &Self::Fd, dst: &Self::Fd) -> io::Result<()>;
+    /// [`bind_mount`](FsOps::bind_mount) with mount attributes set on the new
+    /// mount before it is attached (`mount_setattr`), so it is never visible
+    /// writable; `recursive` takes the mounts below `src` along.
+    fn bind_mount_with(&self, src: &Self::Fd, dst: &Self::Fd, attrs: MountAttrs) -> io::Result<()>;
+    /// `symlinkat(target, dir, name)`.
+    fn symlink_at(&self, dir: &Self::Fd, name: &OsStr, target: &OsStr) -> io::Result<()>;
+    /// `readlinkat(dir, name)`.
+    fn readlink_at(&self, dir: &Self::Fd, name: &OsStr) -> io::Result<std::ffi::OsString>;
+    /// The contents of the regular file `name` in `dir`, opened `O_NOFOLLOW`;
+    /// `None` when there is no entry. Anything but a regular file, or more than
+    /// `limit` bytes, is an error.
+    fn read_at(&self, dir: &Self::Fd, name: &OsStr, limit: u64) -> io::Result<Option<Vec<u8>>>;
     /// Read a kernel-owned text file (`/proc/<pid>/cgroup`, `/proc/self/mountinfo`).
     fn read_file(&self, path: &Path) -> io::Result<String>;
     /// One `write` of `data` to an existing file opened `O_WRONLY | O_APPEND |
@@ -123,6 +161,20 @@ pub trait FsOps: Sync {
 const SYS_OPEN_TREE: libc::c_long = 428;
 const SYS_MOVE_MOUNT: libc::c_long = 429;
 const SYS_FCHMODAT2: libc::c_long = 452;
+const SYS_MOUNT_SETATTR: libc::c_long = 442;
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+
+/// `struct mount_attr` of `mount_setattr(2)`.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
 const OPEN_TREE_CLONE: libc::c_uint = 1;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
@@ -255,18 +307,46 @@ impl FsOps for super::LinuxSys {
     }
 
     fn bind_mount(&self, src: &OwnedFd, dst: &OwnedFd) -> io::Result<()> {
+        self.bind_mount_with(src, dst, MountAttrs::default())
+    }
+
+    fn bind_mount_with(&self, src: &OwnedFd, dst: &OwnedFd, attrs: MountAttrs) -> io::Result<()> {
         let empty = CString::default();
+        let recursive = if attrs.recursive { libc::AT_RECURSIVE as libc::c_uint } else { 0 };
         // SAFETY: valid fd and C string; the result is a new fd we take ownership of.
         let tree = check(unsafe {
             libc::syscall(
                 SYS_OPEN_TREE,
                 src.as_raw_fd(),
                 empty.as_ptr(),
-                OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint,
+                OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint | recursive,
             )
         })?;
         // SAFETY: open_tree returned a fresh fd.
         let tree = unsafe { OwnedFd::from_raw_fd(tree as libc::c_int) };
+        let set = [
+            (attrs.read_only, MOUNT_ATTR_RDONLY),
+            (attrs.nosuid, MOUNT_ATTR_NOSUID),
+            (attrs.nodev, MOUNT_ATTR_NODEV),
+            (attrs.noexec, MOUNT_ATTR_NOEXEC),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .fold(0, |acc, (_, bit)| acc | bit);
+        if set != 0 {
+            let attr = MountAttr { attr_set: set, attr_clr: 0, propagation: 0, userns_fd: 0 };
+            // SAFETY: valid fd, C string and a mount_attr of the size passed.
+            check(unsafe {
+                libc::syscall(
+                    SYS_MOUNT_SETATTR,
+                    tree.as_raw_fd(),
+                    empty.as_ptr(),
+                    libc::AT_EMPTY_PATH as libc::c_uint | recursive,
+                    &attr as *const MountAttr,
+                    std::mem::size_of::<MountAttr>(),
+                )
+            })?;
+        }
         // SAFETY: valid fds and C strings.
         check(unsafe {
             libc::syscall(
@@ -279,6 +359,34 @@ impl FsOps for super::LinuxSys {
             )
         })?;
         Ok(())
+    }
+
+    fn symlink_at(&self, dir: &OwnedFd, name: &OsStr, target: &OsStr) -> io::Result<()> {
+        Ok(nix::unistd::symlinkat(target, dir, name)?)
+    }
+
+    fn readlink_at(&self, dir: &OwnedFd, name: &OsStr) -> io::Result<std::ffi::OsString> {
+        Ok(nix::fcntl::readlinkat(dir, name)?)
+    }
+
+    fn read_at(&self, dir: &OwnedFd, name: &OsStr, limit: u64) -> io::Result<Option<Vec<u8>>> {
+        use std::io::Read;
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        let fd = match nix::fcntl::openat(dir, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::ENOENT) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut file = std::fs::File::from(fd);
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::other("not a regular file"));
+        }
+        let mut bytes = Vec::new();
+        file.by_ref().take(limit + 1).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > limit {
+            return Err(io::Error::other(format!("larger than {limit} bytes")));
+        }
+        Ok(Some(bytes))
     }
 
     fn read_file(&self, path: &Path) -> io::Result<String> {

@@ -4,7 +4,7 @@
 //! and are found on disk through `/proc/thread-self/mountinfo`, i.e. the mounts
 //! of the namespace the hook runs in. Both versions can apply at once: on a hybrid
 //! host a v1-mode runtime puts the container in a v1 `devices` cgroup *and* a
-//! v2 cgroup (with no filter attached, which [`v2::allow_devices`] reports).
+//! v2 cgroup (with no filter attached, which [`v2::allow`] reports).
 //! - v1: used when a `devices` hierarchy is mounted and the container's
 //!   `devices` cgroup is not the root (the root allows every device).
 //! - v2: used when a `cgroup2` hierarchy is mounted; its `0::` line names the cgroup.
@@ -218,7 +218,7 @@ fn allow_devices_with<S: FsOps>(
 
 /// The one call into the v2 filter module.
 fn allow_v2(sys: &impl Sys, dir: PathBuf, rules: &[DeviceRule]) -> Result<V2Step, CgroupError> {
-    let report = v2::allow_devices(sys, &dir, rules)?;
+    let report = v2::allow(sys, &dir, rules)?;
     Ok(V2Step { dir, report })
 }
 

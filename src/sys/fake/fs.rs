@@ -3,7 +3,7 @@
 //! without root. `openat2`'s `RESOLVE_IN_ROOT` is modelled: `..` stops at
 //! the root and absolute symlink targets restart at the root.
 
-use crate::sys::fs::{FileKind, FileStat, FsOps};
+use crate::sys::fs::{FileKind, FileStat, FsOps, MountAttrs};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io;
@@ -128,7 +128,7 @@ impl RecordingFs {
 
     /// Only the calls that change something.
     pub fn changes(&self) -> Vec<String> {
-        const READS: [&str; 6] = ["open", "open-in-root", "open-nofollow", "fstat", "stat", "read"];
+        const READS: [&str; 7] = ["open", "open-in-root", "open-nofollow", "fstat", "stat", "read", "readlink"];
         self.calls().into_iter().filter(|c| !READS.contains(&c.split(' ').next().unwrap())).collect()
     }
 
@@ -337,6 +337,42 @@ impl FsOps for RecordingFs {
         n.mount_root = true;
         self.state.lock().unwrap().tree.insert(dst.0.clone(), n);
         Ok(())
+    }
+
+    fn bind_mount_with(&self, src: &FakeFd, dst: &FakeFd, attrs: MountAttrs) -> io::Result<()> {
+        self.record("bind", &src.0, &format!("-> {} {attrs}", dst.0))?;
+        let mut n = self.node(&src.0).ok_or_else(|| err(libc::EBADF))?;
+        n.mount_root = true;
+        self.state.lock().unwrap().tree.insert(dst.0.clone(), n);
+        Ok(())
+    }
+
+    fn symlink_at(&self, dir: &FakeFd, name: &OsStr, target: &OsStr) -> io::Result<()> {
+        let p = join(&dir.0, name);
+        self.record("symlink", &p, &format!("-> {}", target.to_string_lossy()))?;
+        self.create(&p, Entry::Symlink(target.to_string_lossy().into_owned()), 0o777)
+    }
+
+    fn readlink_at(&self, dir: &FakeFd, name: &OsStr) -> io::Result<std::ffi::OsString> {
+        let p = join(&dir.0, name);
+        self.record("readlink", &p, "")?;
+        match self.node(&p).map(|n| n.entry) {
+            Some(Entry::Symlink(t)) => Ok(t.into()),
+            Some(_) => Err(err(libc::EINVAL)),
+            None => Err(err(libc::ENOENT)),
+        }
+    }
+
+    fn read_at(&self, dir: &FakeFd, name: &OsStr, limit: u64) -> io::Result<Option<Vec<u8>>> {
+        let p = join(&dir.0, name);
+        self.record("read", &p, "")?;
+        match self.node(&p).map(|n| n.entry) {
+            Some(Entry::File(s)) if s.len() as u64 > limit => Err(io::Error::other("too large")),
+            Some(Entry::File(s)) => Ok(Some(s.into_bytes())),
+            Some(Entry::Symlink(_)) => Err(err(libc::ELOOP)),
+            Some(_) => Err(io::Error::other("not a regular file")),
+            None => Ok(None),
+        }
     }
 
     fn read_file(&self, path: &Path) -> io::Result<String> {

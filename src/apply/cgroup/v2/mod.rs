@@ -166,7 +166,7 @@ struct Attached {
 }
 
 /// A program read back and, unless it already allows everything, its replacement.
-struct Plan<F> {
+struct Swap<F> {
     old_id: u32,
     old: F,
     new_insns: Option<Vec<Insn>>,
@@ -175,7 +175,7 @@ struct Plan<F> {
 /// Grants `rules` (exact `allow` rules) on the cgroup v2 directory `cgroup_dir`
 /// by extending every BPF_CGROUP_DEVICE program attached there. See the
 /// module docs for what is refused and why.
-pub fn allow_devices(sys: &impl BpfOps, cgroup_dir: &Path, rules: &[DeviceRule]) -> Result<V2Report, V2Error> {
+pub fn allow(sys: &impl BpfOps, cgroup_dir: &Path, rules: &[DeviceRule]) -> Result<V2Report, V2Error> {
     let wanted = grants_from(rules)?;
     let path = || cgroup_dir.to_path_buf();
     let cgroup = sys.open_cgroup(cgroup_dir).map_err(|source| V2Error::OpenCgroup { path: path(), source })?;
@@ -186,13 +186,13 @@ pub fn allow_devices(sys: &impl BpfOps, cgroup_dir: &Path, rules: &[DeviceRule])
         return Ok(V2Report::NoFilterAttached { ancestor_programs });
     }
 
-    let mut plans = Vec::with_capacity(attached.ids.len());
+    let mut swaps = Vec::with_capacity(attached.ids.len());
     for &id in &attached.ids {
-        plans.push(plan(sys, cgroup_dir, id, &wanted)?);
+        swaps.push(prepare_swap(sys, cgroup_dir, id, &wanted)?);
     }
 
-    let mut loaded = Vec::with_capacity(plans.len());
-    for p in &plans {
+    let mut loaded = Vec::with_capacity(swaps.len());
+    for p in &swaps {
         let Some(insns) = &p.new_insns else {
             loaded.push(None);
             continue;
@@ -219,8 +219,8 @@ pub fn allow_devices(sys: &impl BpfOps, cgroup_dir: &Path, rules: &[DeviceRule])
     let multi = attached.flags & BPF_F_ALLOW_MULTI != 0;
     let total = loaded.iter().flatten().count();
     let mut done = 0;
-    let mut programs = Vec::with_capacity(plans.len());
-    for (p, new) in plans.iter().zip(&loaded) {
+    let mut programs = Vec::with_capacity(swaps.len());
+    for (p, new) in swaps.iter().zip(&loaded) {
         let Some((fd, new_id)) = new else {
             programs.push(ProgramChange { old_id: p.old_id, new_id: None });
             continue;
@@ -284,7 +284,7 @@ fn query<S: BpfOps>(sys: &S, cgroup: &S::BpfFd, dir: &Path, effective: bool) -> 
 
 /// Opens and reads back program `id`, checks that its dump can be reloaded,
 /// and builds its replacement unless it already grants `wanted`.
-fn plan<S: BpfOps>(sys: &S, dir: &Path, id: u32, wanted: &Grants) -> Result<Plan<S::BpfFd>, V2Error> {
+fn prepare_swap<S: BpfOps>(sys: &S, dir: &Path, id: u32, wanted: &Grants) -> Result<Swap<S::BpfFd>, V2Error> {
     let path = || dir.to_path_buf();
     let fd = sys.prog_fd_by_id(id).map_err(|source| match source.raw_os_error() {
         Some(libc::EPERM | libc::EACCES) => V2Error::ProgramLocked { id, path: path(), source },
@@ -302,7 +302,7 @@ fn plan<S: BpfOps>(sys: &S, dir: &Path, id: u32, wanted: &Grants) -> Result<Plan
     })?;
     let (have, original) = asm::split_extended(&insns);
     let new_insns = (!have.covers(wanted)).then(|| asm::extend(original, &have.merged(wanted)));
-    Ok(Plan { old_id: id, old: fd, new_insns })
+    Ok(Swap { old_id: id, old: fd, new_insns })
 }
 
 #[derive(Debug, PartialEq, Eq)]

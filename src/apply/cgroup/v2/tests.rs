@@ -227,7 +227,7 @@ fn new_id(report: &V2Report, i: usize) -> u32 {
 fn no_program_attached_changes_nothing() {
     let fake = RecordingBpf::new();
     fake.add_cgroup(CG, 0);
-    let report = allow_devices(&fake, Path::new(CG), &[rw(195, 2)]).unwrap();
+    let report = allow(&fake, Path::new(CG), &[rw(195, 2)]).unwrap();
     assert_eq!(report, V2Report::NoFilterAttached { ancestor_programs: vec![] });
     assert_eq!(fake.calls_of("load"), Vec::<String>::new());
     assert_eq!(fake.calls_of("attach"), Vec::<String>::new());
@@ -237,7 +237,7 @@ fn no_program_attached_changes_nothing() {
 #[test]
 fn runc_program_is_replaced_in_place() {
     let (fake, old) = fake_with_runc();
-    let report = allow_devices(&fake, Path::new(CG), &[rw(195, 2)]).unwrap();
+    let report = allow(&fake, Path::new(CG), &[rw(195, 2)]).unwrap();
     let new = new_id(&report, 0);
     assert_eq!(
         report,
@@ -265,7 +265,7 @@ fn every_attached_program_is_extended() {
     fake.attach_existing(CG, second);
     // Before: the AND of both programs denies the GPU.
     assert!(!cgroup_allows(&fake, "c 195:2 rw"));
-    let report = allow_devices(&fake, Path::new(CG), &[rw(195, 2)]).unwrap();
+    let report = allow(&fake, Path::new(CG), &[rw(195, 2)]).unwrap();
     assert_eq!(fake.attached(CG), [new_id(&report, 0), new_id(&report, 1)]);
     assert_eq!(fake.calls_of("attach").len(), 2);
     assert!(cgroup_allows(&fake, "c 195:2 rw"));
@@ -279,9 +279,9 @@ fn every_attached_program_is_extended() {
 #[test]
 fn second_run_with_the_same_rules_changes_nothing() {
     let (fake, _) = fake_with_runc();
-    let first = allow_devices(&fake, Path::new(CG), &[rw(195, 2), rw(195, 255)]).unwrap();
+    let first = allow(&fake, Path::new(CG), &[rw(195, 2), rw(195, 255)]).unwrap();
     let new = new_id(&first, 0);
-    let again = allow_devices(&fake, Path::new(CG), &[rw(195, 255)]).unwrap();
+    let again = allow(&fake, Path::new(CG), &[rw(195, 255)]).unwrap();
     assert_eq!(
         again,
         V2Report::Extended { programs: vec![ProgramChange { old_id: new, new_id: None }], ancestor_programs: vec![] }
@@ -294,8 +294,8 @@ fn second_run_with_the_same_rules_changes_nothing() {
 #[test]
 fn a_new_rule_is_merged_into_the_existing_block() {
     let (fake, _) = fake_with_runc();
-    allow_devices(&fake, Path::new(CG), &[rw(195, 2)]).unwrap();
-    let report = allow_devices(&fake, Path::new(CG), &[rw(195, 3)]).unwrap();
+    allow(&fake, Path::new(CG), &[rw(195, 2)]).unwrap();
+    let report = allow(&fake, Path::new(CG), &[rw(195, 3)]).unwrap();
     let prog = fake.insns(new_id(&report, 0));
     assert_eq!(prog, asm::extend(&runc_default(), &grants(&["c 195:2 rw", "c 195:3 rw"])));
     assert_eq!(prog.iter().filter(|i| **i == asm::MARKER).count(), 1);
@@ -310,12 +310,12 @@ fn a_program_extended_with_the_first_layout_is_recognised() {
     fake.add_cgroup(CG, BPF_F_ALLOW_MULTI);
     let old = fake.add_prog(&asm::extend_first_layout(&runc_default(), &grants(&["c 195:2 rw"])));
     fake.attach_existing(CG, old);
-    let again = allow_devices(&fake, Path::new(CG), &[rw(195, 2)]).unwrap();
+    let again = allow(&fake, Path::new(CG), &[rw(195, 2)]).unwrap();
     assert_eq!(
         again,
         V2Report::Extended { programs: vec![ProgramChange { old_id: old, new_id: None }], ancestor_programs: vec![] }
     );
-    let report = allow_devices(&fake, Path::new(CG), &[rw(195, 3)]).unwrap();
+    let report = allow(&fake, Path::new(CG), &[rw(195, 3)]).unwrap();
     let prog = fake.insns(new_id(&report, 0));
     assert_eq!(prog, asm::extend(&runc_default(), &grants(&["c 195:2 rw", "c 195:3 rw"])));
 }
@@ -325,7 +325,7 @@ fn ancestor_programs_are_reported() {
     let (fake, _) = fake_with_runc();
     let parent = fake.add_prog(&deny_all());
     fake.inherit(CG, parent);
-    let report = allow_devices(&fake, Path::new(CG), &[rw(195, 2)]).unwrap();
+    let report = allow(&fake, Path::new(CG), &[rw(195, 2)]).unwrap();
     let V2Report::Extended { ancestor_programs, .. } = &report else { panic!("{report:?}") };
     assert_eq!(ancestor_programs, &[parent]);
     assert!(report.to_string().contains("ancestor"));
@@ -337,7 +337,7 @@ fn non_multi_program_is_swapped_with_its_own_flags() {
     fake.add_cgroup(CG, BPF_F_ALLOW_OVERRIDE);
     let old = fake.add_prog(&runc_default());
     fake.attach_existing(CG, old);
-    let report = allow_devices(&fake, Path::new(CG), &[rw(195, 2)]).unwrap();
+    let report = allow(&fake, Path::new(CG), &[rw(195, 2)]).unwrap();
     let new = new_id(&report, 0);
     assert_eq!(fake.calls_of("attach"), [format!("attach {CG} prog={new} flags=0x1 replace=None")]);
     assert_eq!(fake.attached(CG), [new]);
@@ -351,7 +351,7 @@ fn query_buffer_grows_on_enospc() {
     for id in &ids {
         fake.attach_existing(CG, *id);
     }
-    let report = allow_devices(&fake, Path::new(CG), &[rw(195, 2)]).unwrap();
+    let report = allow(&fake, Path::new(CG), &[rw(195, 2)]).unwrap();
     let V2Report::Extended { programs, .. } = report else { panic!() };
     assert_eq!(programs.len(), 70);
     let queries = fake.calls_of("query");
@@ -364,7 +364,7 @@ fn query_buffer_grows_on_enospc() {
 /// Runs allow_devices expecting an error; checks nothing was loaded or attached and every fd closed.
 fn fails(fake: &RecordingBpf) -> String {
     let before = fake.attached(CG);
-    let err = allow_devices(fake, Path::new(CG), &[rw(195, 2)]).unwrap_err().to_string();
+    let err = allow(fake, Path::new(CG), &[rw(195, 2)]).unwrap_err().to_string();
     assert!(!err.contains('\n'), "one line: {err}");
     assert_eq!(fake.attached(CG), before);
     assert_eq!(fake.open_fds(), 0);
@@ -456,7 +456,7 @@ fn verifier_rejection_reports_the_log_tail() {
     fake.set_load_log("0: (61) r2 = *(u32 *)(r1 +0)\n1: (b7) r0 = 0\n");
     // A program that loses its exit on the way in: the fake verifier refuses it.
     fake.set_dump(old, Dump::Exact);
-    let p = plan(&fake, Path::new(CG), old, &grants(&["c 195:2 rw"])).unwrap();
+    let p = prepare_swap(&fake, Path::new(CG), old, &grants(&["c 195:2 rw"])).unwrap();
     let broken: Vec<Insn> = p.new_insns.unwrap()[..10].to_vec();
     let e = fake.prog_load(&ProgLoad { insns: &broken, license: LICENSE, name: PROG_NAME }).unwrap_err();
     assert!(e.log.contains("last insn is not an exit or jmp"));
@@ -482,7 +482,7 @@ fn failed_second_attach_says_how_far_it_got() {
     let second = fake.add_prog(&runc_default());
     fake.attach_existing(CG, second);
     fake.fail_later(Op::Attach, 1, libc::EPERM);
-    let err = allow_devices(&fake, Path::new(CG), &[rw(195, 2)]).unwrap_err().to_string();
+    let err = allow(&fake, Path::new(CG), &[rw(195, 2)]).unwrap_err().to_string();
     assert!(err.contains(&format!("replacing device program {second} ")), "{err}");
     assert!(err.contains("1 of 2 programs were replaced"), "{err}");
     // The half-done state is narrower, never wider: the second program still denies.
@@ -502,7 +502,7 @@ fn replace_race_is_explained() {
 #[test]
 fn cgroup_that_cannot_be_opened() {
     let fake = RecordingBpf::new();
-    let err = allow_devices(&fake, Path::new("/sys/fs/cgroup/nope"), &[rw(195, 2)]).unwrap_err().to_string();
+    let err = allow(&fake, Path::new("/sys/fs/cgroup/nope"), &[rw(195, 2)]).unwrap_err().to_string();
     assert!(err.starts_with("cannot open cgroup /sys/fs/cgroup/nope"), "{err}");
 }
 
@@ -510,7 +510,7 @@ fn cgroup_that_cannot_be_opened() {
 fn invalid_rules_are_refused_before_any_call() {
     let bad = |r: DeviceRule| {
         let fake = RecordingBpf::new();
-        let err = allow_devices(&fake, Path::new(CG), &[r]).unwrap_err();
+        let err = allow(&fake, Path::new(CG), &[r]).unwrap_err();
         assert!(fake.calls().is_empty());
         err.to_string()
     };
@@ -526,7 +526,7 @@ fn invalid_rules_are_refused_before_any_call() {
 fn block_devices_and_mknod_can_be_granted_when_asked() {
     let (fake, _) = fake_with_runc();
     let rule = DeviceRule { allow: true, kind: 'b', major: 8, minor: 0, access: "r" };
-    allow_devices(&fake, Path::new(CG), &[rule]).unwrap();
+    allow(&fake, Path::new(CG), &[rule]).unwrap();
     assert!(cgroup_allows(&fake, "b 8:0 r"));
     assert!(!cgroup_allows(&fake, "b 8:0 w"));
     assert!(!cgroup_allows(&fake, "b 8:1 r"));
@@ -535,7 +535,7 @@ fn block_devices_and_mknod_can_be_granted_when_asked() {
 #[test]
 fn empty_rule_list_changes_nothing() {
     let (fake, old) = fake_with_runc();
-    let report = allow_devices(&fake, Path::new(CG), &[]).unwrap();
+    let report = allow(&fake, Path::new(CG), &[]).unwrap();
     assert_eq!(
         report,
         V2Report::Extended { programs: vec![ProgramChange { old_id: old, new_id: None }], ancestor_programs: vec![] }
