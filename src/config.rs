@@ -21,11 +21,26 @@ pub enum ConfigError {
     Parse { path: String, reason: String },
 }
 
+/// What a requested capability whose essential library is absent does.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum MissingDriverFiles {
+    /// Skip it with a warning in the log, as NVIDIA's toolkit does.
+    #[default]
+    Warn,
+    /// Refuse the start, naming the library.
+    Error,
+}
+
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ConfigFile {
-    /// Path or soname of libnvidia-ml (default `libnvidia-ml.so.1`).
+    /// Path or soname of libnvidia-ml (default: `libnvidia-ml.so.1` as the driver root's loader cache maps it).
     pub nvml_lib: Option<String>,
+    /// Where the driver's user-space files live on the host (default `/`; `/run/nvidia/driver` under the GPU Operator).
+    pub driver_root: Option<PathBuf>,
+    /// What a missing essential driver library does: `warn` (skip it, as NVIDIA does) or `error`.
+    pub missing_driver_files: Option<MissingDriverFiles>,
     /// Where the driver's /proc files are read (default `/proc`).
     pub proc_root: Option<PathBuf>,
     /// Host directory of the NVIDIA device nodes (default `/dev`): CDI host paths and bind-mount sources.
@@ -71,6 +86,8 @@ mod tests {
         let c = ConfigFile::parse(
             r#"
 nvml-lib = "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1"
+driver-root = "/run/nvidia/driver"
+missing-driver-files = "error"
 proc-root = "/proc"
 dev-root = "/dev"
 log-file = "/var/log/mighook.log"
@@ -86,6 +103,17 @@ default-driver-capabilities = "utility"
         assert_eq!(c.low_level_runtime.as_deref(), Some("crun"));
         assert_eq!(c.log_level, Some(Level::Debug));
         assert_eq!(c.accept_envvar_when_unprivileged, Some(false));
+        assert_eq!(c.driver_root, Some(PathBuf::from("/run/nvidia/driver")));
+        assert_eq!(c.missing_driver_files, Some(MissingDriverFiles::Error));
+    }
+
+    #[test]
+    fn missing_driver_files_takes_only_warn_or_error() {
+        assert!(ConfigFile::parse("missing-driver-files = \"ignore\"\n").is_err());
+        assert_eq!(
+            ConfigFile::parse("missing-driver-files = \"warn\"\n").unwrap().missing_driver_files,
+            Some(MissingDriverFiles::Warn)
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! inherit a container's environment (the CVE-2025-23266 class), a `MIGHOOK_*`
 //! value that the container's own `process.env` also carries is ignored.
 
-use crate::config::{ConfigError, ConfigFile, DEFAULT_PATH};
+use crate::config::{ConfigError, ConfigFile, DEFAULT_PATH, MissingDriverFiles};
 use crate::log::Level;
 use crate::request::source::SourcePolicy;
 use crate::request::{DriverCapabilities, RequestError};
@@ -30,6 +30,7 @@ pub struct GlobalFlags {
     pub config: Option<PathBuf>,
     pub nvml_lib: Option<String>,
     pub proc_root: Option<PathBuf>,
+    pub driver_root: Option<PathBuf>,
 }
 
 /// The `MIGHOOK_*` variables of mighook's own environment.
@@ -38,12 +39,18 @@ pub struct OwnEnv {
     pub config: Option<String>,
     pub nvml_lib: Option<String>,
     pub proc_root: Option<String>,
+    pub driver_root: Option<String>,
 }
 
 impl OwnEnv {
     pub fn from_process() -> Self {
         let var = |k| std::env::var(k).ok().filter(|v: &String| !v.is_empty());
-        OwnEnv { config: var("MIGHOOK_CONFIG"), nvml_lib: var("MIGHOOK_NVML_LIB"), proc_root: var("MIGHOOK_PROC_ROOT") }
+        OwnEnv {
+            config: var("MIGHOOK_CONFIG"),
+            nvml_lib: var("MIGHOOK_NVML_LIB"),
+            proc_root: var("MIGHOOK_PROC_ROOT"),
+            driver_root: var("MIGHOOK_DRIVER_ROOT"),
+        }
     }
 
     /// Drops every variable whose exact `KEY=VALUE` the container's env also has.
@@ -54,6 +61,7 @@ impl OwnEnv {
             ("MIGHOOK_CONFIG", &mut self.config),
             ("MIGHOOK_NVML_LIB", &mut self.nvml_lib),
             ("MIGHOOK_PROC_ROOT", &mut self.proc_root),
+            ("MIGHOOK_DRIVER_ROOT", &mut self.driver_root),
         ] {
             if let Some(v) = slot.as_deref()
                 && container_env.iter().any(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')) == Some(v))
@@ -81,7 +89,11 @@ impl std::fmt::Debug for Origin {
 pub struct Settings {
     origin: Origin,
     pub config_path: Option<PathBuf>,
+    /// A path, or a bare name looked up in the driver root's own loader cache.
     pub nvml_lib: String,
+    /// Where the driver's user-space files are on the host (`/`, or `/run/nvidia/driver` under the GPU Operator).
+    pub driver_root: PathBuf,
+    pub missing_driver_files: MissingDriverFiles,
     pub proc_root: PathBuf,
     pub dev_root: PathBuf,
     pub log_file: Option<PathBuf>,
@@ -107,6 +119,13 @@ impl Settings {
         Ok(Settings {
             origin: Origin(flags.clone(), env.clone()),
             config_path: config_exists.then_some(config_path),
+            driver_root: flags
+                .driver_root
+                .clone()
+                .or_else(|| env.driver_root.as_ref().map(PathBuf::from))
+                .or_else(|| file.driver_root.clone())
+                .unwrap_or_else(|| "/".into()),
+            missing_driver_files: file.missing_driver_files.unwrap_or_default(),
             nvml_lib: flags
                 .nvml_lib
                 .clone()
@@ -161,7 +180,12 @@ mod tests {
 
     #[test]
     fn flags_win_over_env_and_env_over_defaults() {
-        let env = OwnEnv { nvml_lib: Some("/env/lib.so".into()), proc_root: Some("/env/proc".into()), config: None };
+        let env = OwnEnv {
+            nvml_lib: Some("/env/lib.so".into()),
+            proc_root: Some("/env/proc".into()),
+            config: None,
+            driver_root: None,
+        };
         let flags = GlobalFlags { nvml_lib: Some("/flag/lib.so".into()), ..Default::default() };
         let s = Settings::resolve(&flags, &env).unwrap();
         assert_eq!(s.nvml_lib, "/flag/lib.so");
@@ -170,7 +194,12 @@ mod tests {
 
     #[test]
     fn container_copies_of_own_variables_are_dropped() {
-        let env = OwnEnv { proc_root: Some("/tmp/evil".into()), nvml_lib: Some("/ok.so".into()), config: None };
+        let env = OwnEnv {
+            proc_root: Some("/tmp/evil".into()),
+            nvml_lib: Some("/ok.so".into()),
+            config: None,
+            driver_root: None,
+        };
         let (env, dropped) =
             env.without_container_values(&["MIGHOOK_PROC_ROOT=/tmp/evil".into(), "MIGHOOK_NVML_LIB=/other.so".into()]);
         assert_eq!(dropped, ["MIGHOOK_PROC_ROOT"]);

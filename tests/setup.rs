@@ -483,7 +483,7 @@ fn packaged_config_lists_every_key_with_its_default() {
         |l: &str| l.strip_prefix('#').filter(|r| r.starts_with(|c: char| c.is_ascii_lowercase())).map(str::to_string);
     let uncommented: String = text.lines().filter_map(key_line).map(|l| format!("{l}\n")).collect();
     let keys: Vec<&str> = uncommented.lines().map(|l| l.split(" = ").next().unwrap()).collect();
-    assert_eq!(keys.len(), 10, "{keys:?}");
+    assert_eq!(keys.len(), 12, "{keys:?}");
     let file = mighook::config::ConfigFile::parse(&uncommented).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (with, without) = (dir.path().join("with.toml"), dir.path().join("without.toml"));

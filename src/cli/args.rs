@@ -21,12 +21,15 @@ pub struct GlobalArgs {
     /// Config file [env: MIGHOOK_CONFIG] [default: /etc/mighook/config.toml]
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// libnvidia-ml to load [env: MIGHOOK_NVML_LIB] [default: libnvidia-ml.so.1]
+    /// libnvidia-ml to load [env: MIGHOOK_NVML_LIB] [default: libnvidia-ml.so.1, through the driver root's ld.so.cache]
     #[arg(long, global = true, value_name = "PATH")]
     pub nvml_lib: Option<String>,
     /// Root of the driver's /proc files [env: MIGHOOK_PROC_ROOT] [default: /proc]
     #[arg(long, global = true, value_name = "DIR")]
     pub proc_root: Option<PathBuf>,
+    /// Where the driver's user-space files live [env: MIGHOOK_DRIVER_ROOT] [default: /]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub driver_root: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

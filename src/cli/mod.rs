@@ -37,6 +37,7 @@ pub fn flags(global: &GlobalArgs) -> GlobalFlags {
         config: global.config.clone(),
         nvml_lib: global.nvml_lib.clone(),
         proc_root: global.proc_root.clone(),
+        driver_root: global.driver_root.clone(),
     }
 }
 
