@@ -11,6 +11,7 @@ pub mod config;
 pub mod driver;
 pub mod edits;
 pub mod hook;
+pub mod ldcache;
 pub mod log;
 pub mod oci;
 pub mod request;
