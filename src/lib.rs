@@ -9,6 +9,7 @@ pub mod cdi;
 pub mod cli;
 pub mod config;
 pub mod driver;
+pub mod driver_files;
 pub mod edits;
 pub mod hook;
 pub mod ldcache;

@@ -63,7 +63,8 @@ pub enum LdCacheError {
 }
 
 /// One cache entry: the loader maps `key` (a SONAME) to `value` (a full path).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// As JSON, key and value are shown as (lossy) UTF-8 strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub flags: i32,
     /// The SONAME, without NUL.
@@ -89,13 +90,26 @@ impl Entry {
 }
 
 /// A whole cache. `entries` keep file order after [`parse`]; [`serialize`] sorts.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LdCache {
     pub entries: Vec<Entry>,
     /// Names of the `glibc-hwcaps` subdirs (`x86-64-v3`), indexed by hwcaps entries.
     pub hwcap_subdirs: Vec<Vec<u8>>,
     /// The generator string (`ldconfig (GNU libc) ...`), when present.
     pub generator: Option<Vec<u8>>,
+}
+
+impl serde::Serialize for Entry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Entry", 5)?;
+        st.serialize_field("flags", &self.flags)?;
+        st.serialize_field("key", &String::from_utf8_lossy(&self.key))?;
+        st.serialize_field("value", &String::from_utf8_lossy(&self.value))?;
+        st.serialize_field("osversion", &self.osversion)?;
+        st.serialize_field("hwcap", &self.hwcap)?;
+        st.end()
+    }
 }
 
 /// The injected entries and every image entry, injected first: among entries with
