@@ -13,6 +13,9 @@ fuzz_target!(|data: &[u8]| {
             assert!(state.bundle.is_absolute(), "{:?}", state.bundle);
         }
         // One line, naming what is wrong.
-        Err(e) => assert!(e.starts_with("OCI state on stdin ") && !e.contains('\n'), "{e:?}"),
+        Err(e) => {
+            let e = e.to_string();
+            assert!(e.starts_with("OCI state on stdin ") && !e.contains('\n'), "{e:?}")
+        }
     }
 });
