@@ -3,7 +3,9 @@
 //! Resolution produces a [`ContainerEdits`]; the prestart hook applies it to a
 //! live container, the runtime shim writes it into `config.json`, and the CDI
 //! generator writes it into a spec. The shapes follow the OCI runtime spec's
-//! `linux.devices` and `linux.resources.devices` entries.
+//! `linux.devices` and `linux.resources.devices` entries; the driver's
+//! user-space files are carried as found on the host, because where they go
+//! depends on the image (each applier places them).
 
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -68,6 +70,11 @@ pub struct ContainerEdits {
     pub device_rules: Vec<DeviceRule>,
     /// `KEY=VALUE` entries for the container's environment.
     pub env: Vec<String>,
+    /// The driver's user-space files found on the host for the requested
+    /// capabilities; each applier places them for its container
+    /// ([`crate::driver_files::place`]). `None`: nothing of the driver to give.
+    #[serde(skip)]
+    pub driver_files: Option<crate::driver_files::DriverFiles>,
 }
 
 impl ContainerEdits {
@@ -75,12 +82,17 @@ impl ContainerEdits {
     pub fn from_nodes(nodes: impl IntoIterator<Item = DeviceNode>, env: Vec<String>) -> Self {
         let nodes: BTreeSet<DeviceNode> = nodes.into_iter().collect();
         let rules: BTreeSet<DeviceRule> = nodes.iter().map(|n| DeviceRule::allow_rw(n.major, n.minor)).collect();
-        ContainerEdits { device_nodes: nodes.into_iter().collect(), device_rules: rules.into_iter().collect(), env }
+        ContainerEdits {
+            device_nodes: nodes.into_iter().collect(),
+            device_rules: rules.into_iter().collect(),
+            env,
+            driver_files: None,
+        }
     }
 
     /// True when there is nothing to apply (a `void` or absent request).
     pub fn is_empty(&self) -> bool {
-        self.device_nodes.is_empty() && self.device_rules.is_empty() && self.env.is_empty()
+        self.device_nodes.is_empty() && self.device_rules.is_empty() && self.env.is_empty() && self.driver_files.is_none()
     }
 }
 

@@ -170,7 +170,12 @@ impl Settings {
     }
 
     pub fn driver(&self) -> crate::driver::HostDriver {
-        crate::driver::HostDriver::new(&self.nvml_lib, &self.proc_root)
+        crate::driver::HostDriver::with_driver_root(
+            &self.nvml_lib,
+            &self.proc_root,
+            &self.driver_root,
+            self.missing_driver_files,
+        )
     }
 }
 

@@ -192,7 +192,7 @@ fn split_node_path(node: &DeviceNode) -> Result<(Vec<&OsStr>, &OsStr), RootfsErr
 }
 
 /// Resolve (creating as needed) each parent directory inside the root; return the last one.
-fn ensure_parent<S: FsOps>(sys: &S, root: &S::Fd, parents: &[&OsStr]) -> Result<S::Fd, RootfsError> {
+pub(crate) fn ensure_parent<S: FsOps>(sys: &S, root: &S::Fd, parents: &[&OsStr]) -> Result<S::Fd, RootfsError> {
     if !parents.is_empty() {
         // Usually the whole parent exists: one openat2 of the full path resolves
         // exactly what the walk below ends with. On any error the walk runs, so
@@ -1003,6 +1003,9 @@ pub(crate) mod kernel_tests {
         }
         fn symlink_at(&self, dir: &Self::Fd, name: &OsStr, target: &OsStr) -> io::Result<()> {
             LinuxSys.symlink_at(dir, name, target)
+        }
+        fn write_new_at(&self, dir: &Self::Fd, name: &OsStr, data: &[u8], perm: u32) -> io::Result<()> {
+            LinuxSys.write_new_at(dir, name, data, perm)
         }
         fn readlink_at(&self, dir: &Self::Fd, name: &OsStr) -> io::Result<std::ffi::OsString> {
             LinuxSys.readlink_at(dir, name)

@@ -2,7 +2,8 @@
 //!
 //! [`Driver`] is everything resolution may ask: GPUs and MIG devices from NVML
 //! ([`nvml`], through nvml-wrapper's real dlopen path), and char majors and
-//! capability minors from the driver's /proc files ([`procfs`]). Queries are
+//! capability minors from the driver's /proc files ([`procfs`]), and the
+//! driver's user-space files under the driver root ([`crate::driver_files`]). Queries are
 //! narrow on purpose (one GPU, one slot), so a request for one device costs one
 //! device's worth of driver calls. [`HostDriver`] is the real thing; tests use
 //! an in-memory fake.
@@ -10,8 +11,11 @@
 pub mod nvml;
 pub mod procfs;
 
-use crate::request::PciBusId;
+use crate::config::MissingDriverFiles;
+use crate::driver_files::DriverFiles;
+use crate::request::{DriverCapabilities, PciBusId};
 use serde::Serialize;
+use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -24,6 +28,13 @@ pub enum DriverError {
     Proc { path: String, reason: String },
     #[error("{path}: {reason}")]
     Inconsistent { path: String, reason: String },
+    #[error(transparent)]
+    Files(#[from] crate::driver_files::DriverFilesError),
+    #[error(
+        "{capability} needs {library}, which is not under the driver root {} (missing-driver-files = \"error\")",
+        root.display()
+    )]
+    MissingLibrary { capability: &'static str, library: &'static str, root: std::path::PathBuf },
 }
 
 /// Whether a GPU is partitioned into MIG devices.
@@ -129,6 +140,13 @@ pub trait Driver {
     /// `DeviceFileMinor`/`DeviceFileMode` of a capability, if its proc file exists.
     fn cap_file(&self, cap: MigCap) -> Result<Option<CapFile>, DriverError>;
 
+    /// The driver's user-space files that `caps` asks for; `None` where there are
+    /// none to give (no driver root, or nothing of the driver's under it).
+    fn driver_files(&self, caps: &DriverCapabilities) -> Result<Option<DriverFiles>, DriverError> {
+        let _ = caps;
+        Ok(None)
+    }
+
     /// Every occupied MIG slot of a GPU, in slot order; empty slots are skipped.
     fn mig_devices(&self, gpu_index: u32) -> Result<Vec<MigDevice>, DriverError> {
         let mut out = Vec::new();
@@ -145,15 +163,38 @@ pub trait Driver {
     }
 }
 
-/// The real driver: NVML loaded on first use, /proc files under a root.
+/// The real driver: NVML loaded on first use, /proc files under a root, user-space
+/// files under a driver root.
 pub struct HostDriver {
     nvml: nvml::LazyNvml,
     proc: procfs::ProcFs,
+    driver_root: Option<PathBuf>,
+    missing_files: MissingDriverFiles,
 }
 
+/// The library each capability cannot do without, for `missing-driver-files = "error"`.
+const ESSENTIAL: &[(&str, &str, &str)] = &[("compute", "libcuda.so", "libcuda.so.1"), ("utility", "libnvidia-ml.so", "libnvidia-ml.so.1")];
+
 impl HostDriver {
-    pub fn new(nvml_lib: &str, proc_root: &std::path::Path) -> Self {
-        HostDriver { nvml: nvml::LazyNvml::new(nvml_lib), proc: procfs::ProcFs::new(proc_root) }
+    /// NVML from `nvml_lib` as given, /proc files under `proc_root`, no driver files.
+    pub fn new(nvml_lib: &str, proc_root: &Path) -> Self {
+        HostDriver {
+            nvml: nvml::LazyNvml::new(nvml_lib),
+            proc: procfs::ProcFs::new(proc_root),
+            driver_root: None,
+            missing_files: MissingDriverFiles::Warn,
+        }
+    }
+
+    /// The driver under `driver_root`: its user-space files are found there, and a bare
+    /// `nvml_lib` name is looked up in the root's own loader cache.
+    pub fn with_driver_root(nvml_lib: &str, proc_root: &Path, driver_root: &Path, missing: MissingDriverFiles) -> Self {
+        HostDriver {
+            nvml: nvml::LazyNvml::under_root(nvml_lib, driver_root),
+            proc: procfs::ProcFs::new(proc_root),
+            driver_root: Some(driver_root.to_path_buf()),
+            missing_files: missing,
+        }
     }
 }
 
@@ -196,6 +237,19 @@ impl Driver for HostDriver {
     }
     fn cap_file(&self, cap: MigCap) -> Result<Option<CapFile>, DriverError> {
         self.proc.cap_file(cap)
+    }
+    fn driver_files(&self, caps: &DriverCapabilities) -> Result<Option<DriverFiles>, DriverError> {
+        let Some(root) = &self.driver_root else { return Ok(None) };
+        let files = crate::driver_files::discover(root, &self.driver_version()?, caps)?;
+        if self.missing_files == MissingDriverFiles::Error {
+            for &(capability, base, library) in ESSENTIAL {
+                if caps.has(capability) && files.missing.iter().any(|m| m == base) {
+                    return Err(DriverError::MissingLibrary { capability, library, root: root.clone() });
+                }
+            }
+        }
+        // A device-only host (no driver files at all under the root) gets nodes only, as before.
+        Ok((!files.libraries.is_empty() || !files.files.is_empty()).then_some(files))
     }
 }
 

@@ -12,28 +12,74 @@ use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::{Device, Nvml};
 use std::collections::HashMap;
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 /// NVML, loaded on first use.
 pub struct LazyNvml {
     lib: String,
-    session: OnceLock<Result<NvmlSession, String>>,
+    /// A bare `lib` name is looked up in this root's own loader cache.
+    driver_root: Option<PathBuf>,
+    /// The session, or the (library, reason) of a failed load.
+    session: OnceLock<Result<NvmlSession, (String, String)>>,
 }
 
 impl LazyNvml {
     pub fn new(lib: &str) -> Self {
-        LazyNvml { lib: lib.to_string(), session: OnceLock::new() }
+        LazyNvml { lib: lib.to_string(), driver_root: None, session: OnceLock::new() }
+    }
+
+    /// NVML of the driver under `root`: a path is used as given; a bare name (the
+    /// default `libnvidia-ml.so.1`) is what `<root>/etc/ld.so.cache` maps it to,
+    /// under the root. With root `/` that is the loader's own lookup.
+    pub fn under_root(lib: &str, root: &Path) -> Self {
+        let root = (root != Path::new("/")).then(|| root.to_path_buf());
+        LazyNvml { lib: lib.to_string(), driver_root: root, session: OnceLock::new() }
     }
 
     pub fn get(&self) -> Result<&NvmlSession, DriverError> {
         let session = self.session.get_or_init(|| {
+            let path = self.path()?;
             Nvml::builder()
-                .lib_path(OsStr::new(&self.lib))
+                .lib_path(path.as_os_str())
                 .init()
                 .map(|nvml| NvmlSession { nvml, gpus: Mutex::new(HashMap::new()) })
-                .map_err(|e| e.to_string())
+                .map_err(|e| (path.display().to_string(), self.explain(&e)))
         });
-        session.as_ref().map_err(|reason| DriverError::NvmlLoad { lib: self.lib.clone(), reason: reason.clone() })
+        session.as_ref().map_err(|(lib, reason)| DriverError::NvmlLoad { lib: lib.clone(), reason: reason.clone() })
+    }
+
+    /// What to dlopen: `lib` itself, or its entry in the driver root's cache.
+    fn path(&self) -> Result<PathBuf, (String, String)> {
+        let Some(root) = self.driver_root.as_deref().filter(|_| !self.lib.contains('/')) else {
+            return Ok(PathBuf::from(&self.lib));
+        };
+        let cache = root.join("etc/ld.so.cache");
+        let not_found = |reason: String| {
+            let hint = "set nvml-lib (--nvml-lib, MIGHOOK_NVML_LIB) to its path, or fix driver-root";
+            (format!("{} in {}", self.lib, cache.display()), format!("{reason}; {hint}"))
+        };
+        let bytes = std::fs::read(&cache).map_err(|e| not_found(e.to_string()))?;
+        let parsed = crate::ldcache::parse(&bytes).map_err(|e| not_found(e.to_string()))?;
+        let entry = parsed
+            .entries
+            .iter()
+            .find(|e| e.flags == crate::ldcache::FLAG_X8664_LIBC6 && e.key == self.lib.as_bytes())
+            .ok_or_else(|| not_found("no x86-64 entry for it".into()))?;
+        let value = Path::new(OsStr::from_bytes(&entry.value));
+        let (real, _) = crate::driver_files::resolve::in_root(root, value)
+            .map_err(|e| not_found(format!("its entry {} does not resolve under the root: {e}", value.display())))?;
+        Ok(crate::driver_files::resolve::host_path(root, &real))
+    }
+
+    /// The loader's text, plus which setting changes where mighook looks.
+    fn explain(&self, e: &NvmlError) -> String {
+        let hint = match &self.driver_root {
+            Some(root) => format!("found through {}/etc/ld.so.cache; set nvml-lib or driver-root", root.display()),
+            None => "set nvml-lib (--nvml-lib, MIGHOOK_NVML_LIB) or driver-root".to_string(),
+        };
+        format!("{e} ({hint})")
     }
 }
 

@@ -23,7 +23,7 @@
 
 mod elf;
 mod place;
-mod resolve;
+pub mod resolve;
 
 #[cfg(test)]
 mod tests;

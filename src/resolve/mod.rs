@@ -253,7 +253,12 @@ pub struct Plan {
 /// Request → selection → container edits.
 pub fn plan<D: Driver + ?Sized>(request: &Request, driver: &D) -> Result<Plan, ResolveError> {
     let mut selection = select(request, driver)?;
-    let edits = nodes::build(request, &mut selection, driver)?;
+    let mut edits = nodes::build(request, &mut selection, driver)?;
+    if selection.gpu_container {
+        edits.driver_files = driver
+            .driver_files(&request.capabilities)
+            .map_err(|source| ResolveError::Driver { context: "driver files".into(), source })?;
+    }
     Ok(Plan { selection, edits })
 }
 

@@ -134,6 +134,8 @@ pub trait FsOps: Sync {
     fn bind_mount_with(&self, src: &Self::Fd, dst: &Self::Fd, attrs: MountAttrs) -> io::Result<()>;
     /// `symlinkat(target, dir, name)`.
     fn symlink_at(&self, dir: &Self::Fd, name: &OsStr, target: &OsStr) -> io::Result<()>;
+    /// Create `name` in `dir` (`O_CREAT | O_EXCL | O_NOFOLLOW`) holding `data`, mode `perm`.
+    fn write_new_at(&self, dir: &Self::Fd, name: &OsStr, data: &[u8], perm: u32) -> io::Result<()>;
     /// `readlinkat(dir, name)`.
     fn readlink_at(&self, dir: &Self::Fd, name: &OsStr) -> io::Result<std::ffi::OsString>;
     /// The contents of the regular file `name` in `dir`, opened `O_NOFOLLOW`;
@@ -363,6 +365,16 @@ impl FsOps for super::LinuxSys {
 
     fn symlink_at(&self, dir: &OwnedFd, name: &OsStr, target: &OsStr) -> io::Result<()> {
         Ok(nix::unistd::symlinkat(target, dir, name)?)
+    }
+
+    fn write_new_at(&self, dir: &OwnedFd, name: &OsStr, data: &[u8], perm: u32) -> io::Result<()> {
+        use std::io::Write;
+        let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = nix::fcntl::openat(dir, name, flags, Mode::from_bits_truncate(perm))?;
+        let mut file = std::fs::File::from(fd);
+        file.write_all(data)?;
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(perm))
     }
 
     fn readlink_at(&self, dir: &OwnedFd, name: &OsStr) -> io::Result<std::ffi::OsString> {

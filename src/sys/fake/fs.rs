@@ -353,6 +353,12 @@ impl FsOps for RecordingFs {
         self.create(&p, Entry::Symlink(target.to_string_lossy().into_owned()), 0o777)
     }
 
+    fn write_new_at(&self, dir: &FakeFd, name: &OsStr, data: &[u8], perm: u32) -> io::Result<()> {
+        let p = join(&dir.0, name);
+        self.record("write", &p, &format!("{} bytes {perm:04o}", data.len()))?;
+        self.create(&p, Entry::File(String::from_utf8_lossy(data).into_owned()), perm)
+    }
+
     fn readlink_at(&self, dir: &FakeFd, name: &OsStr) -> io::Result<std::ffi::OsString> {
         let p = join(&dir.0, name);
         self.record("readlink", &p, "")?;

@@ -1,0 +1,386 @@
+//! The driver's user space inside a container root: bind mounts, SONAME links
+//! and the loader cache.
+//!
+//! Every path is resolved inside the container root (`openat2(RESOLVE_IN_ROOT)`
+//! for the parents, `*at` calls on the resolved parent for the last component,
+//! which is never followed), as for device nodes in [`super::rootfs`]; missing
+//! parents are made with mode 0755. Mounts of files the container only reads
+//! are made read-only, nosuid and nodev before they are attached, so they are
+//! never visible writable.
+//!
+//! The loader cache is never written into the image and no ldconfig runs (the
+//! CVE-2025-23267 class): the image's own `/etc/ld.so.cache` is read inside the
+//! root, the driver's libraries are merged in front of its entries, and the
+//! result is written to a file of mighook's own on the host and bind-mounted
+//! read-only over `/etc/ld.so.cache`. The host file is unlinked right after the
+//! mount, so nothing is left to clean up.
+//!
+//! [`link_in_root`] and [`merged_cache`] are shared with the shim, which does
+//! the same from the host before runc starts.
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use super::rootfs::{RootfsError, ensure_parent};
+use crate::driver_files::{DriverEdits, FileMount, LibraryDir, MountKind, Symlink};
+use crate::ldcache::{self, Entry, LdCache};
+use crate::sys::FsOps;
+use crate::sys::fs::{FileKind, MountAttrs};
+
+/// An image's loader cache is a few hundred KiB; anything past this is not one.
+pub const MAX_IMAGE_CACHE_BYTES: u64 = 16 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InjectError {
+    #[error(transparent)]
+    Rootfs(#[from] RootfsError),
+    #[error("cannot enter the mount namespace of pid {pid}: {source}")]
+    EnterNamespace { pid: i32, source: io::Error },
+    #[error("{path} is not an absolute path without . or .. components")]
+    BadPath { path: String },
+    #[error("cannot inspect {path} in the container: {source}")]
+    Stat { path: String, source: io::Error },
+    #[error("{path} in the container is {found}; refusing to mount {kind} there")]
+    InTheWay { path: String, found: &'static str, kind: &'static str },
+    #[error("{path} in the container is {found}; refusing to replace it with a symlink")]
+    LinkInTheWay { path: String, found: &'static str },
+    #[error("cannot replace {path} in the container: {source}")]
+    Replace { path: String, source: io::Error },
+    #[error("cannot create the mount point {path} in the container: {source}")]
+    MountPoint { path: String, source: io::Error },
+    #[error("driver file {}: {reason}", host.display())]
+    Source { host: PathBuf, reason: String },
+    #[error("cannot bind-mount {} onto {path} in the container: {source}", host.display())]
+    Mount { host: PathBuf, path: String, source: io::Error },
+    #[error("cannot create the symlink {path} -> {target} in the container: {source}")]
+    Link { path: String, target: String, source: io::Error },
+    #[error("cannot read the container's /etc/ld.so.cache: {source}")]
+    ReadCache { source: io::Error },
+    #[error("cannot write the loader cache to {}: {source}", dir.display())]
+    WriteCache { dir: PathBuf, source: io::Error },
+    #[error("the mount-namespace thread for pid {pid} panicked")]
+    ThreadPanicked { pid: i32 },
+}
+
+/// What was done, one line each, for the hook's log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InjectReport {
+    pub lines: Vec<String>,
+}
+
+/// A path inside the container split into parent components and final name.
+fn split(path: &Path) -> Result<(Vec<&OsStr>, &OsStr), InjectError> {
+    let bad = || InjectError::BadPath { path: path.display().to_string() };
+    if !path.is_absolute() {
+        return Err(bad());
+    }
+    let mut comps = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::RootDir => {}
+            Component::Normal(name) => comps.push(name),
+            _ => return Err(bad()),
+        }
+    }
+    let name = comps.pop().ok_or_else(bad)?;
+    Ok((comps, name))
+}
+
+fn shown(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// The library dir of LNC's choice for this image: the Debian multiarch dir when
+/// `/etc/debian_version` exists inside the root, else `/usr/lib64`.
+pub fn library_dir<S: FsOps>(sys: &S, root: &S::Fd) -> LibraryDir {
+    let debian = sys
+        .open_dir_in_root(root, Path::new("etc"))
+        .ok()
+        .and_then(|etc| sys.stat_at(&etc, OsStr::new("debian_version")).ok().flatten())
+        .is_some();
+    LibraryDir::for_image(debian)
+}
+
+/// Mount attributes per kind (see [`FileMount::options`]).
+fn attrs(kind: MountKind) -> MountAttrs {
+    match kind {
+        MountKind::Library | MountKind::Binary | MountKind::Firmware | MountKind::Config => {
+            MountAttrs { read_only: true, nosuid: true, nodev: true, ..MountAttrs::default() }
+        }
+        MountKind::Socket => MountAttrs { nosuid: true, nodev: true, noexec: true, ..MountAttrs::default() },
+        MountKind::Directory => {
+            MountAttrs { nosuid: true, nodev: true, noexec: true, recursive: true, ..MountAttrs::default() }
+        }
+    }
+}
+
+fn kind_name(kind: MountKind) -> &'static str {
+    match kind {
+        MountKind::Library => "a library",
+        MountKind::Binary => "a binary",
+        MountKind::Firmware => "firmware",
+        MountKind::Config => "a config file",
+        MountKind::Socket => "a socket",
+        MountKind::Directory => "a directory",
+    }
+}
+
+/// Opens the host source of a mount and checks it is what `kind` says: a
+/// regular file, a socket or a directory, never a symlink.
+fn open_source<S: FsOps>(sys: &S, m: &FileMount) -> Result<S::Fd, InjectError> {
+    let err = |reason: String| InjectError::Source { host: m.host_path.clone(), reason };
+    let src = sys.open_nofollow(&m.host_path).map_err(|e| err(e.to_string()))?;
+    let st = sys.fstat(&src).map_err(|e| err(e.to_string()))?;
+    let wanted = match m.kind {
+        MountKind::Socket => FileKind::Socket,
+        MountKind::Directory => FileKind::Dir,
+        _ => FileKind::Regular,
+    };
+    if st.kind != wanted {
+        return Err(err(format!("is {}, expected {}", st.kind.describe(), wanted.describe())));
+    }
+    Ok(src)
+}
+
+/// Makes sure `name` in `dir` can take a mount of `kind`; returns `false` when
+/// the same mount is already there (a second run).
+fn mount_point<S: FsOps>(
+    sys: &S,
+    dir: &S::Fd,
+    name: &OsStr,
+    path: &Path,
+    kind: MountKind,
+) -> Result<bool, InjectError> {
+    let p = shown(path);
+    let st = sys.stat_at(dir, name).map_err(|source| InjectError::Stat { path: p.clone(), source })?;
+    let want_dir = kind == MountKind::Directory;
+    let make = |sys: &S| {
+        let r = if want_dir { sys.mkdir_at(dir, name, 0o755) } else { sys.create_file_at(dir, name, 0o644) };
+        r.map_err(|source| InjectError::MountPoint { path: p.clone(), source })
+    };
+    match st {
+        None => make(sys)?,
+        Some(st) if st.mount_root => return Ok(false),
+        Some(st) if st.kind == FileKind::Dir && !want_dir => {
+            return Err(InjectError::InTheWay { path: p, found: "a directory", kind: kind_name(kind) });
+        }
+        Some(st) if st.kind == FileKind::Dir || (st.kind == FileKind::Regular && !want_dir) => {}
+        Some(_) => {
+            // A symlink, device, fifo or socket: remove the entry itself (never what it points to).
+            sys.unlink_at(dir, name).map_err(|source| InjectError::Replace { path: p.clone(), source })?;
+            make(sys)?;
+        }
+    }
+    Ok(true)
+}
+
+/// Bind-mounts every file of `mounts` into the root, read-only where the kind says so.
+pub fn mount_in_root<S: FsOps>(
+    sys: &S,
+    root: &S::Fd,
+    mounts: &[FileMount],
+    report: &mut InjectReport,
+) -> Result<(), InjectError> {
+    let mut parents: Vec<(PathBuf, S::Fd)> = Vec::new();
+    for m in mounts {
+        let (dir, name) = parent_dir(sys, root, &mut parents, &m.container_path)?;
+        let dir = &parents[dir].1;
+        let src = open_source(sys, m)?;
+        if !mount_point(sys, dir, name, &m.container_path, m.kind)? {
+            report.lines.push(format!("kept mount at {}", m.container_path.display()));
+            continue;
+        }
+        let p = shown(&m.container_path);
+        let dst = sys.open_at_nofollow(dir, name).map_err(|source| InjectError::Stat { path: p.clone(), source })?;
+        let attrs = attrs(m.kind);
+        sys.bind_mount_with(&src, &dst, attrs).map_err(|source| InjectError::Mount {
+            host: m.host_path.clone(),
+            path: p.clone(),
+            source,
+        })?;
+        report.lines.push(format!("mounted {} onto {p} ({attrs})", m.host_path.display()));
+    }
+    Ok(())
+}
+
+/// Resolves (making as needed) the parent of `path` in the root, reusing earlier ones.
+fn parent_dir<'p, S: FsOps>(
+    sys: &S,
+    root: &S::Fd,
+    parents: &mut Vec<(PathBuf, S::Fd)>,
+    path: &'p Path,
+) -> Result<(usize, &'p OsStr), InjectError> {
+    let (comps, name) = split(path)?;
+    let rel: PathBuf = comps.iter().collect();
+    if let Some(at) = parents.iter().position(|(p, _)| *p == rel) {
+        return Ok((at, name));
+    }
+    parents.push((rel, ensure_parent(sys, root, &comps)?));
+    Ok((parents.len() - 1, name))
+}
+
+/// Creates each symlink in the root; an existing right link is kept, a wrong
+/// link or a plain file is replaced, a directory or a mount point is refused.
+pub fn link_in_root<S: FsOps>(
+    sys: &S,
+    root: &S::Fd,
+    links: &[Symlink],
+    report: &mut InjectReport,
+) -> Result<(), InjectError> {
+    let mut parents: Vec<(PathBuf, S::Fd)> = Vec::new();
+    for l in links {
+        let (dir, name) = parent_dir(sys, root, &mut parents, &l.link)?;
+        let dir = &parents[dir].1;
+        let p = shown(&l.link);
+        let st = sys.stat_at(dir, name).map_err(|source| InjectError::Stat { path: p.clone(), source })?;
+        match st {
+            None => {}
+            Some(st) if st.mount_root => {
+                return Err(InjectError::LinkInTheWay { path: p, found: "a mount point" });
+            }
+            Some(st) if st.kind == FileKind::Dir => {
+                return Err(InjectError::LinkInTheWay { path: p, found: "a directory" });
+            }
+            Some(st) => {
+                if st.kind == FileKind::Symlink
+                    && sys.readlink_at(dir, name).is_ok_and(|t| t.as_bytes() == l.target.as_bytes())
+                {
+                    continue;
+                }
+                sys.unlink_at(dir, name).map_err(|source| InjectError::Replace { path: p.clone(), source })?;
+            }
+        }
+        sys.symlink_at(dir, name, OsStr::new(&l.target)).map_err(|source| InjectError::Link {
+            path: p.clone(),
+            target: l.target.clone(),
+            source,
+        })?;
+        report.lines.push(format!("linked {p} -> {}", l.target));
+    }
+    Ok(())
+}
+
+/// The image's loader cache with `injected` merged in front: read inside the
+/// root (an absent, oversized, non-regular or corrupt one counts as empty, as
+/// the image's own loader would ignore it), merged, serialized.
+pub fn merged_cache<S: FsOps>(
+    sys: &S,
+    root: &S::Fd,
+    injected: &[Entry],
+    report: &mut InjectReport,
+) -> Result<Vec<u8>, InjectError> {
+    let image = match sys.open_dir_in_root(root, Path::new("etc")) {
+        Ok(etc) => match sys.read_at(&etc, OsStr::new("ld.so.cache"), MAX_IMAGE_CACHE_BYTES) {
+            Ok(Some(bytes)) => match ldcache::parse(&bytes) {
+                Ok(cache) => cache,
+                Err(e) => {
+                    report.lines.push(format!("the image's /etc/ld.so.cache is not usable ({e}); replaced"));
+                    LdCache::default()
+                }
+            },
+            Ok(None) => LdCache::default(),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => LdCache::default(),
+            Err(e) => {
+                report.lines.push(format!("the image's /etc/ld.so.cache is not readable ({e}); replaced"));
+                LdCache::default()
+            }
+        },
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => LdCache::default(),
+        Err(source) => return Err(InjectError::ReadCache { source }),
+    };
+    let merged = ldcache::merge(injected.to_vec(), image);
+    report.lines.push(format!("loader cache: {} entries, {} of the driver", merged.entries.len(), injected.len()));
+    Ok(ldcache::serialize(&merged))
+}
+
+/// Writes `cache` to a new file in the host dir `cache_dir` (an fd opened on the
+/// host), bind-mounts it read-only over the root's `/etc/ld.so.cache`, and
+/// unlinks the host file again.
+fn mount_cache<S: FsOps>(
+    sys: &S,
+    root: &S::Fd,
+    cache_dir: &S::Fd,
+    cache_dir_path: &Path,
+    cache: &[u8],
+) -> Result<(), InjectError> {
+    let name = format!("ld.so.cache.{}.{}", std::process::id(), unique());
+    let name = OsStr::new(&name);
+    let werr = |source| InjectError::WriteCache { dir: cache_dir_path.to_path_buf(), source };
+    sys.write_new_at(cache_dir, name, cache, 0o644).map_err(werr)?;
+    let result = (|| {
+        let src = sys.open_at_nofollow(cache_dir, name).map_err(werr)?;
+        let target = Path::new("/etc/ld.so.cache");
+        let etc = ensure_parent(sys, root, &[OsStr::new("etc")])?;
+        let file = OsStr::new("ld.so.cache");
+        // A cache already mounted by an earlier run is covered by the new one.
+        let st = sys.stat_at(&etc, file).map_err(|source| InjectError::Stat { path: shown(target), source })?;
+        if !st.is_some_and(|st| st.mount_root) {
+            mount_point(sys, &etc, file, target, MountKind::Config)?;
+        }
+        let dst =
+            sys.open_at_nofollow(&etc, file).map_err(|source| InjectError::Stat { path: shown(target), source })?;
+        let attrs = MountAttrs { read_only: true, nosuid: true, nodev: true, noexec: true, recursive: false };
+        sys.bind_mount_with(&src, &dst, attrs).map_err(|source| InjectError::Mount {
+            host: cache_dir_path.join(name),
+            path: shown(target),
+            source,
+        })
+    })();
+    let _ = sys.unlink_at(cache_dir, name);
+    result
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    (t.as_nanos() as u64) ^ NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Everything the driver's user space needs in the root, as the calling thread's
+/// mount namespace sees it: mounts, links, then the loader cache.
+pub fn inject_in_root<S: FsOps>(
+    sys: &S,
+    rootfs: &Path,
+    edits: &DriverEdits,
+    cache_dir: &S::Fd,
+    cache_dir_path: &Path,
+) -> Result<InjectReport, InjectError> {
+    let root = sys.open_dir(rootfs).map_err(|source| RootfsError::OpenRoot { root: rootfs.into(), source })?;
+    let mut report = InjectReport::default();
+    mount_in_root(sys, &root, &edits.mounts, &mut report)?;
+    link_in_root(sys, &root, &edits.symlinks, &mut report)?;
+    if !edits.ld_cache.is_empty() {
+        let cache = merged_cache(sys, &root, &edits.ld_cache, &mut report)?;
+        mount_cache(sys, &root, cache_dir, cache_dir_path, &cache)?;
+    }
+    Ok(report)
+}
+
+/// Put the driver files into the container whose init is `pid`: join its mount
+/// namespace on a dedicated thread, choose the library dir for its image,
+/// place the files there and [`inject_in_root`]. `cache_dir` is a host dir of
+/// mighook's own for the loader-cache file (opened before the namespace changes).
+pub fn inject<S: FsOps>(
+    sys: &S,
+    pid: i32,
+    rootfs: &Path,
+    files: &crate::driver_files::DriverFiles,
+    cache_dir: &Path,
+) -> Result<InjectReport, InjectError> {
+    let dir_err = |source| InjectError::WriteCache { dir: cache_dir.to_path_buf(), source };
+    let cache_fd = sys.open_dir(cache_dir).map_err(dir_err)?;
+    std::thread::scope(|s| {
+        let worker = s.spawn(|| {
+            // This thread's namespace change dies with it; the hook's other threads stay on the host.
+            sys.enter_mount_ns(pid).map_err(|source| InjectError::EnterNamespace { pid, source })?;
+            let root =
+                sys.open_dir(rootfs).map_err(|source| RootfsError::OpenRoot { root: rootfs.into(), source })?;
+            let edits = crate::driver_files::place(files, library_dir(sys, &root));
+            inject_in_root(sys, rootfs, &edits, &cache_fd, cache_dir)
+        });
+        worker.join().unwrap_or(Err(InjectError::ThreadPanicked { pid }))
+    })
+}
