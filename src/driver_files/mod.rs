@@ -18,6 +18,10 @@
 //! its SONAME read from the ELF file ([`elf`]). No directory is ever listed for
 //! libraries: a library beside the driver's that is not on the list never comes in.
 //!
+//! Not handled: `compat32` (i386 libraries; only x86-64 cache entries are taken),
+//! the non-GLVND `libGL*` set, the `libnvidia-tls` ABI-note check, the GKE
+//! `<root>/vulkan` layout, and `$CUDA_MPS_PIPE_DIRECTORY` (always `/tmp/nvidia-mps`).
+//!
 //! Cost, on every container start: one read of the cache, a few `lstat`s and
 //! `readlink`s per candidate, one listing (the firmware dir).
 
