@@ -165,7 +165,7 @@ fn bad_inputs_are_errors() {
     let good = serialize(&cache(vec![entry("libcuda.so.1")]));
     let err = |bytes: &[u8]| parse(bytes).unwrap_err().to_string();
     assert_eq!(err(b""), "not an ld.so.cache: no known magic at offset 0");
-    assert_eq!(err(&vec![0; MAX_CACHE_BYTES + 1]), "ld.so.cache is 16777217 bytes, over the limit of 16777216");
+    assert_eq!(err(&vec![0; MAX_CACHE_BYTES + 1]), "ld.so.cache is 8388609 bytes, over the limit of 8388608");
     assert_eq!(err(b"garbage garbage garbage"), "not an ld.so.cache: no known magic at offset 0");
     assert_eq!(err(&good[..30]), "ld.so.cache is truncated: new header needs bytes 0..48 of 30");
     assert_eq!(
