@@ -2,7 +2,8 @@
 //!
 //! [`discover`] takes the driver root (`/`, or `/run/nvidia/driver` under the GPU
 //! Operator), the driver version and the requested capabilities, and finds what
-//! NVIDIA's libnvidia-container would inject (reference §1): libraries from a
+//! NVIDIA's libnvidia-container would inject (§1 of the driver user-space
+//! reference, `driver-user-space.md`; "reference §" below): libraries from a
 //! fixed per-capability list of base names, binaries, GSP firmware, the
 //! persistenced/fabricmanager sockets and the MPS pipe dir, and (for graphics)
 //! the Vulkan/EGL/OptiX config files. [`place`] then says where each goes in the

@@ -18,7 +18,7 @@
 //! - [`merge`] puts injected entries before the image's, so that for the same
 //!   SONAME the loader finds the injected library first.
 //!
-//! Layout and sort order: `docs/reference/driver-user-space.md` §6 (glibc
+//! Layout and sort order: the driver user-space reference (`driver-user-space.md`), §6 (glibc
 //! `sysdeps/generic/dl-cache.h`, `elf/cache.c`, `elf/dl-cache.c`).
 
 mod read;
