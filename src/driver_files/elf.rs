@@ -79,7 +79,7 @@ pub fn soname(src: &(impl Source + ?Sized)) -> Result<Option<Vec<u8>>, String> {
         return Err("not ELF64 little-endian".into());
     }
     let (phoff, phentsize, phnum) = (u64_at(&header, 0x20), u16_at(&header, 0x36), u16_at(&header, 0x38));
-    if phentsize < 56 || phnum > MAX_PHDRS {
+    if !(56..=128).contains(&phentsize) || phnum > MAX_PHDRS {
         return Err(format!("odd program headers: {phnum} of {phentsize} bytes"));
     }
     let table = read(src, phoff, phentsize * phnum, "program headers")?;

@@ -2,7 +2,8 @@
 //!
 //! [`discover`] takes the driver root (`/`, or `/run/nvidia/driver` under the GPU
 //! Operator), the driver version and the requested capabilities, and finds what
-//! NVIDIA's libnvidia-container would inject (reference §1): libraries from a
+//! NVIDIA's libnvidia-container would inject (§1 of the driver user-space
+//! reference, `driver-user-space.md`; "reference §" below): libraries from a
 //! fixed per-capability list of base names, binaries, GSP firmware, the
 //! persistenced/fabricmanager sockets and the MPS pipe dir, and (for graphics)
 //! the Vulkan/EGL/OptiX config files. [`place`] then says where each goes in the
@@ -18,6 +19,10 @@
 //! its SONAME read from the ELF file ([`elf`]). No directory is ever listed for
 //! libraries: a library beside the driver's that is not on the list never comes in.
 //!
+//! Not handled: `compat32` (i386 libraries; only x86-64 cache entries are taken),
+//! the non-GLVND `libGL*` set, the `libnvidia-tls` ABI-note check, the GKE
+//! `<root>/vulkan` layout, and `$CUDA_MPS_PIPE_DIRECTORY` (always `/tmp/nvidia-mps`).
+//!
 //! Cost, on every container start: one read of the cache, a few `lstat`s and
 //! `readlink`s per candidate, one listing (the firmware dir).
 
@@ -32,6 +37,7 @@ pub use place::{DriverEdits, FileMount, LibraryDir, Symlink, place};
 
 use crate::ldcache::{self, FLAG_X8664_LIBC6, LdCache};
 use crate::request::capabilities::DriverCapabilities;
+use resolve::Resolver;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -229,6 +235,7 @@ pub fn discover(root: &Path, version: &str, caps: &DriverCapabilities) -> Result
         Err(e) => return Err(DriverFilesError::Root { path: root.into(), reason: e.to_string() }),
     }
     let want = Wanted::from(caps);
+    let r = &mut Resolver::new(root);
     let mut found = DriverFiles {
         root: root.into(),
         version: version.into(),
@@ -239,13 +246,13 @@ pub fn discover(root: &Path, version: &str, caps: &DriverCapabilities) -> Result
 
     let bases = want.libraries();
     if !bases.is_empty() {
-        let cache = read_cache(root)?.unwrap_or_default();
-        find_libraries(root, version, &bases, &cache, &mut found)?;
+        let cache = read_cache(r)?.unwrap_or_default();
+        find_libraries(r, version, &bases, &cache, &mut found)?;
     }
 
     let bins = [(want.utility, UTILITY_BINS), (want.compute_bins, COMPUTE_BINS)];
     for name in bins.into_iter().filter(|(on, _)| *on).flat_map(|(_, names)| names.iter()) {
-        match find_binary(root, name)? {
+        match find_binary(r, name)? {
             Some(host_path) => found.files.push(HostFile {
                 host_path,
                 container_path: Path::new("/usr/bin").join(name),
@@ -256,18 +263,18 @@ pub fn discover(root: &Path, version: &str, caps: &DriverCapabilities) -> Result
     }
 
     if want.utility || want.compute_bins {
-        find_firmware(root, version, &mut found.files)?;
+        find_firmware(r, version, &mut found.files)?;
     }
     if want.utility {
         for socket in SOCKETS {
             let tries = [Path::new("/run").join(socket), Path::new("/var/run").join(socket)];
-            if let Some((host_path, container_path)) = first(root, tries, |m| m.file_type().is_socket())? {
+            if let Some((host_path, container_path)) = first(r, tries, |m| m.file_type().is_socket())? {
                 found.files.push(HostFile { host_path, container_path, kind: MountKind::Socket });
             }
         }
     }
     if want.compute_libs
-        && let Some((host_path, container_path)) = first(root, [PathBuf::from(MPS_DIR)], |m| m.is_dir())?
+        && let Some((host_path, container_path)) = first(r, [PathBuf::from(MPS_DIR)], |m| m.is_dir())?
     {
         found.files.push(HostFile { host_path, container_path, kind: MountKind::Directory });
     }
@@ -280,7 +287,7 @@ pub fn discover(root: &Path, version: &str, caps: &DriverCapabilities) -> Result
     }
     for (name, container_path) in configs {
         let tries = CONFIG_DIRS.iter().map(|dir| Path::new(dir).join(name));
-        if let Some((host_path, _)) = first(root, tries, |m| m.is_file())? {
+        if let Some((host_path, _)) = first(r, tries, |m| m.is_file())? {
             found.files.push(HostFile { host_path, container_path: container_path.into(), kind: MountKind::Config });
         }
     }
@@ -289,23 +296,24 @@ pub fn discover(root: &Path, version: &str, caps: &DriverCapabilities) -> Result
 
 /// The first of `paths` that is there and passes `wanted`: (host path, the path tried).
 fn first(
-    root: &Path,
+    r: &mut Resolver,
     paths: impl IntoIterator<Item = PathBuf>,
     wanted: impl Fn(&std::fs::Metadata) -> bool,
 ) -> Result<Option<(PathBuf, PathBuf)>, DriverFilesError> {
     for path in paths {
-        if let Some((real, meta)) = lookup(root, &path)?
+        if let Some((real, meta)) = lookup(r, &path)?
             && wanted(&meta)
         {
-            return Ok(Some((resolve::host_path(root, &real), path)));
+            return Ok(Some((resolve::host_path(r.root, &real), path)));
         }
     }
     Ok(None)
 }
 
 /// `path` resolved in the root; `None` when it is not there.
-fn lookup(root: &Path, path: &Path) -> Result<Option<(PathBuf, std::fs::Metadata)>, DriverFilesError> {
-    match resolve::in_root(root, path) {
+fn lookup(r: &mut Resolver, path: &Path) -> Result<Option<(PathBuf, std::fs::Metadata)>, DriverFilesError> {
+    let root = r.root;
+    match r.resolve(path) {
         Ok(found) => Ok(Some(found)),
         Err(e) if resolve::is_absent(&e) => Ok(None),
         Err(e) => Err(DriverFilesError::Read { path: resolve::host_path(root, path), reason: e.to_string() }),
@@ -313,9 +321,9 @@ fn lookup(root: &Path, path: &Path) -> Result<Option<(PathBuf, std::fs::Metadata
 }
 
 /// The root's `etc/ld.so.cache`, `None` when it has none.
-fn read_cache(root: &Path) -> Result<Option<LdCache>, DriverFilesError> {
-    let Some((real, meta)) = lookup(root, Path::new("/etc/ld.so.cache"))? else { return Ok(None) };
-    let path = resolve::host_path(root, &real);
+fn read_cache(r: &mut Resolver) -> Result<Option<LdCache>, DriverFilesError> {
+    let Some((real, meta)) = lookup(r, Path::new("/etc/ld.so.cache"))? else { return Ok(None) };
+    let path = resolve::host_path(r.root, &real);
     let failed = |reason: String| DriverFilesError::Read { path: path.clone(), reason };
     if !meta.is_file() {
         return Err(failed("not a regular file".into()));
@@ -342,7 +350,7 @@ fn base_of(key: &[u8]) -> Option<&[u8]> {
 }
 
 fn find_libraries(
-    root: &Path,
+    r: &mut Resolver,
     version: &str,
     bases: &[&'static str],
     cache: &LdCache,
@@ -365,15 +373,15 @@ fn find_libraries(
             if !value.is_absolute() || found.libraries.iter().any(|l| l.soname == soname) {
                 continue;
             }
-            let Some((real, meta)) = lookup(root, value)? else { continue };
+            let Some((real, meta)) = lookup(r, value)? else { continue };
             if !meta.is_file() || !ends_with(&real, &suffix) || taken.contains(&real) {
                 continue;
             }
             taken.push(real.clone());
-            found.libraries.push(library(root, base, soname.to_owned(), real));
+            found.libraries.push(library(r.root, base, soname.to_owned(), real));
         }
         if found.libraries.len() == before {
-            match find_by_name(root, base, version)? {
+            match find_by_name(r, base, version)? {
                 Some(lib) if !taken.contains(&lib.path) => {
                     taken.push(lib.path.clone());
                     found.libraries.push(lib);
@@ -399,15 +407,15 @@ fn library(root: &Path, base: &str, soname: String, path: PathBuf) -> Library {
 
 /// `<base>.<version>` in the usual library dirs (and their `vdpau/` for libvdpau),
 /// SONAME from the ELF file.
-fn find_by_name(root: &Path, base: &str, version: &str) -> Result<Option<Library>, DriverFilesError> {
+fn find_by_name(r: &mut Resolver, base: &str, version: &str) -> Result<Option<Library>, DriverFilesError> {
     let file = format!("{base}.{version}");
     let sub = if base == "libvdpau_nvidia.so" { "vdpau/" } else { "" };
     for dir in LIB_DIRS {
-        let Some((real, meta)) = lookup(root, &Path::new(dir).join(format!("{sub}{file}")))? else { continue };
+        let Some((real, meta)) = lookup(r, &Path::new(dir).join(format!("{sub}{file}")))? else { continue };
         if !meta.is_file() {
             continue;
         }
-        let host = resolve::host_path(root, &real);
+        let host = resolve::host_path(r.root, &real);
         let elf_error = |reason: String| DriverFilesError::Elf { path: host.clone(), reason };
         let opened = std::fs::File::open(&host).map_err(|e| elf_error(e.to_string()))?;
         let name = elf::soname(&opened).map_err(elf_error)?;
@@ -417,25 +425,25 @@ fn find_by_name(root: &Path, base: &str, version: &str) -> Result<Option<Library
             .and_then(|n| String::from_utf8(n).ok())
             .filter(|n| n == base || (n.starts_with(base) && n[base.len()..].starts_with('.') && !n.contains('/')))
             .unwrap_or(file);
-        return Ok(Some(library(root, base, soname, real)));
+        return Ok(Some(library(r.root, base, soname, real)));
     }
     Ok(None)
 }
 
 /// The first regular executable `name` in [`BIN_DIRS`], as a host path.
-fn find_binary(root: &Path, name: &str) -> Result<Option<PathBuf>, DriverFilesError> {
+fn find_binary(r: &mut Resolver, name: &str) -> Result<Option<PathBuf>, DriverFilesError> {
     let tries = BIN_DIRS.iter().map(|dir| Path::new(dir).join(name));
-    Ok(first(root, tries, |m| m.is_file() && m.permissions().mode() & 0o111 != 0)?.map(|(host, _)| host))
+    Ok(first(r, tries, |m| m.is_file() && m.permissions().mode() & 0o111 != 0)?.map(|(host, _)| host))
 }
 
 /// `/lib/firmware/nvidia/<version>/gsp*.bin`, mounted at that (unresolved) path.
-fn find_firmware(root: &Path, version: &str, files: &mut Vec<HostFile>) -> Result<(), DriverFilesError> {
+fn find_firmware(r: &mut Resolver, version: &str, files: &mut Vec<HostFile>) -> Result<(), DriverFilesError> {
     let dir = Path::new("/lib/firmware/nvidia").join(version);
-    let Some((real_dir, meta)) = lookup(root, &dir)? else { return Ok(()) };
+    let Some((real_dir, meta)) = lookup(r, &dir)? else { return Ok(()) };
     if !meta.is_dir() {
         return Ok(());
     }
-    let host_dir = resolve::host_path(root, &real_dir);
+    let host_dir = resolve::host_path(r.root, &real_dir);
     let listing = std::fs::read_dir(&host_dir)
         .map_err(|e| DriverFilesError::Read { path: host_dir.clone(), reason: e.to_string() })?;
     let mut names: Vec<OsString> = Vec::new();
@@ -448,10 +456,10 @@ fn find_firmware(root: &Path, version: &str, files: &mut Vec<HostFile>) -> Resul
     }
     names.sort();
     for name in names {
-        let Some((real, meta)) = lookup(root, &real_dir.join(&name))? else { continue };
+        let Some((real, meta)) = lookup(r, &real_dir.join(&name))? else { continue };
         if meta.is_file() {
             files.push(HostFile {
-                host_path: resolve::host_path(root, &real),
+                host_path: resolve::host_path(r.root, &real),
                 container_path: dir.join(&name),
                 kind: MountKind::Firmware,
             });

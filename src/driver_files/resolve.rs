@@ -5,8 +5,11 @@
 //! in a driver root under `/run/nvidia/driver` names that root's `etc/passwd`,
 //! never the host's. The resolved prefix holds only real (non-symlink) entries,
 //! so popping it for `..` is exact. One `lstat` per component, one `readlink`
-//! per link, at most [`MAX_HOPS`] links.
+//! per link, at most [`MAX_HOPS`] links. [`Resolver`] remembers resolved
+//! directories, so the many names looked up in one library dir cost one walk of
+//! the dir and then an `lstat` (and a `readlink` per link) each.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::{self, Metadata};
 use std::io;
@@ -19,7 +22,11 @@ pub const MAX_HOPS: u32 = 40;
 /// still absolute from the root's view (`/usr/lib/x86_64-linux-gnu/libcuda.so.550.54.15`),
 /// and the `lstat` of what it names (never a symlink).
 pub fn in_root(root: &Path, path: &Path) -> io::Result<(PathBuf, Metadata)> {
-    let mut done = PathBuf::from("/");
+    walk(root, PathBuf::from("/"), path)
+}
+
+/// [`in_root`] for `path` relative to `done`, a real directory (no symlink in it).
+fn walk(root: &Path, mut done: PathBuf, path: &Path) -> io::Result<(PathBuf, Metadata)> {
     let mut meta: Option<Metadata> = None;
     // Components still to walk, the next one last.
     let mut pending: Vec<OsString> = Vec::new();
@@ -81,4 +88,36 @@ pub fn is_absent(e: &io::Error) -> bool {
 /// `root` joined with a path that is absolute from the root's view.
 pub fn host_path(root: &Path, path: &Path) -> PathBuf {
     root.join(path.strip_prefix("/").unwrap_or(path))
+}
+
+/// [`in_root`] with the directories it resolved remembered.
+pub struct Resolver<'a> {
+    pub root: &'a Path,
+    /// Directory as asked → its real path, or `None` when it is not a directory there.
+    dirs: HashMap<PathBuf, Option<PathBuf>>,
+}
+
+impl<'a> Resolver<'a> {
+    pub fn new(root: &'a Path) -> Resolver<'a> {
+        Resolver { root, dirs: HashMap::new() }
+    }
+
+    /// Same answer as [`in_root`].
+    pub fn resolve(&mut self, path: &Path) -> io::Result<(PathBuf, Metadata)> {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else { return in_root(self.root, path) };
+        let dir = match self.dirs.get(parent) {
+            Some(dir) => dir.clone(),
+            None => {
+                let dir = match in_root(self.root, parent) {
+                    Ok((real, meta)) => meta.is_dir().then_some(real),
+                    Err(e) if is_absent(&e) => None,
+                    Err(e) => return Err(e),
+                };
+                self.dirs.insert(parent.to_owned(), dir.clone());
+                dir
+            }
+        };
+        let dir = dir.ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        walk(self.root, dir, Path::new(name))
+    }
 }
