@@ -92,7 +92,10 @@ impl ContainerEdits {
 
     /// True when there is nothing to apply (a `void` or absent request).
     pub fn is_empty(&self) -> bool {
-        self.device_nodes.is_empty() && self.device_rules.is_empty() && self.env.is_empty() && self.driver_files.is_none()
+        self.device_nodes.is_empty()
+            && self.device_rules.is_empty()
+            && self.env.is_empty()
+            && self.driver_files.is_none()
     }
 }
 

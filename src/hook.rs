@@ -71,6 +71,9 @@ pub fn prestart(settings: &Settings, stdin: &mut dyn Read) -> Result<(), HookErr
     for w in &plan.selection.warnings {
         crate::log::warn(w);
     }
+    if let Some(files) = &plan.edits.driver_files {
+        files.log_missing();
+    }
     let target = Target { pid: state.pid, rootfs: bundle.rootfs()? };
     let report = apply::apply(&crate::sys::LinuxSys, &target, &plan.edits, &settings.dev_root)?;
     crate::log::info(&format!("pid {}: applied {report}", state.pid));

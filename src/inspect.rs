@@ -5,6 +5,7 @@
 //! the same against the NVML of the host and the in-memory test driver.
 
 use crate::driver::{Driver, DriverError, Gpu, MigDevice, MigMode};
+use crate::driver_files::{DriverEdits, FileMount, LibraryDir, Symlink, place};
 use crate::edits::ContainerEdits;
 use crate::request::{RawRequest, Request, RequestError};
 use crate::resolve::{Plan, ResolveError, Resolved};
@@ -128,6 +129,15 @@ struct ResolveJson<'a> {
     devices: &'a [Resolved],
     #[serde(flatten)]
     edits: &'a ContainerEdits,
+    /// The driver files as CDI places them (at their path relative to the driver
+    /// root); the hook and shim use the image's library dir instead.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    mounts: Vec<FileMount>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    symlinks: Vec<Symlink>,
+    /// Driver files the capabilities ask for that the host lacks.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    missing_driver_files: &'a [String],
     warnings: &'a [String],
 }
 
@@ -142,11 +152,23 @@ pub fn resolve(query: &ResolveQuery, settings: &Settings, driver: &dyn Driver) -
     let request = Request::parse(&raw, &settings.default_capabilities)?;
     let plan = crate::resolve::plan(&request, driver)?;
     if query.json {
-        let j =
-            ResolveJson { devices: &plan.selection.resolved, edits: &plan.edits, warnings: &plan.selection.warnings };
+        let placed = host_relative(&plan);
+        let j = ResolveJson {
+            devices: &plan.selection.resolved,
+            edits: &plan.edits,
+            mounts: placed.mounts,
+            symlinks: placed.symlinks,
+            missing_driver_files: plan.edits.driver_files.as_ref().map_or(&[], |f| &f.missing),
+            warnings: &plan.selection.warnings,
+        };
         return Ok(serde_json::to_string_pretty(&j).expect("plan serializes") + "\n");
     }
     Ok(describe_plan(&plan))
+}
+
+/// The driver files of a plan as CDI places them.
+fn host_relative(plan: &Plan) -> DriverEdits {
+    plan.edits.driver_files.as_ref().map(|f| place(f, LibraryDir::HostRelative)).unwrap_or_default()
 }
 
 /// The readable form of a plan.
@@ -181,6 +203,22 @@ pub fn describe_plan(plan: &Plan) -> String {
             r.minor,
             r.access
         );
+    }
+    let placed = host_relative(plan);
+    if !placed.mounts.is_empty() {
+        let _ = writeln!(out, "driver files (read-only bind mounts unless said):");
+        for m in &placed.mounts {
+            let _ = writeln!(
+                out,
+                "  {} -> {} ({})",
+                m.host_path.display(),
+                m.container_path.display(),
+                m.options().join(",")
+            );
+        }
+        for l in &placed.symlinks {
+            let _ = writeln!(out, "  link {} -> {}", l.link.display(), l.target);
+        }
     }
     for w in &plan.selection.warnings {
         let _ = writeln!(out, "warning: {w}");

@@ -72,6 +72,14 @@ fn unix_time() -> String {
     format!("{}.{:03}", d.as_secs(), d.subsec_millis())
 }
 
+/// A warning for the log file only, never stderr: for what NVIDIA's toolkit also
+/// only logs (a driver file the host lacks), which would be noise on every start.
+pub fn file_warn(msg: &str) {
+    if LOGGER.get().is_some_and(|l| l.file.is_some()) {
+        log(Level::Warn, msg)
+    }
+}
+
 pub fn warn(msg: &str) {
     log(Level::Warn, msg)
 }

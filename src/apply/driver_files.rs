@@ -29,8 +29,8 @@ use crate::ldcache::{self, Entry, LdCache};
 use crate::sys::FsOps;
 use crate::sys::fs::{FileKind, MountAttrs};
 
-/// An image's loader cache is a few hundred KiB; anything past this is not one.
-pub const MAX_IMAGE_CACHE_BYTES: u64 = 16 << 20;
+/// An image's loader cache is a few hundred KiB; the parser takes no more than this.
+pub const MAX_IMAGE_CACHE_BYTES: u64 = ldcache::MAX_CACHE_BYTES as u64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InjectError {
@@ -373,11 +373,10 @@ pub fn inject<S: FsOps>(
     let dir_err = |source| InjectError::WriteCache { dir: cache_dir.to_path_buf(), source };
     let cache_fd = sys.open_dir(cache_dir).map_err(dir_err)?;
     std::thread::scope(|s| {
-        let worker = s.spawn(|| {
+        let worker = s.spawn(move || {
             // This thread's namespace change dies with it; the hook's other threads stay on the host.
             sys.enter_mount_ns(pid).map_err(|source| InjectError::EnterNamespace { pid, source })?;
-            let root =
-                sys.open_dir(rootfs).map_err(|source| RootfsError::OpenRoot { root: rootfs.into(), source })?;
+            let root = sys.open_dir(rootfs).map_err(|source| RootfsError::OpenRoot { root: rootfs.into(), source })?;
             let edits = crate::driver_files::place(files, library_dir(sys, &root));
             inject_in_root(sys, rootfs, &edits, &cache_fd, cache_dir)
         });

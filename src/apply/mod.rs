@@ -1,20 +1,27 @@
 //! Applier: puts [`crate::edits::ContainerEdits`] into a live container (prestart hook path).
 //!
-//! Two steps, in this order: the device nodes go into the container's root
-//! ([`rootfs`], from inside its mount namespace), then the device cgroup rules
-//! are granted ([`cgroup`], v1 and/or v2). Both fail closed: the first error
-//! stops the hook, and the runtime then refuses to start the container.
+//! Three steps, in this order: the device nodes go into the container's root
+//! ([`rootfs`], from inside its mount namespace), then the driver's user-space
+//! files, links and loader cache ([`driver_files`], likewise), then the device
+//! cgroup rules are granted ([`cgroup`], v1 and/or v2). All fail closed: the
+//! first error stops the hook, and the runtime then refuses to start the container.
 //! Environment edits are not applied here; at prestart the process's
 //! environment is already fixed, so only the shim and CDI paths can set it.
 
 pub mod cgroup;
+pub mod driver_files;
 pub mod rootfs;
 
 use std::fmt;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use crate::edits::ContainerEdits;
 use crate::sys::Sys;
+
+/// mighook's own host directory: the loader-cache file lives here between its
+/// write and its bind mount (then it is unlinked).
+pub const STATE_DIR: &str = "/run/mighook";
 
 /// The live container to apply to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +37,10 @@ pub enum ApplyError {
     #[error(transparent)]
     Rootfs(#[from] rootfs::RootfsError),
     #[error(transparent)]
+    DriverFiles(#[from] driver_files::InjectError),
+    #[error("cannot create mighook's own directory {}: {source}", path.display())]
+    StateDir { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
     Cgroup(#[from] cgroup::CgroupError),
 }
 
@@ -37,6 +48,7 @@ pub enum ApplyError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApplyReport {
     pub nodes: Vec<rootfs::NodeReport>,
+    pub driver_files: driver_files::InjectReport,
     pub cgroup: cgroup::CgroupReport,
 }
 
@@ -45,6 +57,9 @@ impl fmt::Display for ApplyReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for node in &self.nodes {
             writeln!(f, "{node}")?;
+        }
+        for line in &self.driver_files.lines {
+            writeln!(f, "{line}")?;
         }
         if let Some(v1) = &self.cgroup.v1 {
             for line in &v1.lines {
@@ -68,8 +83,20 @@ pub fn apply(
     host_dev_root: &Path,
 ) -> Result<ApplyReport, ApplyError> {
     let nodes = rootfs::create_nodes(sys, target.pid, &target.rootfs, &edits.device_nodes, host_dev_root)?;
+    let driver_files = match &edits.driver_files {
+        Some(files) => {
+            let dir = Path::new(STATE_DIR);
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|source| ApplyError::StateDir { path: dir.into(), source })?;
+            driver_files::inject(sys, target.pid, &target.rootfs, files, dir)?
+        }
+        None => driver_files::InjectReport::default(),
+    };
     let cgroup = cgroup::allow_devices(sys, target.pid, &edits.device_rules)?;
-    Ok(ApplyReport { nodes, cgroup })
+    Ok(ApplyReport { nodes, driver_files, cgroup })
 }
 
 #[cfg(test)]

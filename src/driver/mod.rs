@@ -173,7 +173,8 @@ pub struct HostDriver {
 }
 
 /// The library each capability cannot do without, for `missing-driver-files = "error"`.
-const ESSENTIAL: &[(&str, &str, &str)] = &[("compute", "libcuda.so", "libcuda.so.1"), ("utility", "libnvidia-ml.so", "libnvidia-ml.so.1")];
+const ESSENTIAL: &[(&str, &str, &str)] =
+    &[("compute", "libcuda.so", "libcuda.so.1"), ("utility", "libnvidia-ml.so", "libnvidia-ml.so.1")];
 
 impl HostDriver {
     /// NVML from `nvml_lib` as given, /proc files under `proc_root`, no driver files.

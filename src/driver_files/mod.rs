@@ -223,6 +223,15 @@ impl Wanted {
     }
 }
 
+impl DriverFiles {
+    /// One log-file warning per file the capabilities ask for but the host lacks.
+    pub fn log_missing(&self) {
+        for name in &self.missing {
+            crate::log::file_warn(&format!("driver file {name} skipped: not found under {}", self.root.display()));
+        }
+    }
+}
+
 /// Finds the driver files `caps` asks for under `root`. See the module header.
 pub fn discover(root: &Path, version: &str, caps: &DriverCapabilities) -> Result<DriverFiles, DriverFilesError> {
     let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');

@@ -94,7 +94,7 @@ impl std::fmt::Display for MountAttrs {
 /// thread that joins the container's mount namespace.
 pub trait FsOps: Sync {
     /// An open `O_PATH` file descriptor (or the fake's stand-in).
-    type Fd: std::fmt::Debug;
+    type Fd: std::fmt::Debug + Send;
 
     /// Move the calling thread, and only it, into the mount namespace of `pid`:
     /// `unshare(CLONE_FS)` then `setns(/proc/<pid>/ns/mnt, CLONE_NEWNS)`.
