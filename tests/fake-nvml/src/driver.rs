@@ -38,8 +38,8 @@ pub use blobs::{BINS, GLCORE_SONAME_PLACEHOLDER, LIBS};
 /// maps only the ELF's segments, so the appended bytes are inert.
 pub const TRAILER_MAGIC: &[u8; 16] = b"FAKE-NVML-TOPO-1";
 
-/// The file name that stands for "same as the versioned file" in [`LIBS`]
-/// SONAMEs (libnvidia-glcore's SONAME is its full file name).
+/// The stem of the library that is not the driver's: it shares the driver's
+/// directory on a real host too, and must never reach a container.
 const UNRELATED: &str = "libunrelated";
 /// libunrelated's file version: not the driver's, as for any other library.
 const UNRELATED_VERSION: &str = "1.2.3";
@@ -308,4 +308,76 @@ pub fn read_trailer(file: &Path) -> io::Result<Option<String>> {
     let mut json = Vec::new();
     f.take(json_len).read_to_end(&mut json)?;
     String::from_utf8(json).map(Some).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "trailer is not UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailer_round_trip_and_absence() {
+        let tmp = tempfile::tempdir().unwrap();
+        let plain = tmp.path().join("plain.so");
+        fs::write(&plain, b"\x7fELF not much of a library").unwrap();
+        assert_eq!(read_trailer(&plain).unwrap(), None);
+        let short = tmp.path().join("short.so");
+        fs::write(&short, b"x").unwrap();
+        assert_eq!(read_trailer(&short).unwrap(), None);
+        let json = "{\"gpus\": []}";
+        let mut bytes = b"\x7fELF image".to_vec();
+        bytes.extend_from_slice(json.as_bytes());
+        bytes.extend_from_slice(&(json.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(TRAILER_MAGIC);
+        let with = tmp.path().join("with.so");
+        fs::write(&with, &bytes).unwrap();
+        assert_eq!(read_trailer(&with).unwrap().as_deref(), Some(json));
+        // A length that points before the file's start is an error, not a panic.
+        let mut bad = b"abc".to_vec();
+        bad.extend_from_slice(&1000u64.to_le_bytes());
+        bad.extend_from_slice(TRAILER_MAGIC);
+        let broken = tmp.path().join("broken.so");
+        fs::write(&broken, &bad).unwrap();
+        assert!(read_trailer(&broken).is_err());
+    }
+
+    #[test]
+    fn library_table_is_complete() {
+        let files = library_files("550.54.15");
+        let names: Vec<&str> = files.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(names[0], "libnvidia-ml.so.550.54.15");
+        assert!(names.contains(&"libnvidia-glcore.so.550.54.15"));
+        assert!(names.contains(&"libunrelated.so.1.2.3"));
+        assert_eq!(files.len(), 16);
+        let links: Vec<&str> = files.iter().filter_map(|(_, l)| l.as_deref()).collect();
+        for soname in ["libnvidia-nvvm.so.4", "libEGL_nvidia.so.0", "libGLESv2_nvidia.so.2", "libcuda.so.1"] {
+            assert!(links.contains(&soname), "{soname}");
+        }
+        // glcore only: its SONAME is the file name.
+        assert_eq!(files.iter().filter(|(_, l)| l.is_none()).count(), 1);
+    }
+
+    #[test]
+    fn glcore_soname_is_patched_to_the_file_name() {
+        let glcore = LIBS.iter().find(|l| l.soname == GLCORE_SONAME_PLACEHOLDER).unwrap();
+        let bytes = patch_soname(glcore, "libnvidia-glcore.so.1.2").unwrap();
+        let needle = b"libnvidia-glcore.so.1.2\0";
+        assert!(bytes.windows(needle.len()).any(|w| w == needle));
+        assert!(!bytes.windows(GLCORE_SONAME_PLACEHOLDER.len()).any(|w| w == GLCORE_SONAME_PLACEHOLDER.as_bytes()));
+        assert_eq!(bytes.len(), glcore.bytes.len());
+    }
+
+    #[test]
+    fn layouts_and_versions() {
+        assert_eq!(Layout::parse("debian").unwrap().lib_dir(), "usr/lib/x86_64-linux-gnu");
+        assert_eq!(Layout::parse("rhel").unwrap().lib_dir(), "usr/lib64");
+        assert!(Layout::parse("Debian").is_err());
+        let topo = Topology::load(crate::locate::topology("a30-1.json")).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let lib = tmp.path().join("lib.so");
+        fs::write(&lib, b"").unwrap();
+        for bad in ["", "5/5", &"9".repeat(33)] {
+            let err = write(&topo, "{}", &lib, &tmp.path().join("r"), Layout::Debian, Some(bad)).unwrap_err();
+            assert!(matches!(err, DriverError::Version(_)), "{bad:?}: {err}");
+        }
+    }
 }
