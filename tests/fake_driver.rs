@@ -23,7 +23,7 @@ fn glibc_images_have_their_layout() {
     for layout in Layout::ALL {
         let image = glibc_image(layout);
         let lib = image.join(layout.lib_dir());
-        for f in ["libc.so.6", "libimage.so.1", "libimage.so.1.0.0"] {
+        for f in ["libc.so.6", "libgcc_s.so.1", "libimage.so.1", "libimage.so.1.0.0"] {
             assert!(lib.join(f).exists(), "{layout:?}: {f}");
         }
         assert!(image.join("lib64/ld-linux-x86-64.so.2").exists(), "{layout:?}: loader");
@@ -43,7 +43,7 @@ fn glibc_images_have_their_layout() {
             .output()
             .unwrap();
         let text = stdout(&out);
-        for name in ["libc.so.6", "libimage.so.1"] {
+        for name in ["libc.so.6", "libgcc_s.so.1", "libimage.so.1"] {
             let want = format!("{name} (libc6,x86-64) => /{}/{name}", layout.lib_dir());
             assert!(text.lines().any(|l| l.trim() == want), "{layout:?}: no `{want}` in\n{text}");
         }
@@ -123,11 +123,15 @@ fn simnode_with_driver_root() {
 /// nodes given: real char nodes that give ENXIO, as in a container whose
 /// cgroup allows them.
 fn cuinit_with(node: &SimNode, nodes: &[(&str, u32, u32)]) -> String {
+    libprobe_with(node, nodes, "cuinit")
+}
+
+fn libprobe_with(node: &SimNode, nodes: &[(&str, u32, u32)], command: &str) -> String {
     let mut script = String::from("set -e; mount -t tmpfs none /dev; ");
     for (name, major, minor) in nodes {
         script.push_str(&format!("mknod /dev/{name} c {major} {minor}; "));
     }
-    script.push_str(&format!("exec {} cuinit", libprobe_binary().display()));
+    script.push_str(&format!("exec {} {command}", libprobe_binary().display()));
     let out = Command::new(support::tool("unshare"))
         .args(["-m", "--propagation", "private", "sh", "-c", &script])
         .env("LD_LIBRARY_PATH", node.driver_lib_dir())
@@ -150,7 +154,74 @@ fn libcuda_cuinit_needs_nvidiactl_and_uvm() {
     assert_eq!(cuinit_with(&node, &[ctl, uvm, gpu]), "cuInit 0\n");
     assert_eq!(cuinit_with(&node, &[ctl, gpu]), "cuInit 100\n", "without /dev/nvidia-uvm");
     assert_eq!(cuinit_with(&node, &[uvm, gpu]), "cuInit 100\n", "without /dev/nvidiactl");
+    let gpu5 = ("nvidia5", 195, 5);
+    assert_eq!(libprobe_with(&node, &[ctl, uvm, gpu, gpu5], "cudevices"), "cuDeviceGetCount 2\n");
+    assert_eq!(libprobe_with(&node, &[ctl, uvm], "cudevices"), "cuDeviceGetCount 0\n");
     // Without libcuda on the search path: the dlopen error.
     let out = Command::new(libprobe_binary()).arg("cuinit").env_remove("LD_LIBRARY_PATH").output().unwrap();
     assert!(stdout(&out).starts_with("cuInit error libcuda.so.1: cannot open"), "{out:?}");
+}
+
+/// The container view under a real devices cgroup: allowed nodes give ENXIO
+/// and are listed, a node the cgroup denies (EPERM) is not. The driver root is
+/// bind-mounted into a private copy of the glibc image; no mighook involved.
+#[test]
+fn nvidia_smi_in_a_container_sees_only_allowed_devices() {
+    if !support::require_root_and(&["runc"]) {
+        return;
+    }
+    let node = SimNode::with_driver_root("a100x8", Layout::Debian);
+    let image = support::copy_glibc_image(Layout::Debian);
+    // GPU1 (minor 3), slot 3 = GI 2 CI 0: caps 3 + 3*135 + 2*9 (+1).
+    let (gi, ci) = (3 + 3 * 135 + 2 * 9, 3 + 3 * 135 + 2 * 9 + 1);
+    let allowed = [
+        ("/dev/nvidiactl", 195, 255, 0o666),
+        ("/dev/nvidia3", 195, 3, 0o666),
+        (&*format!("/dev/nvidia-caps/nvidia-cap{gi}"), 508, gi, 0o444),
+        (&*format!("/dev/nvidia-caps/nvidia-cap{ci}"), 508, ci, 0o444),
+    ]
+    .map(|(p, maj, min, mode)| (p.to_string(), maj, min, mode));
+    let lib_dir = format!("/driver/{}", Layout::Debian.lib_dir());
+    // GPU5 (minor 7) and its slot 0 caps exist in /dev but the cgroup denies them.
+    let (gi7, ci7) = (3 + 7 * 135 + 9, 3 + 7 * 135 + 9 + 1);
+    let script = format!(
+        "mknod /dev/nvidia7 c 195 7 && mknod /dev/nvidia-caps/nvidia-cap{gi7} c 508 {gi7} && \
+         mknod /dev/nvidia-caps/nvidia-cap{ci7} c 508 {ci7} && LD_LIBRARY_PATH={lib_dir} exec /driver/usr/bin/nvidia-smi -L"
+    );
+    for rt in Runtime::ALL {
+        if let Err(why) = rt.supported() {
+            support::skip_unsupported(&format!("{}: {why}", rt.name()));
+            continue;
+        }
+        let bundle = Bundle::new(image.path(), &[], &["/bin/sh", "-c", &script]).edit(|c| {
+            let devices: Vec<_> = allowed
+                .iter()
+                .map(|(p, maj, min, mode)| {
+                    serde_json::json!({ "path": p, "type": "c", "major": maj, "minor": min, "fileMode": mode })
+                })
+                .collect();
+            c["linux"]["devices"] = serde_json::json!(devices);
+            let rules = c["linux"]["resources"]["devices"].as_array_mut().unwrap();
+            for (_, maj, min, _) in &allowed {
+                rules.push(
+                    serde_json::json!({ "allow": true, "type": "c", "major": maj, "minor": min, "access": "rw" }),
+                );
+            }
+            c["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+                "destination": "/driver",
+                "source": node.driver_root().to_str().unwrap(),
+                "type": "bind",
+                "options": ["rbind", "ro"],
+            }));
+        });
+        let out = rt.run(&bundle);
+        assert!(out.status.success(), "{}: {}", rt.name(), support::runtime::describe(&out));
+        assert_eq!(
+            stdout(&out),
+            "GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-00434906-99db-6010-9f69-b8c8080d63e4)\n  \
+             MIG 3g.20gb     Device  0: (UUID: MIG-2b49543c-789f-56ec-9269-71ec2c799ce8)\n",
+            "{}",
+            rt.name()
+        );
+    }
 }

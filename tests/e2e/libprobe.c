@@ -9,6 +9,8 @@
  *   libprobe cuinit           dlopen("libcuda.so.1") and cuInit(0):
  *                             "cuInit 0" (CUDA_SUCCESS), "cuInit <code>",
  *                             or "cuInit error <dlerror()>"
+ *   libprobe cudevices        cuInit(0), then cuDeviceGetCount:
+ *                             "cuDeviceGetCount <n>", or "cuInit <code>" if init fails
  *   libprobe write PATH...    open(PATH, O_WRONLY): "PATH ok" or "PATH <ERRNO name>"
  *                             (EROFS expected for injected read-only files)
  *   libprobe own              dlopen the image's own "libimage.so.1" and call it:
@@ -73,6 +75,31 @@ static int cmd_cuinit(void) {
   return 0;
 }
 
+static int cmd_cudevices(void) {
+  void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!h) {
+    printf("cuInit error %s\n", dlerror());
+    return 0;
+  }
+  int (*cu_init)(unsigned) = (int (*)(unsigned))dlsym(h, "cuInit");
+  int (*cu_count)(int *) = (int (*)(int *))dlsym(h, "cuDeviceGetCount");
+  if (!cu_init || !cu_count) {
+    printf("cuInit error cuInit or cuDeviceGetCount missing\n");
+    return 0;
+  }
+  int rc = cu_init(0), n = -1;
+  if (rc != 0) {
+    printf("cuInit %d\n", rc);
+    return 0;
+  }
+  rc = cu_count(&n);
+  if (rc != 0)
+    printf("cuDeviceGetCount error %d\n", rc);
+  else
+    printf("cuDeviceGetCount %d\n", n);
+  return 0;
+}
+
 static int cmd_write(int n, char **paths) {
   for (int i = 0; i < n; i++) {
     int fd = open(paths[i], O_WRONLY | O_NOCTTY | O_NONBLOCK);
@@ -110,8 +137,9 @@ int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   if (argc >= 2 && strcmp(argv[1], "dlopen") == 0) return cmd_dlopen(argc - 2, argv + 2);
   if (argc == 2 && strcmp(argv[1], "cuinit") == 0) return cmd_cuinit();
+  if (argc == 2 && strcmp(argv[1], "cudevices") == 0) return cmd_cudevices();
   if (argc >= 2 && strcmp(argv[1], "write") == 0) return cmd_write(argc - 2, argv + 2);
   if (argc == 2 && strcmp(argv[1], "own") == 0) return cmd_own();
-  fprintf(stderr, "usage: libprobe dlopen NAME... | cuinit | write PATH... | own\n");
+  fprintf(stderr, "usage: libprobe dlopen NAME... | cuinit | cudevices | write PATH... | own\n");
   return 2;
 }

@@ -30,7 +30,7 @@ use std::sync::OnceLock;
 use super::rootfs::{e2e_dir, fnv1a};
 
 /// Bump when the image recipe changes without its inputs changing.
-const RECIPE: &str = "glibc-image-1";
+const RECIPE: &str = "glibc-image-2";
 
 /// Mount points and dirs every image has.
 const IMAGE_DIRS: &[&str] =
@@ -120,6 +120,14 @@ fn host_loader() -> PathBuf {
     host_file(&["/lib64/ld-linux-x86-64.so.2", "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"])
 }
 
+fn host_libgcc_s() -> PathBuf {
+    host_file(&[
+        "/lib/x86_64-linux-gnu/libgcc_s.so.1",
+        "/usr/lib/x86_64-linux-gnu/libgcc_s.so.1",
+        "/usr/lib64/libgcc_s.so.1",
+    ])
+}
+
 fn host_libc() -> PathBuf {
     host_file(&["/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib64/libc.so.6"])
 }
@@ -147,8 +155,15 @@ pub fn copy_glibc_image(layout: Layout) -> tempfile::TempDir {
 
 fn build_cached(layout: Layout) -> PathBuf {
     let busybox = super::tool("busybox");
-    let inputs =
-        [busybox.clone(), super::openprobe_binary(), libprobe_binary(), libimage_library(), host_libc(), host_loader()];
+    let inputs = [
+        busybox.clone(),
+        super::openprobe_binary(),
+        libprobe_binary(),
+        libimage_library(),
+        host_libc(),
+        host_libgcc_s(),
+        host_loader(),
+    ];
     let mut bytes = Vec::new();
     for input in &inputs {
         bytes.extend(fnv1a(&fs::read(input).unwrap_or_else(|e| panic!("read {}: {e}", input.display()))).to_le_bytes());
@@ -200,6 +215,7 @@ fn populate(root: &Path, layout: Layout, busybox: &Path) {
     }
     copy(&host_loader(), &format!("{lib}/ld-linux-x86-64.so.2"));
     copy(&host_libc(), &format!("{lib}/libc.so.6"));
+    copy(&host_libgcc_s(), &format!("{lib}/libgcc_s.so.1"));
     copy(&libimage_library(), &format!("{lib}/libimage.so.1.0.0"));
     link("libimage.so.1.0.0", &format!("{lib}/libimage.so.1"));
 

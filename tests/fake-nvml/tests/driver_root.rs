@@ -80,6 +80,13 @@ fn expected_list(t: &Topology) -> Vec<String> {
     lines
 }
 
+/// A loud skip line: written to the real stderr, which libtest does not capture
+/// (it captures only `eprintln!`), so it shows for passing tests too.
+fn skip(test: &str, reason: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(format!("\nSKIPPED: {test}: {reason}\n").as_bytes());
+}
+
 fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
@@ -253,7 +260,7 @@ fn nvidia_smi_container_view_with_a_dev_dir() {
 #[test]
 fn nvidia_smi_container_view_in_a_mount_namespace() {
     if !is_root() {
-        eprintln!("\nSKIPPED: nvidia_smi_container_view_in_a_mount_namespace: needs root\n");
+        skip("nvidia_smi_container_view_in_a_mount_namespace", "needs root");
         return;
     }
     let r = fake_node("a100x8.json", "debian", &[]);
