@@ -2,8 +2,9 @@
 //!
 //! Include it from a `tests/*.rs` file with `mod support;`. It finds the built
 //! binaries, decides whether a root-and-runtime test may run, builds a busybox
-//! rootfs holding the static `openprobe`, writes OCI bundles and runs them under
-//! real runc/crun on cgroup v1 and v2, and parses what the probe printed.
+//! rootfs holding the static `openprobe`, glibc images (Debian and RHEL layouts)
+//! holding the dynamic `libprobe`, writes OCI bundles and runs them under real
+//! runc/crun on cgroup v1 and v2, and parses what the probe printed.
 //!
 //! std only, plus the `serde_json` and `tempfile` dependencies the crate already has.
 
@@ -12,12 +13,14 @@
 
 pub mod a100;
 pub mod bundle;
+pub mod glibc_image;
 pub mod probe;
 pub mod rootfs;
 pub mod runtime;
 pub mod simnode;
 
 pub use bundle::Bundle;
+pub use glibc_image::{Layout, copy_glibc_image, glibc_image, libprobe_binary};
 pub use probe::{ENXIO, EPERM, ProbeOutput, ProbeResult, Step};
 pub use rootfs::{busybox_rootfs, copy_rootfs, openprobe_binary};
 pub use runtime::{Runtime, crun_v2_supported, run_crun_v1, run_crun_v2, run_runc_v1, run_runc_v2};

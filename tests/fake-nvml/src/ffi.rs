@@ -173,25 +173,39 @@ fn guard(f: impl FnOnce() -> NvmlReturn) -> NvmlReturn {
     std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or(NVML_ERROR_UNKNOWN)
 }
 
-/// The directory this shared object was loaded from.
-fn own_dir() -> Option<PathBuf> {
+/// The file this shared object was loaded from (as the loader opened it).
+fn own_path() -> Option<PathBuf> {
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
-    let addr = own_dir as fn() -> Option<PathBuf> as *const c_void;
+    let addr = own_path as fn() -> Option<PathBuf> as *const c_void;
     if unsafe { libc::dladdr(addr, &mut info) } == 0 || info.dli_fname.is_null() {
         return None;
     }
     let fname = unsafe { CStr::from_ptr(info.dli_fname) };
-    let path = PathBuf::from(OsStr::from_bytes(fname.to_bytes()));
-    path.parent().map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_owned() })
+    Some(PathBuf::from(OsStr::from_bytes(fname.to_bytes())))
 }
 
-fn topology_path() -> Result<PathBuf, String> {
-    match std::env::var_os("FAKE_NVML_TOPOLOGY") {
-        Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
-        _ => own_dir()
-            .map(|d| d.join("topology.json"))
-            .ok_or_else(|| "cannot find the fake library's own path (dladdr)".to_string()),
+/// Finds the topology: `$FAKE_NVML_TOPOLOGY`, else the one embedded in this
+/// library file (a driver-root copy, see `driver::TRAILER_MAGIC`), else
+/// `topology.json` beside the file. The embedded one wins over a file beside
+/// it because the library was written for it; the env var wins over both so a
+/// test can always override. Returns the topology and where it came from.
+fn load_topology() -> Result<(Topology, PathBuf), String> {
+    if let Some(p) = std::env::var_os("FAKE_NVML_TOPOLOGY").filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(p);
+        return Topology::load(&path).map(|t| (t, path)).map_err(|e| e.to_string());
     }
+    let own = own_path().ok_or_else(|| "cannot find the fake library's own path (dladdr)".to_string())?;
+    match crate::driver::read_trailer(&own) {
+        Ok(Some(json)) => return Topology::parse(&json, &own).map(|t| (t, own)).map_err(|e| e.to_string()),
+        Ok(None) => {}
+        Err(e) => return Err(format!("fake-nvml: topology trailer of {}: {e}", own.display())),
+    }
+    let dir = match own.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let path = dir.join("topology.json");
+    Topology::load(&path).map(|t| (t, path)).map_err(|e| e.to_string())
 }
 
 fn init(function: &str) -> NvmlReturn {
@@ -205,8 +219,9 @@ fn init(function: &str) -> NvmlReturn {
         st.refs += 1;
         return NVML_SUCCESS;
     }
-    let loaded = topology_path().and_then(|path| {
-        let topo = Topology::load(&path).map_err(|e| e.to_string())?;
+    let loaded = load_topology().and_then(|(topo, path)| {
+        // Inside a container, only what the container's device nodes let it open.
+        let topo = crate::view::container_view(&topo, &crate::view::dev_root());
         Session::leak(topo).map_err(|e| format!("fake-nvml: topology {}: {e}", path.display()))
     });
     let session = match loaded {
