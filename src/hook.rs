@@ -8,6 +8,7 @@
 
 use crate::apply::{self, ApplyError, Target};
 use crate::bundle::{Bundle, BundleError, read_limited};
+use crate::driver_files::DriverEdits;
 use crate::request::source::SourcePolicy;
 use crate::settings::{Settings, SettingsError};
 use serde_json::Value;
@@ -52,6 +53,21 @@ pub fn parse_state(text: &str) -> Result<State, HookError> {
         return Err(HookError::NoBundle);
     };
     Ok(State { pid: pid as i32, bundle: PathBuf::from(bundle) })
+}
+
+/// `mighook cdi-hook`: the createContainer hook of mighook's CDI spec. The engine
+/// mounts the driver files the spec lists; this makes their SONAME links and
+/// mounts the loader cache with `libs` merged in, inside the container's root.
+pub fn cdi_hook(settings: &Settings, stdin: &mut dyn Read, edits: &DriverEdits) -> Result<(), HookError> {
+    settings.init_log();
+    let state = parse_state(&read_limited(stdin, MAX_STATE_BYTES, "OCI state")?)?;
+    let bundle = Bundle::read(&state.bundle)?;
+    let rootfs = bundle.rootfs()?;
+    let report =
+        apply::driver_files::inject_placed(&crate::sys::LinuxSys, state.pid, &rootfs, edits, apply::state_dir()?)
+            .map_err(ApplyError::from)?;
+    crate::log::info(&format!("pid {}: cdi-hook: {}", state.pid, report.lines.join("; ")));
+    Ok(())
 }
 
 /// Runs the prestart hook on a state read from `stdin`. The log starts here, once

@@ -10,6 +10,7 @@
 //! other subcommand goes straight through without touching config.json. Any
 //! error stops before the exec with config.json unchanged.
 
+use crate::apply::driver_files::{self, InjectError, InjectReport};
 use crate::bundle::{Bundle, BundleError};
 use crate::oci::{OciError, argv, spec};
 use crate::settings::{Settings, SettingsError};
@@ -46,7 +47,12 @@ pub enum ShimError {
     Serialize { path: PathBuf, source: serde_json::Error },
     #[error("cannot write {}: {source}", path.display())]
     Write { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Inject(#[from] InjectError),
 }
+
+/// The merged loader cache the shim writes into the bundle.
+pub const CACHE_FILE: &str = "mighook-ld.so.cache";
 
 fn is_executable_file(p: &Path) -> Option<std::fs::Metadata> {
     let m = std::fs::metadata(p).ok()?;
@@ -92,33 +98,88 @@ pub fn prepare_bundle<D: crate::driver::Driver + ?Sized>(
 ) -> Result<Option<String>, ShimError> {
     // The error names the entry (`0:99: ...`); the engine already names the container.
     let plan = bundle.plan(&settings.policy, &settings.default_capabilities, driver)?;
-    let Bundle { dir: bundle, mut spec } = bundle;
-    let bundle = bundle.as_path();
     if plan.edits.is_empty() {
         return Ok(None);
     }
     for w in &plan.selection.warnings {
         crate::log::warn(w);
     }
-    let changes = spec::apply_edits(&mut spec, &plan.edits)?;
-    let path = bundle.join("config.json");
-    let mut text = match serde_json::to_vec(&spec) {
-        Ok(text) => text,
-        Err(source) => return Err(ShimError::Serialize { path, source }),
+    let rootfs = match &plan.edits.driver_files {
+        Some(_) => Some(bundle.rootfs()?),
+        None => None,
     };
-    text.push(b'\n');
-    if let Err(source) = crate::atomic_file::replace(&path, &text, 0o644) {
-        return Err(ShimError::Write { path, source });
+    let Bundle { dir: bundle, mut spec } = bundle;
+    let bundle = bundle.as_path();
+    let changes = spec::apply_edits(&mut spec, &plan.edits)?;
+    let driver = match (&plan.edits.driver_files, &rootfs) {
+        (Some(files), Some(rootfs)) => Some(prepare_driver_files(bundle, rootfs, &mut spec, files)?),
+        _ => None,
+    };
+    let path = bundle.join("config.json");
+    let written = serde_json::to_vec(&spec).map_err(|source| ShimError::Serialize { path: path.clone(), source });
+    let result = written.and_then(|mut text| {
+        text.push(b'\n');
+        crate::atomic_file::replace(&path, &text, 0o644).map_err(|source| ShimError::Write { path, source })
+    });
+    if let Err(e) = result {
+        if let Some(d) = &driver {
+            let _ = std::fs::remove_file(&d.cache);
+        }
+        return Err(e);
     }
     let nodes: Vec<&str> = plan.edits.device_nodes.iter().map(|n| n.path.as_str()).collect();
-    Ok(Some(format!(
+    let mut line = format!(
         "{}: wrote {} devices ({:?}), {} cgroup rules, removed {} GPU hooks",
         bundle.display(),
         nodes.len(),
         nodes,
         changes.rules_added,
         changes.hooks_removed
-    )))
+    );
+    if let Some(d) = driver {
+        line += &format!(", {} driver-file mounts; {}", d.mounts, d.report.lines.join("; "));
+    }
+    Ok(Some(line))
+}
+
+/// What [`prepare_driver_files`] did.
+struct DriverFilesDone {
+    mounts: usize,
+    /// The merged loader cache, `<bundle>/mighook-ld.so.cache`.
+    cache: PathBuf,
+    report: InjectReport,
+}
+
+/// The driver files for runc to mount: the mounts go into `spec`, the image's
+/// loader cache merged with the driver's libraries into a file in the bundle
+/// (mounted over `/etc/ld.so.cache`; it goes when the engine removes the bundle),
+/// and the SONAME links into the rootfs, each path resolved inside it.
+fn prepare_driver_files(
+    bundle: &Path,
+    rootfs: &Path,
+    spec: &mut serde_json::Value,
+    files: &crate::driver_files::DriverFiles,
+) -> Result<DriverFilesDone, ShimError> {
+    files.log_missing();
+    let sys = crate::sys::LinuxSys;
+    let root = crate::sys::FsOps::open_dir(&sys, rootfs).map_err(|source| {
+        ShimError::Inject(InjectError::Rootfs(crate::apply::rootfs::RootfsError::OpenRoot {
+            root: rootfs.into(),
+            source,
+        }))
+    })?;
+    let edits = crate::driver_files::place(files, driver_files::library_dir(&sys, &root));
+    let mut report = InjectReport::default();
+    let cache = bundle.join(CACHE_FILE);
+    let merged = driver_files::merged_cache(&sys, &root, &edits.ld_cache, &mut report)?;
+    crate::atomic_file::replace(&cache, &merged, 0o644)
+        .map_err(|source| ShimError::Write { path: cache.clone(), source })?;
+    let mounts = spec::add_mounts(spec, &edits.mounts, Some(&cache))?;
+    if let Err(e) = driver_files::link_in_root(&sys, &root, &edits.symlinks, &mut report) {
+        let _ = std::fs::remove_file(&cache);
+        return Err(e.into());
+    }
+    Ok(DriverFilesDone { mounts, cache, report })
 }
 
 /// One error line in the runtime log format: logrus JSON (`--log-format json`) or logfmt text.

@@ -370,6 +370,27 @@ pub fn inject<S: FsOps>(
     files: &crate::driver_files::DriverFiles,
     cache_dir: &Path,
 ) -> Result<InjectReport, InjectError> {
+    in_namespace(sys, pid, rootfs, cache_dir, |root| crate::driver_files::place(files, library_dir(sys, root)))
+}
+
+/// [`inject`] of edits already placed (the CDI hook: links and cache entries from its arguments).
+pub fn inject_placed<S: FsOps>(
+    sys: &S,
+    pid: i32,
+    rootfs: &Path,
+    edits: &DriverEdits,
+    cache_dir: &Path,
+) -> Result<InjectReport, InjectError> {
+    in_namespace(sys, pid, rootfs, cache_dir, |_| edits.clone())
+}
+
+fn in_namespace<S: FsOps>(
+    sys: &S,
+    pid: i32,
+    rootfs: &Path,
+    cache_dir: &Path,
+    place: impl FnOnce(&S::Fd) -> DriverEdits + Send,
+) -> Result<InjectReport, InjectError> {
     let dir_err = |source| InjectError::WriteCache { dir: cache_dir.to_path_buf(), source };
     let cache_fd = sys.open_dir(cache_dir).map_err(dir_err)?;
     std::thread::scope(|s| {
@@ -377,7 +398,7 @@ pub fn inject<S: FsOps>(
             // This thread's namespace change dies with it; the hook's other threads stay on the host.
             sys.enter_mount_ns(pid).map_err(|source| InjectError::EnterNamespace { pid, source })?;
             let root = sys.open_dir(rootfs).map_err(|source| RootfsError::OpenRoot { root: rootfs.into(), source })?;
-            let edits = crate::driver_files::place(files, library_dir(sys, &root));
+            let edits = place(&root);
             inject_in_root(sys, rootfs, &edits, &cache_fd, cache_dir)
         });
         worker.join().unwrap_or(Err(InjectError::ThreadPanicked { pid }))

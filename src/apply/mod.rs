@@ -23,6 +23,17 @@ use crate::sys::Sys;
 /// write and its bind mount (then it is unlinked).
 pub const STATE_DIR: &str = "/run/mighook";
 
+/// [`STATE_DIR`], made (mode 0700) when missing.
+pub fn state_dir() -> Result<&'static Path, ApplyError> {
+    let dir = Path::new(STATE_DIR);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| ApplyError::StateDir { path: dir.into(), source })?;
+    Ok(dir)
+}
+
 /// The live container to apply to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -84,15 +95,7 @@ pub fn apply(
 ) -> Result<ApplyReport, ApplyError> {
     let nodes = rootfs::create_nodes(sys, target.pid, &target.rootfs, &edits.device_nodes, host_dev_root)?;
     let driver_files = match &edits.driver_files {
-        Some(files) => {
-            let dir = Path::new(STATE_DIR);
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|source| ApplyError::StateDir { path: dir.into(), source })?;
-            driver_files::inject(sys, target.pid, &target.rootfs, files, dir)?
-        }
+        Some(files) => driver_files::inject(sys, target.pid, &target.rootfs, files, state_dir()?)?,
         None => driver_files::InjectReport::default(),
     };
     let cgroup = cgroup::allow_devices(sys, target.pid, &edits.device_rules)?;

@@ -7,8 +7,11 @@
 //! Specs are written atomically (temp file + rename, mode 0644): runtimes
 //! watch the spec dirs and must never read half a file.
 
+pub mod hook;
 pub mod spec;
 pub mod yaml;
+
+pub use hook::hook_edits;
 
 pub use spec::{Spec, generate_spec};
 

@@ -45,7 +45,7 @@ pub struct Device {
     pub container_edits: Edits,
 }
 
-/// CDI `containerEdits`: only the two kinds mighook needs.
+/// CDI `containerEdits`: the kinds mighook needs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Edits {
@@ -53,6 +53,24 @@ pub struct Edits {
     pub env: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub device_nodes: Vec<Node>,
+    /// CDI: "mounts: list of mounts to be added to the container" (driver files).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<Mount>,
+    /// CDI: "hooks: list of hooks to be added to the container" (links, loader cache).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<super::hook::Hook>,
+}
+
+/// CDI `mounts` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Mount {
+    /// CDI: "hostPath (string, REQUIRED) path of the device within the host".
+    pub host_path: String,
+    /// CDI: "containerPath (string, REQUIRED) path of the mount within the container".
+    pub container_path: String,
+    /// CDI: "options (array of strings, OPTIONAL) Mount options".
+    pub options: Vec<String>,
 }
 
 /// CDI `deviceNodes` entry. Everything is given, so no runtime has to stat the host node.
@@ -93,16 +111,18 @@ pub fn generate_spec(settings: &Settings, driver: &dyn Driver) -> Result<Spec, C
     let host = HostPaths { dev_root: &settings.dev_root };
     // CDI devices are for CUDA work: always the `compute,utility` node set, whatever the hook's default.
     let caps = DriverCapabilities::default();
-    let plan = |ids: &str| -> Result<Vec<DeviceNode>, CdiError> {
+    let plan_of = |ids: &str| -> Result<crate::resolve::Plan, CdiError> {
         let raw = RawRequest { visible_devices: Some(ids), ..Default::default() };
         let request = Request::parse(&raw, &caps).map_err(|e| CdiError::Resolve(e.to_string()))?;
         let plan = crate::resolve::plan(&request, driver).map_err(|e| CdiError::Resolve(e.to_string()))?;
         for w in &plan.selection.warnings {
             crate::log::log(crate::log::Level::Warn, &format!("cdi: {w}"));
         }
-        Ok(plan.edits.device_nodes)
+        Ok(plan)
     };
-    let common = plan("none")?;
+    let plan = |ids: &str| plan_of(ids).map(|p| p.edits.device_nodes);
+    let none = plan_of("none")?;
+    let common = none.edits.device_nodes;
     let own = |ids: &str| -> Result<Vec<Node>, CdiError> {
         plan(ids)?.into_iter().filter(|n| !common.contains(n)).map(|n| host.node(n)).collect()
     };
@@ -125,9 +145,15 @@ pub fn generate_spec(settings: &Settings, driver: &dyn Driver) -> Result<Spec, C
     }
     devices.push(device("all".into(), &own("all")?));
 
+    let (mounts, hooks) = match &none.edits.driver_files {
+        Some(files) => driver_file_edits(files)?,
+        None => (vec![], vec![]),
+    };
     let container_edits = Edits {
         env: vec![VOID_ENV.into()],
         device_nodes: common.into_iter().map(|n| host.node(n)).collect::<Result<_, _>>()?,
+        mounts,
+        hooks,
     };
     let mut spec = Spec { cdi_version: V030, kind: KIND, devices, container_edits };
     validate(&spec)?;
@@ -136,7 +162,34 @@ pub fn generate_spec(settings: &Settings, driver: &dyn Driver) -> Result<Spec, C
 }
 
 fn device(name: String, nodes: &[Node]) -> Device {
-    Device { name, container_edits: Edits { env: vec![], device_nodes: nodes.to_vec() } }
+    Device { name, container_edits: Edits { device_nodes: nodes.to_vec(), ..Edits::default() } }
+}
+
+/// The driver files as nvidia-ctk places them (at their path relative to the
+/// driver root), and the `cdi-hook` that makes their links and loader cache,
+/// run as this very executable.
+fn driver_file_edits(
+    files: &crate::driver_files::DriverFiles,
+) -> Result<(Vec<Mount>, Vec<super::hook::Hook>), CdiError> {
+    let placed = crate::driver_files::place(files, crate::driver_files::LibraryDir::HostRelative);
+    let utf8 = |p: &Path| {
+        p.to_str().map(str::to_string).ok_or_else(|| CdiError::Resolve(format!("{}: not UTF-8", p.display())))
+    };
+    let mounts = placed
+        .mounts
+        .iter()
+        .map(|m| {
+            Ok(Mount {
+                host_path: utf8(&m.host_path)?,
+                container_path: utf8(&m.container_path)?,
+                options: m.options().iter().map(|o| o.to_string()).collect(),
+            })
+        })
+        .collect::<Result<Vec<_>, CdiError>>()?;
+    let binary = std::env::current_exe()
+        .map_err(|e| CdiError::Resolve(format!("cannot find mighook's own path for the CDI hook: {e}")))?;
+    let hooks = super::hook::hook(&binary, &placed)?.into_iter().collect();
+    Ok((mounts, hooks))
 }
 
 /// Where the host's NVIDIA nodes live.

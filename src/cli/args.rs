@@ -56,6 +56,8 @@ pub enum Command {
     },
     /// CDI specs for podman, containerd and CRI-O
     Cdi(CdiArgs),
+    /// createContainer hook of mighook's CDI spec: SONAME links and the loader cache (reads the state on stdin)
+    CdiHook(CdiHookArgs),
     /// Register mighook with a container engine
     Setup(SetupArgs),
 }
@@ -80,6 +82,16 @@ pub struct ResolveArgs {
     /// The device list, e.g. `0:1`, `MIG-<uuid>`, `0,GPU-<uuid>`, `all`
     #[arg(allow_hyphen_values = true)]
     pub devices: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CdiHookArgs {
+    /// A symlink to make in the container: TARGET::LINK (LINK absolute)
+    #[arg(long = "link", value_name = "TARGET::LINK")]
+    pub links: Vec<String>,
+    /// A loader-cache entry to merge into the container's /etc/ld.so.cache: SONAME::PATH
+    #[arg(long = "lib", value_name = "SONAME::PATH")]
+    pub libs: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -46,7 +46,7 @@ pub fn run(cli: Cli) -> Result<String, CliError> {
     let settings = Settings::resolve(&flags(&cli.global), &OwnEnv::from_process())?;
     // The hook and the shim start the log themselves, once the container's bundle has
     // been checked for copies of mighook's own variables.
-    if !matches!(cli.command, Command::Prestart | Command::Runtime { .. }) {
+    if !matches!(cli.command, Command::Prestart | Command::Runtime { .. } | Command::CdiHook(_)) {
         settings.init_log();
     }
     Ok(match cli.command {
@@ -56,6 +56,10 @@ pub fn run(cli: Cli) -> Result<String, CliError> {
         Command::Poststart | Command::Poststop => String::new(),
         Command::Runtime { args } => crate::shim::run(&settings, args)?,
         Command::Cdi(args) => crate::cdi::run(&settings, &cdi_command(args))?,
+        Command::CdiHook(args) => {
+            let edits = crate::cdi::hook_edits(&args.links, &args.libs)?;
+            crate::hook::cdi_hook(&settings, &mut std::io::stdin().lock(), &edits).map(|()| String::new())?
+        }
         Command::Setup(args) => crate::setup::run(&settings, &setup_options(args))?,
     })
 }

@@ -1,13 +1,16 @@
 //! Writing container edits into an OCI spec held as a JSON value.
 //!
-//! Only `linux.devices`, `linux.resources.devices`, the NVIDIA prestart hooks
-//! and (for edits that carry env) `process.env` are touched; every other field
+//! Only `linux.devices`, `linux.resources.devices`, the NVIDIA prestart hooks,
+//! `mounts` (driver files, appended) and (for edits that carry env)
+//! `process.env` are touched; every other field
 //! keeps its value and its place (serde_json's `preserve_order` is on). A part
 //! mighook must edit that has the wrong JSON type is an error, never replaced.
 
 use super::OciError;
+use crate::driver_files::FileMount;
 use crate::edits::{ContainerEdits, DeviceNode, DeviceRule};
 use serde_json::{Map, Value, json};
+use std::path::Path;
 
 /// Hooks that would do the shim's work a second time: NVIDIA's legacy hook (docker
 /// `--gpus` inserts it), the toolkit's, and mighook's own hooks.d registration.
@@ -145,6 +148,25 @@ fn set_env(spec: &mut Map<String, Value>, env: &[String], changes: &mut SpecChan
         changes.env_set += 1;
     }
     Ok(())
+}
+
+/// OCI `mounts` entry of a bind mount.
+fn mount_json(destination: &Path, source: &Path, options: &[&str]) -> Value {
+    json!({"destination": destination, "type": "bind", "source": source, "options": options})
+}
+
+/// Appends a bind mount per driver file, and `/etc/ld.so.cache` from `cache`, to `mounts`.
+/// They go last, so they are mounted over whatever the image has at those paths.
+pub fn add_mounts(spec: &mut Value, mounts: &[FileMount], cache: Option<&Path>) -> Result<usize, OciError> {
+    let spec = spec.as_object_mut().ok_or_else(|| shape("/", "an object"))?;
+    let list = array(spec, "mounts", "/mounts")?;
+    for m in mounts {
+        list.push(mount_json(&m.container_path, &m.host_path, m.options()));
+    }
+    if let Some(cache) = cache {
+        list.push(mount_json(Path::new("/etc/ld.so.cache"), cache, &["ro", "nosuid", "nodev", "noexec", "bind"]));
+    }
+    Ok(mounts.len() + usize::from(cache.is_some()))
 }
 
 /// Writes the edits into the spec and removes the GPU hooks they replace.
