@@ -310,7 +310,15 @@ fn mount_cache<S: FsOps>(
     let werr = |source| InjectError::WriteCache { dir: cache_dir_path.to_path_buf(), source };
     sys.write_new_at(cache_dir, name, cache, 0o644).map_err(werr)?;
     let result = (|| {
-        let src = sys.open_at_nofollow(cache_dir, name).map_err(werr)?;
+        // A bind mount takes its source from the caller's own namespace: open the file
+        // by its host path from in here (before pivot_root the host's tree is visible),
+        // and check it is the file just written through the host-side fd.
+        let src = sys.open_nofollow(&cache_dir_path.join(name)).map_err(werr)?;
+        let written = sys.open_at_nofollow(cache_dir, name).map_err(werr)?;
+        let (a, b) = (sys.fstat(&src).map_err(werr)?, sys.fstat(&written).map_err(werr)?);
+        if a.kind != FileKind::Regular || (a.dev, a.ino) != (b.dev, b.ino) {
+            return Err(werr(io::Error::other("the file seen from the container's namespace is not the one written")));
+        }
         let target = Path::new("/etc/ld.so.cache");
         let etc = ensure_parent(sys, root, &[OsStr::new("etc")])?;
         let file = OsStr::new("ld.so.cache");

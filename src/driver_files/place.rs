@@ -8,7 +8,8 @@
 //! ldconfig would make; mighook runs no ldconfig), the `.so` dev link where the
 //! host has one, and NVIDIA's three fixed links (`libcuda.so`,
 //! `libnvidia-opticalflow.so`, `libGLX_indirect.so.0`). One ld.so.cache entry per
-//! library names its SONAME link, for the applier to merge into the image's cache.
+//! library names its SONAME link, and one per other link names that link, for the
+//! applier to merge into the image's cache.
 //!
 //! Everything is sorted and de-duplicated (first wins), so equal input gives
 //! byte-equal output.
@@ -147,6 +148,15 @@ pub fn place(files: &DriverFiles, libs: LibraryDir) -> DriverEdits {
     edits.symlinks.dedup_by(|b, a| a.link == b.link);
     // A link never replaces a mounted file.
     edits.symlinks.retain(|s| edits.mounts.binary_search_by(|m| m.container_path.cmp(&s.link)).is_err());
+    // The dev links (`libcuda.so`) get cache entries too, which ldconfig would not make:
+    // `dlopen("libcuda.so")` then works even where the image's loader does not search
+    // the library dir by default (a multiarch dir in a RHEL image, a CDI host path).
+    for s in &edits.symlinks {
+        let Some(name) = s.link.file_name() else { continue };
+        if !edits.ld_cache.iter().any(|e| e.key == name.as_bytes()) {
+            edits.ld_cache.push(Entry::x86_64(name.as_bytes(), s.link.as_os_str().as_bytes()));
+        }
+    }
     edits.ld_cache.sort_by(|a, b| (&a.key, &a.value).cmp(&(&b.key, &b.value)));
     edits.ld_cache.dedup();
     edits

@@ -59,6 +59,9 @@ pub struct FileStat {
     /// The entry is the root of a mount (e.g. a bind-mounted host node):
     /// changing its mode or owner would change the mount's source.
     pub mount_root: bool,
+    /// Device and inode: which file it is (`stx_dev_*`, `stx_ino`).
+    pub dev: u64,
+    pub ino: u64,
 }
 
 /// Attributes of a new bind mount (`MOUNT_ATTR_*`).
@@ -193,7 +196,7 @@ fn statx_at(dir: libc::c_int, name: &CString, flags: libc::c_int) -> io::Result<
     let mut st: libc::statx = unsafe { std::mem::zeroed() };
     // SAFETY: valid C string and an out-buffer of the right type.
     let rc = unsafe {
-        libc::statx(dir, name.as_ptr(), flags | libc::AT_SYMLINK_NOFOLLOW, libc::STATX_TYPE | libc::STATX_MODE, &mut st)
+        libc::statx(dir, name.as_ptr(), flags | libc::AT_SYMLINK_NOFOLLOW, libc::STATX_TYPE | libc::STATX_MODE | libc::STATX_INO, &mut st)
     };
     check(rc as libc::c_long)?;
     let mode = u32::from(st.stx_mode);
@@ -214,6 +217,8 @@ fn statx_at(dir: libc::c_int, name: &CString, flags: libc::c_int) -> io::Result<
         rdev_minor: if device { st.stx_rdev_minor } else { 0 },
         mount_root: st.stx_attributes_mask & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0
             && st.stx_attributes & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0,
+        dev: libc::makedev(st.stx_dev_major, st.stx_dev_minor),
+        ino: st.stx_ino,
     })
 }
 

@@ -69,8 +69,33 @@ impl Runtime {
         Ok(())
     }
 
+    /// `run` through mighook's runtime shim: `mighook GLOBAL... runtime --root <state> run ...`,
+    /// with a config file that names this runtime as the low-level one.
+    pub fn run_shim(self, bundle: &Bundle, global: &[String]) -> Output {
+        let config = bundle.path().join("mighook-shim.toml");
+        std::fs::write(&config, format!("low-level-runtime = {:?}\n", super::tool(self.binary()))).expect("write config");
+        let mut prefix = vec![super::mighook_bin().to_str().expect("utf-8").to_string()];
+        prefix.extend(global.iter().cloned());
+        prefix.extend(["--config".into(), config.to_str().expect("utf-8").into(), "runtime".into()]);
+        let bundle_path = bundle.path().to_str().expect("utf-8 bundle path");
+        let out = self
+            .command_via(bundle, Some(&prefix), &["run", "--bundle", bundle_path, &bundle.id])
+            .output()
+            .expect("spawn shim");
+        for id in self.list(bundle) {
+            let _ = self.command(bundle, &["delete", "-f", &id]).output();
+        }
+        out
+    }
+
     /// `<runtime> --root <state> ARGS`, wrapped for the cgroup mode and in `timeout`.
     fn command(self, bundle: &Bundle, args: &[&str]) -> Command {
+        self.command_via(bundle, None, args)
+    }
+
+    /// [`Self::command`], with `prefix` (the shim and its arguments) in front of `--root`
+    /// instead of the runtime binary.
+    fn command_via(self, bundle: &Bundle, prefix: Option<&[String]>, args: &[&str]) -> Command {
         let mut cmd = Command::new(super::tool("timeout"));
         cmd.args(["-k", "5", &RUN_TIMEOUT_S.to_string()]);
         match self {
@@ -82,7 +107,11 @@ impl Runtime {
                 cmd.args(["unshare", "-m", "sh", "-c", PURE_V2, "sh"]);
             }
         }
-        cmd.arg(super::tool(self.binary())).arg("--root").arg(bundle.state_dir(self.binary()));
+        match prefix {
+            Some(prefix) => cmd.args(prefix),
+            None => cmd.arg(super::tool(self.binary())),
+        };
+        cmd.arg("--root").arg(bundle.state_dir(self.binary()));
         cmd.args(args).current_dir(bundle.path());
         cmd
     }

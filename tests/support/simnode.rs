@@ -110,9 +110,14 @@ impl SimNode {
         self.driver_root().join(layout.lib_dir())
     }
 
-    /// `["--nvml-lib", L, "--proc-root", P]`.
+    /// `["--nvml-lib", L, "--proc-root", P]`; with a driver root `["--proc-root", P,
+    /// "--driver-root", D]`, so NVML is loaded the way a real node's is: through the
+    /// driver root's own ld.so.cache.
     pub fn mighook_args(&self) -> Vec<String> {
         let s = |p: PathBuf| p.to_str().expect("utf-8 path").to_string();
+        if self.driver.is_some() {
+            return vec!["--proc-root".into(), s(self.proc_root()), "--driver-root".into(), s(self.driver_root())];
+        }
         vec!["--nvml-lib".into(), s(self.nvml_lib()), "--proc-root".into(), s(self.proc_root())]
     }
 }

@@ -25,6 +25,14 @@ struct Node {
     perm: u32,
     owner: (u32, u32),
     mount_root: bool,
+    /// Which file this is; a bind mount shares its source's.
+    ino: u64,
+}
+
+fn next_ino() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// The fake's file descriptor: the absolute path it was resolved to.
@@ -82,9 +90,10 @@ impl RecordingFs {
                 perm: 0o755,
                 owner: (0, 0),
                 mount_root: false,
+                ino: next_ino(),
             });
         }
-        st.tree.insert(path.to_string(), Node { entry, perm, owner: (0, 0), mount_root: false });
+        st.tree.insert(path.to_string(), Node { entry, perm, owner: (0, 0), mount_root: false, ino: next_ino() });
     }
 
     /// Add a directory (and its parents).
@@ -208,7 +217,15 @@ impl RecordingFs {
             Entry::Fifo => (FileKind::Fifo, (0, 0)),
             Entry::Symlink(_) => (FileKind::Symlink, (0, 0)),
         };
-        FileStat { kind, perm: n.perm, rdev_major: rdev.0, rdev_minor: rdev.1, mount_root: n.mount_root }
+        FileStat {
+            kind,
+            perm: n.perm,
+            rdev_major: rdev.0,
+            rdev_minor: rdev.1,
+            mount_root: n.mount_root,
+            dev: 0,
+            ino: n.ino,
+        }
     }
 
     fn create(&self, path: &str, entry: Entry, perm: u32) -> io::Result<()> {
@@ -219,7 +236,7 @@ impl RecordingFs {
         if !matches!(st.tree.get(parent_of(path)).map(|n| &n.entry), Some(Entry::Dir)) && !parent_of(path).is_empty() {
             return Err(err(libc::ENOENT));
         }
-        st.tree.insert(path.into(), Node { entry, perm, owner: (0, 0), mount_root: false });
+        st.tree.insert(path.into(), Node { entry, perm, owner: (0, 0), mount_root: false, ino: next_ino() });
         Ok(())
     }
 
