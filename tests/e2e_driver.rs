@@ -83,7 +83,10 @@ fn assert_served(what: &str, out: &Output, image: Layout) {
     want.extend(lines(&tail));
     assert_eq!(&got[..want.len()], &want[..], "{what}:\n{text}");
     let rest = &got[want.len()..];
-    assert!(rest[0].starts_with("libunrelated.so.1 error "), "{what}: the unrelated host library reached the container:\n{text}");
+    assert!(
+        rest[0].starts_with("libunrelated.so.1 error "),
+        "{what}: the unrelated host library reached the container:\n{text}"
+    );
     assert!(rest[1].starts_with("libnvidia-encode.so.1 error "), "{what}: video was not asked for:\n{text}");
     assert!(rest[2].starts_with("libEGL_nvidia.so.0 error "), "{what}: graphics was not asked for:\n{text}");
     let ro = format!(

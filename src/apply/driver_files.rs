@@ -412,3 +412,7 @@ fn in_namespace<S: FsOps>(
         worker.join().unwrap_or(Err(InjectError::ThreadPanicked { pid }))
     })
 }
+
+#[cfg(test)]
+#[path = "driver_files_tests.rs"]
+mod tests;

@@ -196,7 +196,13 @@ fn statx_at(dir: libc::c_int, name: &CString, flags: libc::c_int) -> io::Result<
     let mut st: libc::statx = unsafe { std::mem::zeroed() };
     // SAFETY: valid C string and an out-buffer of the right type.
     let rc = unsafe {
-        libc::statx(dir, name.as_ptr(), flags | libc::AT_SYMLINK_NOFOLLOW, libc::STATX_TYPE | libc::STATX_MODE | libc::STATX_INO, &mut st)
+        libc::statx(
+            dir,
+            name.as_ptr(),
+            flags | libc::AT_SYMLINK_NOFOLLOW,
+            libc::STATX_TYPE | libc::STATX_MODE | libc::STATX_INO,
+            &mut st,
+        )
     };
     check(rc as libc::c_long)?;
     let mode = u32::from(st.stx_mode);

@@ -73,7 +73,8 @@ impl Runtime {
     /// with a config file that names this runtime as the low-level one.
     pub fn run_shim(self, bundle: &Bundle, global: &[String]) -> Output {
         let config = bundle.path().join("mighook-shim.toml");
-        std::fs::write(&config, format!("low-level-runtime = {:?}\n", super::tool(self.binary()))).expect("write config");
+        std::fs::write(&config, format!("low-level-runtime = {:?}\n", super::tool(self.binary())))
+            .expect("write config");
         let mut prefix = vec![super::mighook_bin().to_str().expect("utf-8").to_string()];
         prefix.extend(global.iter().cloned());
         prefix.extend(["--config".into(), config.to_str().expect("utf-8").into(), "runtime".into()]);
