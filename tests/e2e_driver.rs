@@ -77,10 +77,8 @@ fn assert_served(what: &str, out: &Output, image: Layout) {
     let lib = image.lib_dir();
     let smi = smi_0_1();
     let mut want: Vec<&str> = lines(&smi);
-    let tail = format!(
-        "smi=0\ncuInit 0\nown ok\nlibnvidia-ml.so.1 ok\nlibcuda.so.1 ok\nlibcuda.so ok\nlibnvidia-ptxjitcompiler.so.1 ok"
-    );
-    want.extend(lines(&tail));
+    let tail = "smi=0\ncuInit 0\nown ok\nlibnvidia-ml.so.1 ok\nlibcuda.so.1 ok\nlibcuda.so ok\nlibnvidia-ptxjitcompiler.so.1 ok";
+    want.extend(lines(tail));
     assert_eq!(&got[..want.len()], &want[..], "{what}:\n{text}");
     let rest = &got[want.len()..];
     assert!(
