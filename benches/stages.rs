@@ -3,7 +3,12 @@
 //! Stages: device-list parsing, `mig-minors` lookups, resolution through the
 //! real [`HostDriver`] (nvml-wrapper's dlopen path into the fake
 //! `libnvidia-ml.so.1` of tests/fake-nvml, /proc files of a simulated node), and
-//! the cgroup v2 device program mighook builds from the resolved rules.
+//! the cgroup v2 device program mighook builds from the resolved rules, and the
+//! driver's user space: finding its files under a fake driver root
+//! (`driver_files::discover`, tests/fake-nvml's `fake-node --driver-root`) and
+//! the loader cache a container gets (`ldcache::parse` of a real-size image
+//! cache, the host's `/etc/ld.so.cache`; `merge` with the driver's libraries;
+//! `serialize`).
 //! Every resolution iteration builds a fresh `HostDriver`, as each hook process
 //! does, so it pays dlopen + `nvmlInit` + the queries + `nvmlShutdown`;
 //! `nvml_session/*` measures that fixed part alone, so `resolve - nvml_session`
@@ -45,15 +50,23 @@ struct Node {
 
 impl Node {
     fn new(topology: &str) -> Node {
+        Node::generate(topology, false)
+    }
+
+    /// With a fake driver installation (Debian layout) in `<dir>/driver-root`.
+    fn with_driver_root(topology: &str) -> Node {
+        Node::generate(topology, true)
+    }
+
+    fn generate(topology: &str, driver_root: bool) -> Node {
         let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/topologies").join(format!("{topology}.json"));
         let dir = tempfile::Builder::new().prefix("mighook-bench-node").tempdir().expect("tempdir");
-        let out = Command::new(built("fake-node"))
-            .arg(&file)
-            .arg(dir.path())
-            .arg("--lib")
-            .arg(built("libfake_nvml.so"))
-            .output()
-            .expect("spawn fake-node");
+        let mut cmd = Command::new(built("fake-node"));
+        cmd.arg(&file).arg(dir.path()).arg("--lib").arg(built("libfake_nvml.so"));
+        if driver_root {
+            cmd.arg("--driver-root").arg(dir.path().join("driver-root")).args(["--layout", "debian"]);
+        }
+        let out = cmd.output().expect("spawn fake-node");
         assert!(out.status.success(), "fake-node {topology}: {}", String::from_utf8_lossy(&out.stderr));
         Node { dir }
     }
@@ -73,7 +86,9 @@ struct Nodes(Vec<(&'static str, Node)>);
 
 impl Nodes {
     fn new() -> Nodes {
-        Nodes(["a30-1", "a100x8-all-1g", "a100x32"].into_iter().map(|t| (t, Node::new(t))).collect())
+        let mut nodes: Vec<_> = ["a30-1", "a100x8-all-1g", "a100x32"].into_iter().map(|t| (t, Node::new(t))).collect();
+        nodes.push(("a100x8-driver", Node::with_driver_root("a100x8")));
+        Nodes(nodes)
     }
 
     fn get(&self, topology: &str) -> &Node {
@@ -206,6 +221,71 @@ fn bpf_program(c: &mut Criterion, nodes: &Nodes) {
     g.finish();
 }
 
+/// The driver's files under the fake driver root, as the hook finds them on every start:
+/// `utility,compute` (the default) and `all`.
+fn driver_files(c: &mut Criterion, nodes: &Nodes) {
+    use mighook::driver_files::discover;
+    let root = nodes.get("a100x8-driver").dir.path().join("driver-root");
+    let version = nodes.get("a100x8-driver").driver().driver_version().expect("driver version");
+    let mut g = c.benchmark_group("driver_files_discover");
+    for caps in ["utility,compute", "all"] {
+        let parsed = DriverCapabilities::parse(caps).expect("capabilities");
+        let found = discover(&root, &version, &parsed).expect("discovers");
+        assert!(found.libraries.iter().any(|l| l.soname == "libnvidia-ml.so.1"), "{caps}: {found:?}");
+        assert!(found.files.iter().any(|f| f.container_path == Path::new("/usr/bin/nvidia-smi")), "{caps}");
+        let label = format!("{caps}:{}_libs+{}_files", found.libraries.len(), found.files.len());
+        g.bench_function(BenchmarkId::from_parameter(label), |b| {
+            b.iter(|| discover(black_box(&root), &version, &parsed).expect("discovers"))
+        });
+    }
+    g.finish();
+}
+
+/// The merged loader cache: the image's cache parsed, the driver's entries put in front,
+/// the result serialized. The image cache is the host's `/etc/ld.so.cache` (a real-size
+/// one: hundreds of entries), or, without one, a 500-entry cache made here.
+fn ld_cache(c: &mut Criterion, nodes: &Nodes) {
+    use mighook::driver_files::{LibraryDir, discover, place};
+    use mighook::ldcache::{self, Entry, LdCache};
+    let (source, image) = match std::fs::read("/etc/ld.so.cache") {
+        Ok(bytes) if ldcache::parse(&bytes).is_ok() => ("host", bytes),
+        _ => {
+            let entries = (0..500)
+                .map(|i| {
+                    Entry::x86_64(format!("libimage{i}.so.1"), format!("/usr/lib/x86_64-linux-gnu/libimage{i}.so.1"))
+                })
+                .collect();
+            ("synthetic", ldcache::serialize(&LdCache { entries, ..Default::default() }))
+        }
+    };
+    let root = nodes.get("a100x8-driver").dir.path().join("driver-root");
+    let version = nodes.get("a100x8-driver").driver().driver_version().expect("driver version");
+    let found = discover(&root, &version, &DriverCapabilities::default()).expect("discovers");
+    let injected = place(&found, LibraryDir::for_image(true)).ld_cache;
+    let parsed = ldcache::parse(&image).expect("image cache parses");
+    assert!(!injected.is_empty());
+    let merged = ldcache::merge(injected.clone(), parsed.clone());
+    let written = ldcache::serialize(&merged);
+    assert_eq!(ldcache::parse(&written).expect("merged cache parses").entries.len(), merged.entries.len());
+    let label = format!("{source}_{}_entries_{}_bytes+{}_injected", parsed.entries.len(), image.len(), injected.len());
+    let mut g = c.benchmark_group("ldcache");
+    g.bench_function(BenchmarkId::new("parse", &label), |b| {
+        b.iter(|| ldcache::parse(black_box(&image)).expect("parses"))
+    });
+    g.bench_function(BenchmarkId::new("merge", &label), |b| {
+        b.iter_batched(|| (injected.clone(), parsed.clone()), |(i, p)| ldcache::merge(i, p), BatchSize::SmallInput)
+    });
+    g.bench_function(BenchmarkId::new("serialize", &label), |b| b.iter(|| ldcache::serialize(black_box(&merged))));
+    // What the hook does per start, from the image's bytes to the merged file's.
+    g.bench_function(BenchmarkId::new("parse_merge_serialize", &label), |b| {
+        b.iter(|| {
+            let image = ldcache::parse(black_box(&image)).expect("parses");
+            ldcache::serialize(&ldcache::merge(injected.clone(), image))
+        })
+    });
+    g.finish();
+}
+
 // `criterion_main!` would keep the nodes in a static that is never dropped (left in /tmp).
 fn main() {
     let nodes = Nodes::new();
@@ -215,5 +295,7 @@ fn main() {
     resolve_one_device(&mut c, &nodes);
     resolve_requested(&mut c, &nodes);
     bpf_program(&mut c, &nodes);
+    driver_files(&mut c, &nodes);
+    ld_cache(&mut c, &nodes);
     c.final_summary();
 }
