@@ -188,3 +188,36 @@ fn driver_root_comes_from_mighooks_own_environment_too() {
     let v = ok_json(&out);
     assert!(container_paths(&v).contains(&"/usr/bin/nvidia-smi".to_string()));
 }
+
+/// The CDI spec carries the driver files as spec-wide mounts (at their host-relative
+/// paths, as nvidia-ctk places them) and one createContainer hook, mighook itself with
+/// every link and cache entry spelled out and an explicit environment.
+#[test]
+fn the_cdi_spec_mounts_the_driver_files_and_runs_mighook_for_links_and_cache() {
+    let node = SimNode::with_driver_root("a100x8", Layout::Rhel);
+    let spec = ok_json(&mighook(&node.mighook_args(), &["cdi", "generate"]));
+    let edits = &spec["containerEdits"];
+    let lib = "/usr/lib64";
+    let paths = container_paths(edits);
+    assert!(paths.contains(&format!("{lib}/libcuda.so.{V}")), "{paths:?}");
+    assert!(paths.contains(&"/usr/bin/nvidia-smi".to_string()), "{paths:?}");
+    assert!(!paths.iter().any(|p| p.contains("unrelated")), "{paths:?}");
+    let cuda =
+        edits["mounts"].as_array().unwrap().iter().find(|m| m["containerPath"] == format!("{lib}/libcuda.so.{V}"));
+    assert_eq!(cuda.unwrap()["hostPath"], format!("{}{lib}/libcuda.so.{V}", node.driver_root().display()));
+    let hooks = edits["hooks"].as_array().unwrap();
+    assert_eq!(hooks.len(), 1);
+    let hook = &hooks[0];
+    assert_eq!(hook["hookName"], "createContainer");
+    assert_eq!(hook["path"], support::mighook_bin().canonicalize().unwrap().to_str().unwrap());
+    assert_eq!(hook["env"], serde_json::json!(["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]));
+    let args: Vec<&str> = hook["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert_eq!(&args[..2], ["mighook", "cdi-hook"]);
+    let link = format!("libcuda.so.{V}::{lib}/libcuda.so.1");
+    assert!(args.windows(2).any(|w| w == ["--link", link.as_str()]), "{args:?}");
+    let entry = format!("libcuda.so.1::{lib}/libcuda.so.1");
+    assert!(args.windows(2).any(|w| w == ["--lib", entry.as_str()]), "{args:?}");
+    // Devices keep only their own nodes; the driver files are spec-wide.
+    let dev = spec["devices"].as_array().unwrap().iter().find(|d| d["name"] == "0:1").unwrap();
+    assert_eq!(dev["containerEdits"].get("mounts"), None);
+}
