@@ -5,7 +5,11 @@
 //! On `create` and `run` it reads `<bundle>/config.json`, resolves the request
 //! the way the prestart hook does (plus CDI annotations, which only the shim
 //! reads), writes the device nodes and cgroup allow rules into the spec, and
-//! removes NVIDIA/mighook prestart hooks so nothing is done twice. Then it
+//! removes NVIDIA/mighook prestart hooks so nothing is done twice. The driver's
+//! user-space files become bind mounts in the spec (runc makes them); their
+//! SONAME links are made in the rootfs, resolved inside it, and the image's
+//! loader cache merged with the driver's libraries is written into the bundle
+//! and mounted read-only over `/etc/ld.so.cache`. Then it
 //! execs the configured low-level runtime with the original arguments. Every
 //! other subcommand goes straight through without touching config.json. Any
 //! error stops before the exec with config.json unchanged.
