@@ -378,13 +378,15 @@ pub fn inject<S: FsOps>(
     files: &crate::driver_files::DriverFiles,
     cache_dir: &Path,
 ) -> Result<InjectReport, InjectError> {
-    in_namespace(sys, pid, rootfs, cache_dir, |root| crate::driver_files::place(files, library_dir(sys, root)))
+    in_namespace(sys, Some(pid), rootfs, cache_dir, |root| crate::driver_files::place(files, library_dir(sys, root)))
 }
 
-/// [`inject`] of edits already placed (the CDI hook: links and cache entries from its arguments).
+/// [`inject`] of edits already placed (the CDI hook: links and cache entries from its
+/// arguments). `pid: None`: the caller already is in the container's mount namespace (a
+/// createContainer hook), so none is joined.
 pub fn inject_placed<S: FsOps>(
     sys: &S,
-    pid: i32,
+    pid: Option<i32>,
     rootfs: &Path,
     edits: &DriverEdits,
     cache_dir: &Path,
@@ -394,7 +396,7 @@ pub fn inject_placed<S: FsOps>(
 
 fn in_namespace<S: FsOps>(
     sys: &S,
-    pid: i32,
+    pid: Option<i32>,
     rootfs: &Path,
     cache_dir: &Path,
     place: impl FnOnce(&S::Fd) -> DriverEdits + Send,
@@ -404,12 +406,14 @@ fn in_namespace<S: FsOps>(
     std::thread::scope(|s| {
         let worker = s.spawn(move || {
             // This thread's namespace change dies with it; the hook's other threads stay on the host.
-            sys.enter_mount_ns(pid).map_err(|source| InjectError::EnterNamespace { pid, source })?;
+            if let Some(pid) = pid {
+                sys.enter_mount_ns(pid).map_err(|source| InjectError::EnterNamespace { pid, source })?;
+            }
             let root = sys.open_dir(rootfs).map_err(|source| RootfsError::OpenRoot { root: rootfs.into(), source })?;
             let edits = place(&root);
             inject_in_root(sys, rootfs, &edits, &cache_fd, cache_dir)
         });
-        worker.join().unwrap_or(Err(InjectError::ThreadPanicked { pid }))
+        worker.join().unwrap_or(Err(InjectError::ThreadPanicked { pid: pid.unwrap_or(0) }))
     })
 }
 
