@@ -195,6 +195,35 @@ fn a_source_of_the_wrong_kind_is_refused_before_anything_is_made() {
     );
 }
 
+#[test]
+fn the_shim_makes_every_mount_point_and_the_cache_target_without_mounting() {
+    let fs = node()
+        .dir(&r("/etc"))
+        .symlink(&r("/etc/ld.so.cache"), "/proc/self/environ")
+        .fifo(&r("/usr/lib/libcuda.so.550"));
+    let mounts =
+        [libcuda("/usr/lib/libcuda.so.550"), mount("/driver/bin/nvidia-smi", "/usr/bin/nvidia-smi", MountKind::Binary)];
+    mount_points_in_root(&fs, &root(&fs), &mounts, true).unwrap();
+    let want = [
+        format!("unlink {}", r("/usr/lib/libcuda.so.550")),
+        format!("create {} 0644", r("/usr/lib/libcuda.so.550")),
+        format!("mkdir {} 0755", r("/usr/bin")),
+        format!("chmod {} 0755", r("/usr/bin")),
+        format!("create {} 0644", r("/usr/bin/nvidia-smi")),
+        format!("unlink {}", r("/etc/ld.so.cache")),
+        format!("create {} 0644", r("/etc/ld.so.cache")),
+    ];
+    assert_eq!(fs.changes(), want);
+}
+
+#[test]
+fn the_shim_refuses_a_mount_point_through_a_dangling_dir_link() {
+    let fs = node().symlink(&r("/etc"), "/outside/etc");
+    let err = mount_points_in_root(&fs, &root(&fs), &[], true).unwrap_err();
+    assert!(matches!(err, InjectError::Rootfs(RootfsError::DirBlocked { .. })), "{err}");
+    assert_eq!(fs.describe("/outside/etc"), None);
+}
+
 // ---------------------------------------------------------------------------
 // The image's directory symlinks resolve inside the root.
 
