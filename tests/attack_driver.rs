@@ -342,6 +342,22 @@ fn rhel_lib_dir_climb_to_a_dir_the_image_has_is_served_inside() {
     );
 }
 
+/// `/usr/lib/x86_64-linux-gnu -> /proc/1/root<host dir>`: at prestart the container's
+/// init has not pivoted, so that magic link leads to the host's `/`; the hook refuses it
+/// (`RESOLVE_NO_MAGICLINKS`), and for the shim the image's `/proc` is still empty.
+#[test]
+fn lib_dir_magic_link_via_proc_1_root() {
+    let victim = victim_dir();
+    let target = format!("/proc/1/root{}", victim.path().display());
+    both(
+        Layout::Debian,
+        |image| relink(image, "usr/lib/x86_64-linux-gnu", &target),
+        attack(Layout::Debian, "echo container ran", &[victim.path()], &[]),
+        Want::Refused("/usr/lib/x86_64-linux-gnu"),
+        Want::Refused("/usr/lib/x86_64-linux-gnu"),
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Binaries, firmware, /etc, sockets.
 
@@ -475,6 +491,21 @@ fn fifo_image_cache_does_not_hang() {
         let st = Command::new("mkfifo").arg(&at).status().unwrap();
         assert!(st.success());
     });
+}
+
+/// `/etc/ld.so.cache` a directory: read as no cache, and no file can be mounted there.
+#[test]
+fn directory_image_cache_is_refused() {
+    both(
+        Layout::Debian,
+        |image| {
+            fs::remove_file(image.join("etc/ld.so.cache")).unwrap();
+            fs::create_dir(image.join("etc/ld.so.cache")).unwrap();
+        },
+        attack(Layout::Debian, "echo container ran", &[], &[]),
+        Want::Refused("/etc/ld.so.cache"),
+        Want::Refused("/etc/ld.so.cache"),
+    );
 }
 
 // ---------------------------------------------------------------------------
