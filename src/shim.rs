@@ -179,7 +179,8 @@ fn prepare_driver_files(
     crate::atomic_file::replace(&cache, &merged, 0o644)
         .map_err(|source| ShimError::Write { path: cache.clone(), source })?;
     let mounts = spec::add_mounts(spec, &edits.mounts, Some(&cache))?;
-    if let Err(e) = driver_files::link_in_root(&sys, &root, &edits.symlinks, &mut report) {
+    let ready = driver_files::mount_points_in_root(&sys, &root, &edits.mounts, true);
+    if let Err(e) = ready.and_then(|()| driver_files::link_in_root(&sys, &root, &edits.symlinks, &mut report)) {
         let _ = std::fs::remove_file(&cache);
         return Err(e.into());
     }

@@ -205,6 +205,29 @@ pub fn mount_in_root<S: FsOps>(
     Ok(())
 }
 
+/// The shim's half of [`mount_in_root`]: runc makes the mounts from config.json,
+/// but every destination (each of `mounts`, and `/etc/ld.so.cache` when `cache`)
+/// is made ready here first, exactly as the hook would: parents resolved (and
+/// made) inside the root, a symlink, FIFO or device at the target replaced by an
+/// empty file, a directory refused. runc then finds a plain file or dir at each
+/// destination, never one of the image's links to follow (into `/proc`, or to a
+/// path the host has), and the outcome of a hostile image is the hook's.
+pub fn mount_points_in_root<S: FsOps>(
+    sys: &S,
+    root: &S::Fd,
+    mounts: &[FileMount],
+    cache: bool,
+) -> Result<(), InjectError> {
+    let mut parents: Vec<(PathBuf, S::Fd)> = Vec::new();
+    let cache_target = cache.then(|| (Path::new("/etc/ld.so.cache"), MountKind::Config));
+    let targets = mounts.iter().map(|m| (m.container_path.as_path(), m.kind)).chain(cache_target);
+    for (path, kind) in targets {
+        let (dir, name) = parent_dir(sys, root, &mut parents, path)?;
+        mount_point(sys, &parents[dir].1, name, path, kind)?;
+    }
+    Ok(())
+}
+
 /// Resolves (making as needed) the parent of `path` in the root, reusing earlier ones.
 fn parent_dir<'p, S: FsOps>(
     sys: &S,
