@@ -173,6 +173,14 @@ fn prepare_driver_files(
         }))
     })?;
     let edits = crate::driver_files::place(files, driver_files::library_dir(&sys, &root));
+    let targets: Vec<&Path> = edits
+        .mounts
+        .iter()
+        .map(|m| m.container_path.as_path())
+        .chain(edits.symlinks.iter().map(|l| l.link.as_path()))
+        .chain([Path::new("/etc/ld.so.cache")])
+        .collect();
+    driver_files::outside_spec_mounts(&sys, &root, &targets, &spec::bind_destinations(spec))?;
     let mut report = InjectReport::default();
     let cache = bundle.join(CACHE_FILE);
     let merged = driver_files::merged_cache(&sys, &root, &edits.ld_cache, &mut report)?;

@@ -583,14 +583,14 @@ fn container_env_does_not_steer_mighook() {
 }
 
 // ---------------------------------------------------------------------------
-// Known open item: a host dir the engine bind-mounts into the container.
+// A host dir the engine bind-mounts into the container.
 
 /// `docker -v <host dir>:/data` and an image whose `/usr/lib/x86_64-linux-gnu -> /data`:
-/// the link resolves inside the root, but to a mount of a host dir, so the mount points
-/// and SONAME links would be made in the host dir. Resolving inside the root cannot see
-/// this; refusing targets on a foreign mount is a separate design item (docs/SECURITY.md).
+/// the link resolves inside the root, but to a mount of a host dir, where the mount points
+/// and SONAME links would land. The hook refuses a target dir on a mount the host also has
+/// (other than the root's own); the shim refuses a target under one of the spec's bind
+/// destinations, as resolved inside the root.
 #[test]
-#[ignore = "known open item: targets on a bind mount of a host dir from config.json"]
 fn image_link_into_a_bind_mounted_host_dir() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(rt) = runc() else { return };
@@ -606,6 +606,10 @@ fn image_link_into_a_bind_mounted_host_dir() {
         let image = copy_glibc_image(Layout::Debian);
         fs::create_dir(image.path().join("data")).unwrap();
         relink(image.path(), "usr/lib/x86_64-linux-gnu", "/data");
-        a.run(rt, via, &node, image.path(), Want::Refused(""));
+        let want = match via {
+            Via::Shim | Via::ShimNoDriverRoot => "which the container mounts from the host; refusing",
+            Via::Hook | Via::HookNoDriverRoot => "on a mount the host also has",
+        };
+        a.run(rt, via, &node, image.path(), Want::Refused(want));
     }
 }

@@ -62,6 +62,15 @@ pub enum InjectError {
     WriteCache { dir: PathBuf, source: io::Error },
     #[error("the mount-namespace thread for pid {pid} panicked")]
     ThreadPanicked { pid: i32 },
+    #[error(
+        "{path} in the container is on a mount the host also has ({fstype} at {mountpoint}); \
+         refusing to create driver files there"
+    )]
+    HostMount { path: String, mountpoint: String, fstype: String },
+    #[error("cannot tell which mount {path} in the container is on: {reason}")]
+    MountInfo { path: String, reason: String },
+    #[error("driver file {path} would land in {mount}, which the container mounts from the host; refusing")]
+    UnderSpecMount { path: String, mount: String },
 }
 
 /// What was done, one line each, for the hook's log.
@@ -240,8 +249,77 @@ fn parent_dir<'p, S: FsOps>(
     if let Some(at) = parents.iter().position(|(p, _)| *p == rel) {
         return Ok((at, name));
     }
-    parents.push((rel, ensure_parent(sys, root, &comps)?));
+    let dir = ensure_parent(sys, root, &comps)?;
+    on_container_mount(sys, root, &dir, path)?;
+    parents.push((rel, dir));
     Ok((parents.len() - 1, name))
+}
+
+/// One line of a mountinfo file: (mount id, superblock `major:minor`, mount point, fs type).
+fn mountinfo_line(line: &str) -> Option<(u64, &str, &str, &str)> {
+    let (head, tail) = line.split_once(" - ")?;
+    let mut f = head.split(' ');
+    let id = f.next()?.parse().ok()?;
+    let (_parent, dev, _root, point) = (f.next()?, f.next()?, f.next()?, f.next()?);
+    Some((id, dev, point, tail.split(' ').next()?))
+}
+
+/// Refuses a directory on a mount other than the root's own that the host also
+/// has: making mount points or links there would write the host (a `docker -v`
+/// volume that an image's symlink leads to). A mount only the container's
+/// namespace has (the runtime's own tmpfs on `/dev` or `/run`) is the
+/// container's. Decided from mountinfo: this thread's namespace against host
+/// init's (`/proc/1`, before `pivot_root` still the host's proc); when in doubt, refused.
+fn on_container_mount<S: FsOps>(sys: &S, root: &S::Fd, dir: &S::Fd, path: &Path) -> Result<(), InjectError> {
+    let stat = |fd| sys.fstat(fd).map_err(|source| InjectError::Stat { path: shown(path), source });
+    let dir_mnt = stat(dir)?.mnt_id;
+    if dir_mnt == stat(root)?.mnt_id {
+        return Ok(());
+    }
+    let info = |reason: String| InjectError::MountInfo { path: shown(path), reason };
+    let read = |p: &str| sys.read_file(Path::new(p)).map_err(|e| info(format!("{p}: {e}")));
+    let own = read("/proc/thread-self/mountinfo")?;
+    let host = read("/proc/1/mountinfo")?;
+    let Some((_, dev, point, fstype)) = own.lines().filter_map(mountinfo_line).find(|l| l.0 == dir_mnt) else {
+        return Err(info(format!("mount {dir_mnt} is not in this namespace's mountinfo")));
+    };
+    if host.lines().filter_map(mountinfo_line).any(|l| l.1 == dev) {
+        return Err(InjectError::HostMount { path: shown(path), mountpoint: point.into(), fstype: fstype.into() });
+    }
+    Ok(())
+}
+
+/// Refuses driver files whose directory, resolved inside the root, is at or under the
+/// destination of one of the spec's bind mounts (a volume from the host): runc mounts
+/// those first and would then make the driver files' mount points on the host. For the
+/// shim, which sees the root before runc mounts anything.
+pub fn outside_spec_mounts<S: FsOps>(
+    sys: &S,
+    root: &S::Fd,
+    targets: &[&Path],
+    bind_destinations: &[PathBuf],
+) -> Result<(), InjectError> {
+    if bind_destinations.is_empty() {
+        return Ok(());
+    }
+    let root_path = sys.fd_path(root).map_err(|source| InjectError::Stat { path: "/".into(), source })?;
+    // Where a path's directory really is inside the root (its symlinks followed there).
+    let real = |path: &Path| -> Option<PathBuf> {
+        let (comps, name) = split(path).ok()?;
+        let parent: PathBuf = comps.iter().collect();
+        let dir = sys.open_dir_in_root(root, &parent).ok()?;
+        let full = sys.fd_path(&dir).ok()?;
+        Some(Path::new("/").join(full.strip_prefix(&root_path).ok()?).join(name))
+    };
+    let mounts: Vec<(PathBuf, &PathBuf)> =
+        bind_destinations.iter().map(|d| (real(d).unwrap_or_else(|| d.clone()), d)).collect();
+    for t in targets {
+        let Some(dir) = real(t).and_then(|p| p.parent().map(Path::to_path_buf)) else { continue };
+        if let Some((_, d)) = mounts.iter().find(|(m, _)| dir.starts_with(m)) {
+            return Err(InjectError::UnderSpecMount { path: shown(t), mount: shown(d) });
+        }
+    }
+    Ok(())
 }
 
 /// Creates each symlink in the root; an existing right link is kept, a wrong
@@ -344,6 +422,7 @@ fn mount_cache<S: FsOps>(
         }
         let target = Path::new("/etc/ld.so.cache");
         let etc = ensure_parent(sys, root, &[OsStr::new("etc")])?;
+        on_container_mount(sys, root, &etc, target)?;
         let file = OsStr::new("ld.so.cache");
         // A cache already mounted by an earlier run is covered by the new one.
         let st = sys.stat_at(&etc, file).map_err(|source| InjectError::Stat { path: shown(target), source })?;
