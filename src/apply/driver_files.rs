@@ -303,18 +303,24 @@ pub fn outside_spec_mounts<S: FsOps>(
         return Ok(());
     }
     let root_path = sys.fd_path(root).map_err(|source| InjectError::Stat { path: "/".into(), source })?;
-    // Where a path's directory really is inside the root (its symlinks followed there).
-    let real = |path: &Path| -> Option<PathBuf> {
-        let (comps, name) = split(path).ok()?;
-        let parent: PathBuf = comps.iter().collect();
-        let dir = sys.open_dir_in_root(root, &parent).ok()?;
-        let full = sys.fd_path(&dir).ok()?;
-        Some(Path::new("/").join(full.strip_prefix(&root_path).ok()?).join(name))
+    // Where `path` really is inside the root: its longest existing ancestor resolved there
+    // (symlinks followed, the last one too, as runc follows a destination), the rest as written.
+    let real = |path: &Path| -> PathBuf {
+        let rel = path.strip_prefix("/").unwrap_or(path);
+        for base in rel.ancestors() {
+            let at = if base.as_os_str().is_empty() { Path::new(".") } else { base };
+            let Ok(fd) = sys.open_dir_in_root(root, at) else { continue };
+            let Some(at) = sys.fd_path(&fd).ok().and_then(|p| Some(p.strip_prefix(&root_path).ok()?.to_path_buf()))
+            else {
+                break;
+            };
+            return Path::new("/").join(at).join(rel.strip_prefix(base).unwrap_or(Path::new("")));
+        }
+        path.to_path_buf()
     };
-    let mounts: Vec<(PathBuf, &PathBuf)> =
-        bind_destinations.iter().map(|d| (real(d).unwrap_or_else(|| d.clone()), d)).collect();
+    let mounts: Vec<(PathBuf, &PathBuf)> = bind_destinations.iter().map(|d| (real(d), d)).collect();
     for t in targets {
-        let Some(dir) = real(t).and_then(|p| p.parent().map(Path::to_path_buf)) else { continue };
+        let dir = real(t.parent().unwrap_or(Path::new("/")));
         if let Some((_, d)) = mounts.iter().find(|(m, _)| dir.starts_with(m)) {
             return Err(InjectError::UnderSpecMount { path: shown(t), mount: shown(d) });
         }

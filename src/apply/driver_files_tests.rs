@@ -414,3 +414,63 @@ fn the_cache_mount_replaces_a_symlinked_image_cache_in_the_root() {
     assert_eq!(fs.describe("/etc/shadow").as_deref(), Some("file \"host secret\""));
     assert_eq!(fs.describe(&at).as_deref(), Some("file \"cache\" (mount)"));
 }
+
+// ---------------------------------------------------------------------------
+// Mounts that are not the container's own.
+
+/// `ROOT/data` is mount 7 (superblock 0:77); the host's init sees superblock `host_dev`.
+fn with_volume(host_dev: &str) -> RecordingFs {
+    let own = "1 0 8:1 / / rw - ext4 /dev/vda rw\n7 1 0:77 /victim /bundle/rootfs/data rw - ext4 /dev/vda rw\n";
+    let host = format!("1 0 8:1 / / rw - ext4 /dev/vda rw\n30 1 {host_dev} / /victim rw - ext4 /dev/vdb rw\n");
+    node()
+        .dir(&r("/data"))
+        .symlink(&r("/usr/lib/x86_64-linux-gnu"), "/data")
+        .on_mount(&r("/data"), 7)
+        .file("/proc/thread-self/mountinfo", own)
+        .file("/proc/1/mountinfo", &host)
+}
+
+#[test]
+fn a_target_on_a_mount_the_host_has_is_refused_before_anything_is_made() {
+    let fs = with_volume("0:77");
+    let err = mount_all(&fs, &[libcuda("/usr/lib/x86_64-linux-gnu/libcuda.so.550")]).unwrap_err();
+    assert!(matches!(&err, InjectError::HostMount { mountpoint, .. } if mountpoint == "/bundle/rootfs/data"), "{err}");
+    assert_eq!(fs.changes(), Vec::<String>::new());
+    let err = link_all(&fs, &[link("/usr/lib/x86_64-linux-gnu/libcuda.so.1", "libcuda.so.550")]).unwrap_err();
+    assert!(matches!(err, InjectError::HostMount { .. }), "{err}");
+    assert_eq!(fs.changes(), Vec::<String>::new());
+}
+
+#[test]
+fn a_mount_only_the_container_has_is_its_own() {
+    let fs = with_volume("0:99");
+    mount_all(&fs, &[libcuda("/usr/lib/x86_64-linux-gnu/libcuda.so.550")]).unwrap();
+    assert_eq!(fs.describe(&r("/data/libcuda.so.550")), Some("file \"libcuda\" (mount)".into()));
+}
+
+#[test]
+fn unreadable_mountinfo_fails_closed() {
+    let fs = node().dir(&r("/data")).on_mount(&r("/data"), 7);
+    let err = mount_all(&fs, &[libcuda("/data/libcuda.so.550")]).unwrap_err();
+    assert!(matches!(err, InjectError::MountInfo { .. }), "{err}");
+    assert_eq!(fs.changes(), Vec::<String>::new());
+}
+
+#[test]
+fn the_shim_refuses_targets_under_a_spec_bind_destination_as_resolved_in_the_root() {
+    let fs = node().dir(&r("/data")).symlink(&r("/usr/lib/x86_64-linux-gnu"), "/data");
+    let t = [Path::new("/usr/lib/x86_64-linux-gnu/libcuda.so.1")];
+    let err = outside_spec_mounts(&fs, &root(&fs), &t, &["/data".into()]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "driver file /usr/lib/x86_64-linux-gnu/libcuda.so.1 would land in /data, which the container mounts from the host; refusing"
+    );
+    // A destination that is a link in the image counts where it leads.
+    let fs = node().dir(&r("/usr/lib/x86_64-linux-gnu")).symlink(&r("/vol"), "/usr/lib");
+    assert!(outside_spec_mounts(&fs, &root(&fs), &t, &["/vol".into()]).is_err());
+    // Files such as /etc/hosts beside a target are fine.
+    let etc = [Path::new("/etc/ld.so.cache")];
+    let fs = node().dir(&r("/etc"));
+    outside_spec_mounts(&fs, &root(&fs), &etc, &["/etc/hosts".into(), "/etc/resolv.conf".into()]).unwrap();
+    assert_eq!(fs.changes(), Vec::<String>::new());
+}
