@@ -44,15 +44,21 @@ pub struct State {
 
 /// Parses the OCI state; unknown fields and odd values elsewhere are ignored.
 pub fn parse_state(text: &str) -> Result<State, HookError> {
+    let (pid, bundle) = parse_state_pid_optional(text)?;
+    Ok(State { pid: pid.ok_or(HookError::NoPid)?, bundle })
+}
+
+/// [`parse_state`] for a createContainer hook, where the pid may be absent or 0 (crun
+/// says `"pid":0` there: the hook runs inside the container and needs none).
+fn parse_state_pid_optional(text: &str) -> Result<(Option<i32>, PathBuf), HookError> {
     let v: Value = serde_json::from_str(text).map_err(HookError::StateNotJson)?;
     let pid = v.get("pid").and_then(Value::as_i64).filter(|p| *p > 0 && *p <= i32::MAX as i64);
-    let Some(pid) = pid else { return Err(HookError::NoPid) };
     // `bundlePath` is what pre-1.0 runtimes said.
     let bundle = v.get("bundle").or_else(|| v.get("bundlePath")).and_then(Value::as_str);
     let Some(bundle) = bundle.filter(|b| b.starts_with('/')) else {
         return Err(HookError::NoBundle);
     };
-    Ok(State { pid: pid as i32, bundle: PathBuf::from(bundle) })
+    Ok((pid.map(|p| p as i32), PathBuf::from(bundle)))
 }
 
 /// `mighook cdi-hook`: the createContainer hook of mighook's CDI spec. The engine
@@ -60,14 +66,30 @@ pub fn parse_state(text: &str) -> Result<State, HookError> {
 /// mounts the loader cache with `libs` merged in, inside the container's root.
 pub fn cdi_hook(settings: &Settings, stdin: &mut dyn Read, edits: &DriverEdits) -> Result<(), HookError> {
     settings.init_log();
-    let state = parse_state(&read_limited(stdin, MAX_STATE_BYTES, "OCI state")?)?;
-    let bundle = Bundle::read(&state.bundle)?;
+    let (pid, bundle) = parse_state_pid_optional(&read_limited(stdin, MAX_STATE_BYTES, "OCI state")?)?;
+    let bundle = Bundle::read(&bundle)?;
     let rootfs = bundle.rootfs()?;
-    let report =
-        apply::driver_files::inject_placed(&crate::sys::LinuxSys, state.pid, &rootfs, edits, apply::state_dir()?)
-            .map_err(ApplyError::from)?;
-    crate::log::info(&format!("pid {}: cdi-hook: {}", state.pid, report.lines.join("; ")));
+    // A createContainer hook runs in the container's namespaces (OCI runtime spec): runc forks
+    // it from the container's init and says `pid` 1 (of the container's pid namespace, while
+    // /proc is still the host's: /proc/1/ns/mnt would be the host's init); crun says 0.
+    let enter = pid.filter(|p| !in_mount_ns_of(*p));
+    let report = apply::driver_files::inject_placed(&crate::sys::LinuxSys, enter, &rootfs, edits, apply::state_dir()?)
+        .map_err(ApplyError::from)?;
+    crate::log::info(&format!("pid {}: cdi-hook: {}", pid.unwrap_or(0), report.lines.join("; ")));
     Ok(())
+}
+
+/// Whether this process already is where the container's files go: either it lives in a pid
+/// namespace that /proc does not describe (so the state's pid is one of the container's own
+/// and this is a hook forked inside it), or `pid` shares this process's mount namespace.
+fn in_mount_ns_of(pid: i32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let seen_by_proc = std::fs::read_link("/proc/self").ok().and_then(|p| p.to_str()?.parse::<u32>().ok());
+    if seen_by_proc != Some(std::process::id()) {
+        return true;
+    }
+    let ns = |who: &str| std::fs::metadata(format!("/proc/{who}/ns/mnt")).map(|m| (m.dev(), m.ino()));
+    matches!((ns("self"), ns(&pid.to_string())), (Ok(a), Ok(b)) if a == b)
 }
 
 /// Runs the prestart hook on a state read from `stdin`. The log starts here, once
@@ -106,6 +128,19 @@ mod tests {
         let crun = r#"{"ociVersion":"1.0","id":"x","pid":26914,"root":"rootfs","bundle":"/tmp/b","status":"created","extra":{"a":[1]}}"#;
         assert_eq!(parse_state(runc).unwrap(), State { pid: 26481, bundle: "/tmp/b".into() });
         assert_eq!(parse_state(crun).unwrap().pid, 26914);
+    }
+
+    #[test]
+    fn a_create_container_state_may_have_no_pid() {
+        let crun = r#"{"ociVersion":"1.0","id":"x","pid":0,"root":"/r","bundle":"/tmp/b","status":"created"}"#;
+        assert_eq!(parse_state_pid_optional(crun).unwrap(), (None, PathBuf::from("/tmp/b")));
+        assert_eq!(parse_state_pid_optional(r#"{"pid":1,"bundle":"/b"}"#).unwrap().0, Some(1));
+        assert!(matches!(parse_state_pid_optional(r#"{"pid":1}"#), Err(HookError::NoBundle)));
+    }
+
+    #[test]
+    fn this_process_is_in_its_own_mount_namespace() {
+        assert!(in_mount_ns_of(std::process::id() as i32));
     }
 
     #[test]

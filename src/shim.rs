@@ -5,7 +5,11 @@
 //! On `create` and `run` it reads `<bundle>/config.json`, resolves the request
 //! the way the prestart hook does (plus CDI annotations, which only the shim
 //! reads), writes the device nodes and cgroup allow rules into the spec, and
-//! removes NVIDIA/mighook prestart hooks so nothing is done twice. Then it
+//! removes NVIDIA/mighook prestart hooks so nothing is done twice. The driver's
+//! user-space files become bind mounts in the spec (runc makes them); their
+//! SONAME links are made in the rootfs, resolved inside it, and the image's
+//! loader cache merged with the driver's libraries is written into the bundle
+//! and mounted read-only over `/etc/ld.so.cache`. Then it
 //! execs the configured low-level runtime with the original arguments. Every
 //! other subcommand goes straight through without touching config.json. Any
 //! error stops before the exec with config.json unchanged.
@@ -169,13 +173,22 @@ fn prepare_driver_files(
         }))
     })?;
     let edits = crate::driver_files::place(files, driver_files::library_dir(&sys, &root));
+    let targets: Vec<&Path> = edits
+        .mounts
+        .iter()
+        .map(|m| m.container_path.as_path())
+        .chain(edits.symlinks.iter().map(|l| l.link.as_path()))
+        .chain([Path::new("/etc/ld.so.cache")])
+        .collect();
+    driver_files::outside_spec_mounts(&sys, &root, &targets, &spec::bind_destinations(spec))?;
     let mut report = InjectReport::default();
     let cache = bundle.join(CACHE_FILE);
     let merged = driver_files::merged_cache(&sys, &root, &edits.ld_cache, &mut report)?;
     crate::atomic_file::replace(&cache, &merged, 0o644)
         .map_err(|source| ShimError::Write { path: cache.clone(), source })?;
     let mounts = spec::add_mounts(spec, &edits.mounts, Some(&cache))?;
-    if let Err(e) = driver_files::link_in_root(&sys, &root, &edits.symlinks, &mut report) {
+    let ready = driver_files::mount_points_in_root(&sys, &root, &edits.mounts, true);
+    if let Err(e) = ready.and_then(|()| driver_files::link_in_root(&sys, &root, &edits.symlinks, &mut report)) {
         let _ = std::fs::remove_file(&cache);
         return Err(e.into());
     }

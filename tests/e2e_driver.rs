@@ -94,11 +94,17 @@ fn assert_served(what: &str, out: &Output, image: Layout) {
     assert_eq!(&rest[3..], &lines(&ro)[..], "{what}: injected files must be read-only:\n{text}");
 }
 
-fn bundle_for(image: &Path, layout: Layout, env: &[&str]) -> Bundle {
+/// A bundle running [`script`]; `read_only_root` as Kubernetes' readOnlyRootFilesystem
+/// (the runtime remounts the root read-only after the hooks and mounts).
+fn bundle_with(image: &Path, layout: Layout, env: &[&str], read_only_root: bool) -> Bundle {
     let s = script(layout);
     let mut env: Vec<&str> = env.to_vec();
     env.push("PATH=/usr/bin:/bin");
-    Bundle::new(image, &env, &["/bin/sh", "-c", &s]).edit(|c| c["root"]["readonly"] = serde_json::json!(false))
+    Bundle::new(image, &env, &["/bin/sh", "-c", &s]).edit(|c| c["root"]["readonly"] = serde_json::json!(read_only_root))
+}
+
+fn bundle_for(image: &Path, layout: Layout, env: &[&str]) -> Bundle {
+    bundle_with(image, layout, env, false)
 }
 
 fn with_hook(bundle: Bundle, node: &SimNode) -> Bundle {
@@ -149,7 +155,9 @@ fn shim_serves_nvidia_smi_and_libcuda_in_a_plain_image() {
         let before = snapshot(&node.driver_root());
         for rt in supported_runtimes() {
             let image = copy_glibc_image(image_layout);
-            let bundle = bundle_for(image.path(), image_layout, &["NVIDIA_VISIBLE_DEVICES=0:1"]);
+            // A read-only root here (the hook test has a writable one): links and mount points
+            // are made before the runtime remounts it.
+            let bundle = bundle_with(image.path(), image_layout, &["NVIDIA_VISIBLE_DEVICES=0:1"], true);
             let out = rt.run_shim(&bundle, &node.mighook_args());
             assert_served(&format!("shim {} image {image_layout:?}", rt.name()), &out, image_layout);
         }

@@ -21,7 +21,6 @@ fuzz_target!(|data: &[u8]| {
     let mut spec = original.clone();
     match apply_edits(&mut spec, &edits) {
         Err(OciError::Shape { pointer, .. }) => assert!(pointer.starts_with('/'), "{pointer}"),
-        Err(e) => panic!("apply_edits gave a non-shape error: {e}"),
         Ok(_) => {
             check(&original, &spec, &edits);
             let once = spec.clone();

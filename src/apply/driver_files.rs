@@ -62,6 +62,15 @@ pub enum InjectError {
     WriteCache { dir: PathBuf, source: io::Error },
     #[error("the mount-namespace thread for pid {pid} panicked")]
     ThreadPanicked { pid: i32 },
+    #[error(
+        "{path} in the container is on a mount the host also has ({fstype} at {mountpoint}); \
+         refusing to create driver files there"
+    )]
+    HostMount { path: String, mountpoint: String, fstype: String },
+    #[error("cannot tell which mount {path} in the container is on: {reason}")]
+    MountInfo { path: String, reason: String },
+    #[error("driver file {path} would land in {mount}, which the container mounts from the host; refusing")]
+    UnderSpecMount { path: String, mount: String },
 }
 
 /// What was done, one line each, for the hook's log.
@@ -205,6 +214,29 @@ pub fn mount_in_root<S: FsOps>(
     Ok(())
 }
 
+/// The shim's half of [`mount_in_root`]: runc makes the mounts from config.json,
+/// but every destination (each of `mounts`, and `/etc/ld.so.cache` when `cache`)
+/// is made ready here first, exactly as the hook would: parents resolved (and
+/// made) inside the root, a symlink, FIFO or device at the target replaced by an
+/// empty file, a directory refused. runc then finds a plain file or dir at each
+/// destination, never one of the image's links to follow (into `/proc`, or to a
+/// path the host has), and the outcome of a hostile image is the hook's.
+pub fn mount_points_in_root<S: FsOps>(
+    sys: &S,
+    root: &S::Fd,
+    mounts: &[FileMount],
+    cache: bool,
+) -> Result<(), InjectError> {
+    let mut parents: Vec<(PathBuf, S::Fd)> = Vec::new();
+    let cache_target = cache.then(|| (Path::new("/etc/ld.so.cache"), MountKind::Config));
+    let targets = mounts.iter().map(|m| (m.container_path.as_path(), m.kind)).chain(cache_target);
+    for (path, kind) in targets {
+        let (dir, name) = parent_dir(sys, root, &mut parents, path)?;
+        mount_point(sys, &parents[dir].1, name, path, kind)?;
+    }
+    Ok(())
+}
+
 /// Resolves (making as needed) the parent of `path` in the root, reusing earlier ones.
 fn parent_dir<'p, S: FsOps>(
     sys: &S,
@@ -217,8 +249,83 @@ fn parent_dir<'p, S: FsOps>(
     if let Some(at) = parents.iter().position(|(p, _)| *p == rel) {
         return Ok((at, name));
     }
-    parents.push((rel, ensure_parent(sys, root, &comps)?));
+    let dir = ensure_parent(sys, root, &comps)?;
+    on_container_mount(sys, root, &dir, path)?;
+    parents.push((rel, dir));
     Ok((parents.len() - 1, name))
+}
+
+/// One line of a mountinfo file: (mount id, superblock `major:minor`, mount point, fs type).
+fn mountinfo_line(line: &str) -> Option<(u64, &str, &str, &str)> {
+    let (head, tail) = line.split_once(" - ")?;
+    let mut f = head.split(' ');
+    let id = f.next()?.parse().ok()?;
+    let (_parent, dev, _root, point) = (f.next()?, f.next()?, f.next()?, f.next()?);
+    Some((id, dev, point, tail.split(' ').next()?))
+}
+
+/// Refuses a directory on a mount other than the root's own that the host also
+/// has: making mount points or links there would write the host (a `docker -v`
+/// volume that an image's symlink leads to). A mount only the container's
+/// namespace has (the runtime's own tmpfs on `/dev` or `/run`) is the
+/// container's. Decided from mountinfo: this thread's namespace against host
+/// init's (`/proc/1`, before `pivot_root` still the host's proc); when in doubt, refused.
+fn on_container_mount<S: FsOps>(sys: &S, root: &S::Fd, dir: &S::Fd, path: &Path) -> Result<(), InjectError> {
+    let stat = |fd| sys.fstat(fd).map_err(|source| InjectError::Stat { path: shown(path), source });
+    let dir_mnt = stat(dir)?.mnt_id;
+    if dir_mnt == stat(root)?.mnt_id {
+        return Ok(());
+    }
+    let info = |reason: String| InjectError::MountInfo { path: shown(path), reason };
+    let read = |p: &str| sys.read_file(Path::new(p)).map_err(|e| info(format!("{p}: {e}")));
+    let own = read("/proc/thread-self/mountinfo")?;
+    let host = read("/proc/1/mountinfo")?;
+    let Some((_, dev, point, fstype)) = own.lines().filter_map(mountinfo_line).find(|l| l.0 == dir_mnt) else {
+        return Err(info(format!("mount {dir_mnt} is not in this namespace's mountinfo")));
+    };
+    if host.lines().filter_map(mountinfo_line).any(|l| l.1 == dev) {
+        return Err(InjectError::HostMount { path: shown(path), mountpoint: point.into(), fstype: fstype.into() });
+    }
+    Ok(())
+}
+
+/// Refuses driver files whose directory, resolved inside the root, is at or under the
+/// destination of one of the spec's bind mounts (a volume from the host): runc mounts
+/// those first and would then make the driver files' mount points on the host. For the
+/// shim, which sees the root before runc mounts anything.
+pub fn outside_spec_mounts<S: FsOps>(
+    sys: &S,
+    root: &S::Fd,
+    targets: &[&Path],
+    bind_destinations: &[PathBuf],
+) -> Result<(), InjectError> {
+    if bind_destinations.is_empty() {
+        return Ok(());
+    }
+    let root_path = sys.fd_path(root).map_err(|source| InjectError::Stat { path: "/".into(), source })?;
+    // Where `path` really is inside the root: its longest existing ancestor resolved there
+    // (symlinks followed, the last one too, as runc follows a destination), the rest as written.
+    let real = |path: &Path| -> PathBuf {
+        let rel = path.strip_prefix("/").unwrap_or(path);
+        for base in rel.ancestors() {
+            let at = if base.as_os_str().is_empty() { Path::new(".") } else { base };
+            let Ok(fd) = sys.open_dir_in_root(root, at) else { continue };
+            let Some(at) = sys.fd_path(&fd).ok().and_then(|p| Some(p.strip_prefix(&root_path).ok()?.to_path_buf()))
+            else {
+                break;
+            };
+            return Path::new("/").join(at).join(rel.strip_prefix(base).unwrap_or(Path::new("")));
+        }
+        path.to_path_buf()
+    };
+    let mounts: Vec<(PathBuf, &PathBuf)> = bind_destinations.iter().map(|d| (real(d), d)).collect();
+    for t in targets {
+        let dir = real(t.parent().unwrap_or(Path::new("/")));
+        if let Some((_, d)) = mounts.iter().find(|(m, _)| dir.starts_with(m)) {
+            return Err(InjectError::UnderSpecMount { path: shown(t), mount: shown(d) });
+        }
+    }
+    Ok(())
 }
 
 /// Creates each symlink in the root; an existing right link is kept, a wrong
@@ -321,6 +428,7 @@ fn mount_cache<S: FsOps>(
         }
         let target = Path::new("/etc/ld.so.cache");
         let etc = ensure_parent(sys, root, &[OsStr::new("etc")])?;
+        on_container_mount(sys, root, &etc, target)?;
         let file = OsStr::new("ld.so.cache");
         // A cache already mounted by an earlier run is covered by the new one.
         let st = sys.stat_at(&etc, file).map_err(|source| InjectError::Stat { path: shown(target), source })?;
@@ -378,13 +486,15 @@ pub fn inject<S: FsOps>(
     files: &crate::driver_files::DriverFiles,
     cache_dir: &Path,
 ) -> Result<InjectReport, InjectError> {
-    in_namespace(sys, pid, rootfs, cache_dir, |root| crate::driver_files::place(files, library_dir(sys, root)))
+    in_namespace(sys, Some(pid), rootfs, cache_dir, |root| crate::driver_files::place(files, library_dir(sys, root)))
 }
 
-/// [`inject`] of edits already placed (the CDI hook: links and cache entries from its arguments).
+/// [`inject`] of edits already placed (the CDI hook: links and cache entries from its
+/// arguments). `pid: None`: the caller already is in the container's mount namespace (a
+/// createContainer hook), so none is joined.
 pub fn inject_placed<S: FsOps>(
     sys: &S,
-    pid: i32,
+    pid: Option<i32>,
     rootfs: &Path,
     edits: &DriverEdits,
     cache_dir: &Path,
@@ -394,7 +504,7 @@ pub fn inject_placed<S: FsOps>(
 
 fn in_namespace<S: FsOps>(
     sys: &S,
-    pid: i32,
+    pid: Option<i32>,
     rootfs: &Path,
     cache_dir: &Path,
     place: impl FnOnce(&S::Fd) -> DriverEdits + Send,
@@ -404,12 +514,14 @@ fn in_namespace<S: FsOps>(
     std::thread::scope(|s| {
         let worker = s.spawn(move || {
             // This thread's namespace change dies with it; the hook's other threads stay on the host.
-            sys.enter_mount_ns(pid).map_err(|source| InjectError::EnterNamespace { pid, source })?;
+            if let Some(pid) = pid {
+                sys.enter_mount_ns(pid).map_err(|source| InjectError::EnterNamespace { pid, source })?;
+            }
             let root = sys.open_dir(rootfs).map_err(|source| RootfsError::OpenRoot { root: rootfs.into(), source })?;
             let edits = place(&root);
             inject_in_root(sys, rootfs, &edits, &cache_fd, cache_dir)
         });
-        worker.join().unwrap_or(Err(InjectError::ThreadPanicked { pid }))
+        worker.join().unwrap_or(Err(InjectError::ThreadPanicked { pid: pid.unwrap_or(0) }))
     })
 }
 

@@ -1007,6 +1007,9 @@ pub(crate) mod kernel_tests {
         fn write_new_at(&self, dir: &Self::Fd, name: &OsStr, data: &[u8], perm: u32) -> io::Result<()> {
             LinuxSys.write_new_at(dir, name, data, perm)
         }
+        fn fd_path(&self, fd: &Self::Fd) -> io::Result<PathBuf> {
+            LinuxSys.fd_path(fd)
+        }
         fn readlink_at(&self, dir: &Self::Fd, name: &OsStr) -> io::Result<std::ffi::OsString> {
             LinuxSys.readlink_at(dir, name)
         }

@@ -150,6 +150,23 @@ fn set_env(spec: &mut Map<String, Value>, env: &[String], changes: &mut SpecChan
     Ok(())
 }
 
+/// The destinations of the spec's bind mounts (volumes from the host).
+pub fn bind_destinations(spec: &Value) -> Vec<std::path::PathBuf> {
+    let Some(mounts) = spec.get("mounts").and_then(Value::as_array) else { return vec![] };
+    let is_bind = |m: &Value| {
+        m.get("type").and_then(Value::as_str) == Some("bind")
+            || m.get("options")
+                .and_then(Value::as_array)
+                .is_some_and(|o| o.iter().any(|o| matches!(o.as_str(), Some("bind" | "rbind"))))
+    };
+    mounts
+        .iter()
+        .filter(|m| is_bind(m))
+        .filter_map(|m| m.get("destination").and_then(Value::as_str))
+        .map(std::path::PathBuf::from)
+        .collect()
+}
+
 /// OCI `mounts` entry of a bind mount.
 fn mount_json(destination: &Path, source: &Path, options: &[&str]) -> Value {
     json!({"destination": destination, "type": "bind", "source": source, "options": options})

@@ -153,7 +153,8 @@ pub fn parse_device_list(value: Option<&str>) -> Result<DeviceList, RequestError
     for text in entries {
         let id = parse_entry(text)?;
         if seen.insert(id.clone()) {
-            parsed.push(Entry { text: text.to_string(), id });
+            // Shown form: errors and logs echo it, and an image chooses it.
+            parsed.push(Entry { text: shown(text), id });
         }
     }
     Ok(DeviceList::Devices(parsed))
@@ -368,6 +369,14 @@ mod tests {
     fn overflow_is_an_error_not_a_wrap() {
         assert_eq!(err("99999999999"), "99999999999: GPU index out of range");
         assert_eq!(err("0:99999999999"), "0:99999999999: MIG index out of range");
+    }
+
+    #[test]
+    fn a_listed_entry_is_kept_in_its_shown_form() {
+        // A million leading zeros still spell GPU 9; every later error echoes the cut form.
+        let DeviceList::Devices(d) = list(&format!("{}9", "0".repeat(1_000_000))) else { panic!() };
+        assert_eq!(d[0].id, DeviceId::Index(9));
+        assert!(d[0].text.len() < 100 && d[0].text.ends_with("... (1000001 bytes)"), "{}", d[0].text);
     }
 
     #[test]

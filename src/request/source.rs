@@ -130,7 +130,10 @@ pub fn from_spec(spec: &Value, policy: &SourcePolicy) -> SpecRequest {
             visible_devices = Some(v);
             origin = Origin::Env;
         } else {
-            notes.push(format!("ignoring NVIDIA_VISIBLE_DEVICES={v} in an unprivileged container (accept-envvar-when-unprivileged = false)"));
+            notes.push(format!(
+                "ignoring NVIDIA_VISIBLE_DEVICES={} in an unprivileged container (accept-envvar-when-unprivileged = false)",
+                super::shown(&v)
+            ));
         }
     }
     SpecRequest {

@@ -62,6 +62,8 @@ pub struct FileStat {
     /// Device and inode: which file it is (`stx_dev_*`, `stx_ino`).
     pub dev: u64,
     pub ino: u64,
+    /// The id of the mount it is on (`stx_mnt_id`, the first field of mountinfo).
+    pub mnt_id: u64,
 }
 
 /// Attributes of a new bind mount (`MOUNT_ATTR_*`).
@@ -139,6 +141,8 @@ pub trait FsOps: Sync {
     fn symlink_at(&self, dir: &Self::Fd, name: &OsStr, target: &OsStr) -> io::Result<()>;
     /// Create `name` in `dir` (`O_CREAT | O_EXCL | O_NOFOLLOW`) holding `data`, mode `perm`.
     fn write_new_at(&self, dir: &Self::Fd, name: &OsStr, data: &[u8], perm: u32) -> io::Result<()>;
+    /// The path an open fd names, as the calling thread's namespace sees it.
+    fn fd_path(&self, fd: &Self::Fd) -> io::Result<std::path::PathBuf>;
     /// `readlinkat(dir, name)`.
     fn readlink_at(&self, dir: &Self::Fd, name: &OsStr) -> io::Result<std::ffi::OsString>;
     /// The contents of the regular file `name` in `dir`, opened `O_NOFOLLOW`;
@@ -200,7 +204,7 @@ fn statx_at(dir: libc::c_int, name: &CString, flags: libc::c_int) -> io::Result<
             dir,
             name.as_ptr(),
             flags | libc::AT_SYMLINK_NOFOLLOW,
-            libc::STATX_TYPE | libc::STATX_MODE | libc::STATX_INO,
+            libc::STATX_TYPE | libc::STATX_MODE | libc::STATX_INO | libc::STATX_MNT_ID,
             &mut st,
         )
     };
@@ -225,6 +229,7 @@ fn statx_at(dir: libc::c_int, name: &CString, flags: libc::c_int) -> io::Result<
             && st.stx_attributes & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0,
         dev: libc::makedev(st.stx_dev_major, st.stx_dev_minor),
         ino: st.stx_ino,
+        mnt_id: st.stx_mnt_id,
     })
 }
 
@@ -386,6 +391,10 @@ impl FsOps for super::LinuxSys {
         file.write_all(data)?;
         use std::os::unix::fs::PermissionsExt;
         file.set_permissions(std::fs::Permissions::from_mode(perm))
+    }
+
+    fn fd_path(&self, fd: &OwnedFd) -> io::Result<std::path::PathBuf> {
+        std::fs::read_link(format!("/proc/thread-self/fd/{}", fd.as_raw_fd()))
     }
 
     fn readlink_at(&self, dir: &OwnedFd, name: &OsStr) -> io::Result<std::ffi::OsString> {

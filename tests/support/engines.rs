@@ -108,9 +108,13 @@ impl MighookInstall {
         for name in ["nvidia-container-runtime", "nvidia-container-runtime-hook"] {
             std::os::unix::fs::symlink(support::mighook_bin(), dir.path().join(name)).unwrap();
         }
+        // With a driver root, NVML is loaded through that root's own ld.so.cache, as on a real node.
+        let nvml = match node.driver_layout() {
+            Some(_) => format!("driver-root = \"{}\"\n", node.driver_root().display()),
+            None => format!("nvml-lib = \"{}\"\n", node.nvml_lib().display()),
+        };
         let config = format!(
-            "nvml-lib = \"{}\"\nproc-root = \"{}\"\ndev-root = \"{}\"\nlow-level-runtime = \"runc\"\n",
-            node.nvml_lib().display(),
+            "{nvml}proc-root = \"{}\"\ndev-root = \"{}\"\nlow-level-runtime = \"runc\"\n",
             node.proc_root().display(),
             node.dev_root().display()
         );
@@ -143,21 +147,43 @@ impl MighookInstall {
 // ---------------------------------------------------------------------------
 // Images.
 
+/// `target/e2e/<stem>.tar`: `rootfs` as a plain tar, made once (`stem` must name the content).
+fn tar_of(rootfs: &Path, stem: &str) -> PathBuf {
+    let tar = support::rootfs::e2e_dir().join(format!("{stem}.tar"));
+    if !tar.exists() {
+        let tmp = tar.with_extension(format!("tmp-{}", std::process::id()));
+        ok(Command::new(support::tool("tar")).arg("-C").arg(rootfs).arg("-cf").arg(&tmp).arg("."), "tar rootfs");
+        std::fs::rename(&tmp, &tar).unwrap();
+    }
+    tar
+}
+
 /// `target/e2e/busybox-rootfs-<key>.tar`: the cached rootfs as a plain tar.
 pub fn rootfs_tar() -> PathBuf {
     static TAR: OnceLock<PathBuf> = OnceLock::new();
     TAR.get_or_init(|| {
         let rootfs = support::busybox_rootfs();
         let key = rootfs.file_name().unwrap().to_string_lossy().into_owned();
-        let tar = support::rootfs::e2e_dir().join(format!("busybox-{key}.tar"));
-        if !tar.exists() {
-            let tmp = tar.with_extension(format!("tmp-{}", std::process::id()));
-            ok(Command::new(support::tool("tar")).arg("-C").arg(&rootfs).arg("-cf").arg(&tmp).arg("."), "tar rootfs");
-            std::fs::rename(&tmp, &tar).unwrap();
-        }
-        tar
+        tar_of(&rootfs, &format!("busybox-{key}"))
     })
     .clone()
+}
+
+/// `target/e2e/tar-glibc-<layout>-<key>.tar`: the cached glibc image of `layout` as a plain tar.
+pub fn glibc_tar(layout: support::Layout) -> PathBuf {
+    let image = support::glibc_image(layout);
+    // Not `glibc-...`: that prefix is the image cache's own, which prunes it.
+    tar_of(&image, &format!("tar-{}", image.file_name().unwrap().to_string_lossy()))
+}
+
+/// Image name of [`glibc_oci_archive`] (and of the imported glibc images).
+pub fn glibc_image_name(layout: support::Layout) -> String {
+    format!("docker.io/library/mighook-glibc-{}:e2e", layout.name())
+}
+
+/// The glibc image of `layout` as a one-layer OCI archive named [`glibc_image_name`].
+pub fn glibc_oci_archive(layout: support::Layout) -> PathBuf {
+    oci_archive_of(&glibc_tar(layout), &glibc_image_name(layout))
 }
 
 fn sha256(path: &Path) -> String {
@@ -171,63 +197,68 @@ pub const OCI_IMAGE: &str = "docker.io/library/mighook-busybox:e2e";
 /// `target/e2e/busybox-oci-<key>.tar`: a one-layer OCI image layout archive named [`OCI_IMAGE`].
 pub fn oci_archive() -> PathBuf {
     static TAR: OnceLock<PathBuf> = OnceLock::new();
-    TAR.get_or_init(|| {
-        let layer = rootfs_tar();
-        let key = layer.file_stem().unwrap().to_string_lossy().into_owned();
-        let archive = support::rootfs::e2e_dir().join(format!("{key}-oci.tar"));
-        if archive.exists() {
-            return archive;
-        }
-        let t = tempfile::tempdir().unwrap();
-        let blobs = t.path().join("blobs/sha256");
-        std::fs::create_dir_all(&blobs).unwrap();
-        // Put a blob in place; returns its descriptor fields.
-        let blob = |bytes: Option<&[u8]>, file: Option<&Path>| -> (String, u64) {
-            let staged = t.path().join("staged");
-            match (bytes, file) {
-                (Some(b), _) => std::fs::write(&staged, b).unwrap(),
-                (None, Some(f)) => {
-                    std::fs::copy(f, &staged).unwrap();
-                }
-                _ => unreachable!(),
+    TAR.get_or_init(|| oci_archive_of(&rootfs_tar(), OCI_IMAGE)).clone()
+}
+
+/// `<layer stem>-oci.tar` beside `layer`: a one-layer OCI image layout archive named `name`.
+fn oci_archive_of(layer: &Path, name: &str) -> PathBuf {
+    let key = layer.file_stem().unwrap().to_string_lossy().into_owned();
+    let archive = support::rootfs::e2e_dir().join(format!("{key}-oci.tar"));
+    if archive.exists() {
+        return archive;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let blobs = t.path().join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    // Put a blob in place; returns its descriptor fields.
+    let blob = |bytes: Option<&[u8]>, file: Option<&Path>| -> (String, u64) {
+        let staged = t.path().join("staged");
+        match (bytes, file) {
+            (Some(b), _) => std::fs::write(&staged, b).unwrap(),
+            (None, Some(f)) => {
+                std::fs::copy(f, &staged).unwrap();
             }
-            let digest = sha256(&staged);
-            let size = std::fs::metadata(&staged).unwrap().len();
-            std::fs::rename(&staged, blobs.join(&digest)).unwrap();
-            (format!("sha256:{digest}"), size)
-        };
-        // Uncompressed layer: its digest is also its diff id.
-        let (layer_digest, layer_size) = blob(None, Some(&layer));
-        let config = json!({
-            "architecture": "amd64", "os": "linux",
-            "config": { "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["sh"] },
-            "rootfs": { "type": "layers", "diff_ids": [layer_digest] }
-        });
-        let (config_digest, config_size) = blob(Some(config.to_string().as_bytes()), None);
-        let manifest = json!({
-            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size },
-            "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer_size }]
-        });
-        let (manifest_digest, manifest_size) = blob(Some(manifest.to_string().as_bytes()), None);
-        let index = json!({
-            "schemaVersion": 2,
-            "manifests": [{
-                "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest, "size": manifest_size,
-                "annotations": { "io.containerd.image.name": OCI_IMAGE, "org.opencontainers.image.ref.name": "e2e" }
-            }]
-        });
-        std::fs::write(t.path().join("index.json"), index.to_string()).unwrap();
-        std::fs::write(t.path().join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-        let tmp = archive.with_extension(format!("tmp-{}", std::process::id()));
-        ok(
-            Command::new(support::tool("tar")).arg("-C").arg(t.path()).arg("-cf").arg(&tmp).args(["oci-layout", "index.json", "blobs"]),
-            "tar OCI archive",
-        );
-        std::fs::rename(&tmp, &archive).unwrap();
-        archive
-    })
-    .clone()
+            _ => unreachable!(),
+        }
+        let digest = sha256(&staged);
+        let size = std::fs::metadata(&staged).unwrap().len();
+        std::fs::rename(&staged, blobs.join(&digest)).unwrap();
+        (format!("sha256:{digest}"), size)
+    };
+    // Uncompressed layer: its digest is also its diff id.
+    let (layer_digest, layer_size) = blob(None, Some(layer));
+    let config = json!({
+        "architecture": "amd64", "os": "linux",
+        "config": { "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["sh"] },
+        "rootfs": { "type": "layers", "diff_ids": [layer_digest] }
+    });
+    let (config_digest, config_size) = blob(Some(config.to_string().as_bytes()), None);
+    let manifest = json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size },
+        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer_size }]
+    });
+    let (manifest_digest, manifest_size) = blob(Some(manifest.to_string().as_bytes()), None);
+    let index = json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest, "size": manifest_size,
+            "annotations": { "io.containerd.image.name": name, "org.opencontainers.image.ref.name": "e2e" }
+        }]
+    });
+    std::fs::write(t.path().join("index.json"), index.to_string()).unwrap();
+    std::fs::write(t.path().join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let tmp = archive.with_extension(format!("tmp-{}", std::process::id()));
+    ok(
+        Command::new(support::tool("tar")).arg("-C").arg(t.path()).arg("-cf").arg(&tmp).args([
+            "oci-layout",
+            "index.json",
+            "blobs",
+        ]),
+        "tar OCI archive",
+    );
+    std::fs::rename(&tmp, &archive).unwrap();
+    archive
 }
 
 // ---------------------------------------------------------------------------
@@ -308,6 +339,40 @@ fn wait_ready(what: &str, log: &Path, child: &mut Child, mut ready: impl FnMut()
 // ---------------------------------------------------------------------------
 // podman.
 
+/// A private CDI spec dir for [`Podman::cmd_in_ns`]. /etc/cdi must exist as the mount point:
+/// made if missing, and removed again on drop if this made it and it is still empty.
+pub struct CdiDir {
+    dir: tempfile::TempDir,
+    made_etc_cdi: bool,
+}
+
+impl CdiDir {
+    pub fn new() -> CdiDir {
+        let etc_cdi = Path::new("/etc/cdi");
+        let made_etc_cdi = !etc_cdi.exists();
+        if made_etc_cdi {
+            // Another test may make it at the same moment: only a real failure counts.
+            if let Err(e) = std::fs::create_dir(etc_cdi) {
+                assert!(etc_cdi.is_dir(), "mkdir /etc/cdi: {e}");
+            }
+        }
+        let dir = tempfile::Builder::new().prefix("mighook-e2e-cdi").tempdir().unwrap();
+        CdiDir { dir, made_etc_cdi }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for CdiDir {
+    fn drop(&mut self) {
+        if self.made_etc_cdi {
+            let _ = std::fs::remove_dir("/etc/cdi");
+        }
+    }
+}
+
 /// podman with private storage (`vfs`), runc, cgroupfs, file events, and ulimits this host can set.
 pub struct Podman {
     dir: tempfile::TempDir,
@@ -335,8 +400,13 @@ impl Podman {
 
     /// `timeout podman --root .. --runroot .. --tmpdir .. --storage-driver vfs`.
     pub fn cmd(&self) -> Command {
-        let d = self.dir.path();
         let mut c = timed(&support::tool("podman"));
+        self.configure(&mut c);
+        c
+    }
+
+    fn configure(&self, c: &mut Command) {
+        let d = self.dir.path();
         c.env("CONTAINERS_CONF", d.join("containers.conf"))
             .arg("--root")
             .arg(d.join("root"))
@@ -345,7 +415,43 @@ impl Podman {
             .arg("--tmpdir")
             .arg(d.join("tmp"))
             .args(["--storage-driver", "vfs"]);
+    }
+
+    /// [`Podman::cmd`] in a private mount namespace where `cdi_dir` (if any) is mounted over
+    /// /etc/cdi and /var/run/cdi is empty: podman 4.3 reads only those two dirs (no
+    /// `--cdi-spec-dir`), and this way it sees exactly the test's specs and no other test
+    /// sees them. `runtime`: `runc`, or `crun` (the cgroup2 mount of a hybrid host is then
+    /// dropped in that namespace, since crun refuses hybrid hosts).
+    pub fn cmd_in_ns(&self, cdi_dir: Option<&CdiDir>, runtime: &str) -> Command {
+        const PROLOGUE: &str = "d=$1; drop=$2; shift 2; \
+            if [ -n \"$d\" ]; then mount --bind \"$d\" /etc/cdi || exit 125; \
+              if [ -d /var/run/cdi ]; then mount -t tmpfs -o size=1m tmpfs /var/run/cdi || exit 125; fi; fi; \
+            if [ \"$drop\" = 1 ] && mountpoint -q /sys/fs/cgroup/unified; then umount /sys/fs/cgroup/unified || exit 125; fi; \
+            exec \"$@\"";
+        let mut c = timed(&support::tool("unshare"));
+        c.args(["-m", "--propagation", "private", "sh", "-c", PROLOGUE, "sh"]);
+        c.arg(cdi_dir.map_or_else(Default::default, |d| d.path().as_os_str().to_owned()));
+        c.arg(if runtime == "crun" { "1" } else { "0" });
+        c.arg(support::tool("podman"));
+        self.configure(&mut c);
+        c.args(["--runtime", runtime]);
         c
+    }
+
+    /// `podman run --rm --network none ARGS` as [`Podman::cmd_in_ns`] runs it.
+    pub fn run_in_ns(&self, cdi_dir: Option<&CdiDir>, runtime: &str, args: &[&str]) -> Output {
+        self.cmd_in_ns(cdi_dir, runtime)
+            .args(["run", "--rm", "--network", "none"])
+            .args(args)
+            .output()
+            .expect("spawn podman run")
+    }
+
+    /// `podman import` of the glibc image of `layout`; returns the image name.
+    pub fn import_glibc(&self, layout: support::Layout) -> String {
+        let name = glibc_image_name(layout).replace("docker.io/library/", "localhost/");
+        ok(self.cmd().args(["import", "-q"]).arg(glibc_tar(layout)).arg(&name), "podman import");
+        name
     }
 
     /// An empty hooks dir: `--hooks-dir` replaces the default dirs, so no installed hook interferes.
@@ -449,6 +555,12 @@ impl Containerd {
         OCI_IMAGE.to_string()
     }
 
+    /// `ctr images import` of the glibc image of `layout` as an OCI archive; returns the image name.
+    pub fn import_glibc(&self, layout: support::Layout) -> String {
+        ok(self.ctr().args(["images", "import"]).arg(glibc_oci_archive(layout)), "ctr images import");
+        glibc_image_name(layout)
+    }
+
     /// The daemon's stderr so far (shim and runtime errors land there).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
@@ -541,6 +653,13 @@ impl Dockerd {
     pub fn import_busybox(&self) -> String {
         let name = "mighook-busybox:e2e".to_string();
         ok(self.docker().arg("import").arg(rootfs_tar()).arg(&name), "docker import");
+        name
+    }
+
+    /// `docker import` of the glibc image of `layout`; returns the image name.
+    pub fn import_glibc(&self, layout: support::Layout) -> String {
+        let name = format!("mighook-glibc-{}:e2e", layout.name());
+        ok(self.docker().arg("import").arg(glibc_tar(layout)).arg(&name), "docker import");
         name
     }
 

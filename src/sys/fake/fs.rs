@@ -27,6 +27,8 @@ struct Node {
     mount_root: bool,
     /// Which file this is; a bind mount shares its source's.
     ino: u64,
+    /// The mount it is on: 0 is the root's; see [`RecordingFs::on_mount`].
+    mnt_id: u64,
 }
 
 fn next_ino() -> u64 {
@@ -91,9 +93,13 @@ impl RecordingFs {
                 owner: (0, 0),
                 mount_root: false,
                 ino: next_ino(),
+                mnt_id: 0,
             });
         }
-        st.tree.insert(path.to_string(), Node { entry, perm, owner: (0, 0), mount_root: false, ino: next_ino() });
+        st.tree.insert(
+            path.to_string(),
+            Node { entry, perm, owner: (0, 0), mount_root: false, ino: next_ino(), mnt_id: 0 },
+        );
     }
 
     /// Add a directory (and its parents).
@@ -122,6 +128,18 @@ impl RecordingFs {
     /// Mark `path` as the root of a mount (as a bind-mounted node would be).
     pub fn mounted(self, path: &str) -> Self {
         self.update(path, |n| n.mount_root = true).expect("mounted: no such entry");
+        self
+    }
+    /// Put `path` and everything under it on mount `id` (a mount other than the root's).
+    pub fn on_mount(self, path: &str, id: u64) -> Self {
+        let mut st = self.state.lock().unwrap();
+        let prefix = format!("{path}/");
+        for (p, n) in st.tree.iter_mut() {
+            if p == path || p.starts_with(&prefix) {
+                n.mnt_id = id;
+            }
+        }
+        drop(st);
         self
     }
     /// Make `op` (the first word of its call record) on `path` fail with `errno`.
@@ -225,6 +243,7 @@ impl RecordingFs {
             mount_root: n.mount_root,
             dev: 0,
             ino: n.ino,
+            mnt_id: n.mnt_id,
         }
     }
 
@@ -236,7 +255,7 @@ impl RecordingFs {
         if !matches!(st.tree.get(parent_of(path)).map(|n| &n.entry), Some(Entry::Dir)) && !parent_of(path).is_empty() {
             return Err(err(libc::ENOENT));
         }
-        st.tree.insert(path.into(), Node { entry, perm, owner: (0, 0), mount_root: false, ino: next_ino() });
+        st.tree.insert(path.into(), Node { entry, perm, owner: (0, 0), mount_root: false, ino: next_ino(), mnt_id: 0 });
         Ok(())
     }
 
@@ -374,6 +393,10 @@ impl FsOps for RecordingFs {
         let p = join(&dir.0, name);
         self.record("write", &p, &format!("{} bytes {perm:04o}", data.len()))?;
         self.create(&p, Entry::File(String::from_utf8_lossy(data).into_owned()), perm)
+    }
+
+    fn fd_path(&self, fd: &FakeFd) -> io::Result<std::path::PathBuf> {
+        Ok(fd.0.clone().into())
     }
 
     fn readlink_at(&self, dir: &FakeFd, name: &OsStr) -> io::Result<std::ffi::OsString> {
