@@ -226,7 +226,10 @@ cleanup() {
     rm -f "$CDI_SPEC"
     podman_cmd rm -af >/dev/null 2>&1 || true
     podman_cmd rmi -af >/dev/null 2>&1 || true
-    find /sys/fs/cgroup -depth -type d -name "mighook-bench-$$" -exec rmdir {} \; 2>/dev/null || true
+    # podman's cgroup parent and its conmon child, in every hierarchy.
+    find /sys/fs/cgroup -maxdepth 3 -type d -name "mighook-bench-$$" 2>/dev/null | while read -r d; do
+      find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+    done
   fi
   if [ "$KEEP" = 1 ]; then echo "kept $W" >&2; else rm -rf "$W"; fi
 }

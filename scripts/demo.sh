@@ -8,7 +8,7 @@
 #      scripts/glibc-image.sh), mighook as the prestart hook with --driver-root on the
 #      node's fake driver installation, and `nvidia-smi -L` inside the container
 #      shows exactly the GPU and MIG device asked for.
-# Run as root (step 3 creates a container). Usage: scripts/demo.sh [DEVICES]
+# Run as root (steps 3 and 4 create containers). Usage: scripts/demo.sh [DEVICES]
 set -eu
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
