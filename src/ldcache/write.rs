@@ -5,6 +5,7 @@ use super::read::{
     ENDIAN_LITTLE, EXTENSION_MAGIC, MAGIC_NEW, NEW_ENTRY, NEW_HEADER, TAG_GENERATOR, TAG_HWCAPS, hwcaps_index,
 };
 use super::{Entry, HWCAP_EXTENSION, LdCache, compare};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// Written into the generator section (`ldconfig -p` prints it last).
@@ -26,15 +27,18 @@ pub fn serialize(cache: &LdCache) -> Vec<u8> {
         renumber[old] = new as u64;
     }
 
+    // Borrowed: only a hwcaps entry, renumbered, is copied (a start merges a few hundred).
     let subdirs = cache.hwcap_subdirs.len();
-    let mut entries: Vec<Entry> = Vec::with_capacity(cache.entries.len());
+    let mut entries: Vec<Cow<'_, Entry>> = Vec::with_capacity(cache.entries.len());
     for entry in &cache.entries {
-        let mut entry = entry.clone();
         if entry.is_hwcaps() {
-            let Some(old) = hwcaps_index(&entry, subdirs) else { continue };
+            let Some(old) = hwcaps_index(entry, subdirs) else { continue };
+            let mut entry = entry.clone();
             entry.hwcap = (entry.hwcap & !0xffff_ffff) | renumber[old];
+            entries.push(Cow::Owned(entry));
+        } else {
+            entries.push(Cow::Borrowed(entry));
         }
-        entries.push(entry);
     }
     let names: Vec<Vec<u8>> = by_name.iter().map(|&i| cache.hwcap_subdirs[i].clone()).collect();
     entries.sort_by(|a, b| compare(a, b, &names));
@@ -42,7 +46,7 @@ pub fn serialize(cache: &LdCache) -> Vec<u8> {
 
     // Strings: each distinct one once (no tail merging), offsets from the file start.
     let strings_at = NEW_HEADER as usize + entries.len() * NEW_ENTRY as usize;
-    let mut strings = Strings { at: strings_at, bytes: Vec::new(), offsets: HashMap::new() };
+    let mut strings = Strings { at: strings_at, bytes: Vec::new(), offsets: HashMap::with_capacity(2 * entries.len()) };
     let mut table = Vec::with_capacity(entries.len() * NEW_ENTRY as usize);
     for e in &entries {
         let (key, value) = (strings.intern(&e.key), strings.intern(&e.value));
