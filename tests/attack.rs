@@ -265,6 +265,44 @@ fn copy_proc(node: &SimNode) -> tempfile::TempDir {
     dir
 }
 
+/// A host dir bind-mounted by config.json at `destination` (docker `-v`, a Kubernetes
+/// hostPath), holding a regular file, a symlink and a char node named like the nodes
+/// `0:1` gets: the hook refuses the start, and the host dir is exactly as it was.
+fn host_dir_mounted_in_dev(destination: &str, names: [&str; 3]) {
+    for rt in [Runtime::RuncV1, Runtime::RuncV2] {
+        if !can_run(rt) {
+            continue;
+        }
+        let node = SimNode::new("a100x8");
+        let host = tempfile::tempdir().unwrap();
+        fs::write(host.path().join(names[0]), "host data").unwrap();
+        symlink("/etc/passwd", host.path().join(names[1])).unwrap();
+        let null = std::ffi::CString::new(host.path().join(names[2]).to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string; a char node like /dev/null.
+        assert_eq!(unsafe { libc::mknod(null.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) }, 0);
+        let mount = serde_json::json!({
+            "destination": destination, "type": "bind", "source": host.path(), "options": ["rbind", "rw"]
+        });
+        let bundle = with_hook(
+            Bundle::probe(&["NVIDIA_VISIBLE_DEVICES=0:1"], &strs(&mig_0_1_args())),
+            &node,
+            &node.proc_root(),
+            &[],
+            &[support::bundle::HOOK_PATH_ENV],
+        )
+        .edit(|c| c["mounts"].as_array_mut().unwrap().push(mount));
+        let guard = HostGuard::watch(&[host.path()]);
+        let out = rt.run(&bundle);
+        assert_refused(rt, &out, "on a mount the host also has");
+        guard.assert_unchanged(rt, &bundle);
+    }
+}
+
+#[test]
+fn host_dir_mounted_at_dev_nvidia_caps_is_never_changed() {
+    host_dir_mounted_in_dev("/dev/nvidia-caps", ["nvidia-cap345", "nvidia-cap346", "nvidia-cap347"]);
+}
+
 /// A shared object whose constructor creates `marker`: proof that someone loaded it.
 fn marker_so(dir: &Path, name: &str, marker: &Path) -> PathBuf {
     let src = dir.join(format!("{name}.c"));

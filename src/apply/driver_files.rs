@@ -23,7 +23,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use super::rootfs::{RootfsError, ensure_parent};
+use super::rootfs::{RootfsError, ensure_parent, on_container_mount};
 use crate::driver_files::{DriverEdits, FileMount, LibraryDir, MountKind, Symlink};
 use crate::ldcache::{self, Entry, LdCache};
 use crate::sys::FsOps;
@@ -62,13 +62,6 @@ pub enum InjectError {
     WriteCache { dir: PathBuf, source: io::Error },
     #[error("the mount-namespace thread for pid {pid} panicked")]
     ThreadPanicked { pid: i32 },
-    #[error(
-        "{path} in the container is on a mount the host also has ({fstype} at {mountpoint}); \
-         refusing to create driver files there"
-    )]
-    HostMount { path: String, mountpoint: String, fstype: String },
-    #[error("cannot tell which mount {path} in the container is on: {reason}")]
-    MountInfo { path: String, reason: String },
     #[error("driver file {path} would land in {mount}, which the container mounts from the host; refusing")]
     UnderSpecMount { path: String, mount: String },
 }
@@ -253,40 +246,6 @@ fn parent_dir<'p, S: FsOps>(
     on_container_mount(sys, root, &dir, path)?;
     parents.push((rel, dir));
     Ok((parents.len() - 1, name))
-}
-
-/// One line of a mountinfo file: (mount id, superblock `major:minor`, mount point, fs type).
-fn mountinfo_line(line: &str) -> Option<(u64, &str, &str, &str)> {
-    let (head, tail) = line.split_once(" - ")?;
-    let mut f = head.split(' ');
-    let id = f.next()?.parse().ok()?;
-    let (_parent, dev, _root, point) = (f.next()?, f.next()?, f.next()?, f.next()?);
-    Some((id, dev, point, tail.split(' ').next()?))
-}
-
-/// Refuses a directory on a mount other than the root's own that the host also
-/// has: making mount points or links there would write the host (a `docker -v`
-/// volume that an image's symlink leads to). A mount only the container's
-/// namespace has (the runtime's own tmpfs on `/dev` or `/run`) is the
-/// container's. Decided from mountinfo: this thread's namespace against host
-/// init's (`/proc/1`, before `pivot_root` still the host's proc); when in doubt, refused.
-fn on_container_mount<S: FsOps>(sys: &S, root: &S::Fd, dir: &S::Fd, path: &Path) -> Result<(), InjectError> {
-    let stat = |fd| sys.fstat(fd).map_err(|source| InjectError::Stat { path: shown(path), source });
-    let dir_mnt = stat(dir)?.mnt_id;
-    if dir_mnt == stat(root)?.mnt_id {
-        return Ok(());
-    }
-    let info = |reason: String| InjectError::MountInfo { path: shown(path), reason };
-    let read = |p: &str| sys.read_file(Path::new(p)).map_err(|e| info(format!("{p}: {e}")));
-    let own = read("/proc/thread-self/mountinfo")?;
-    let host = read("/proc/1/mountinfo")?;
-    let Some((_, dev, point, fstype)) = own.lines().filter_map(mountinfo_line).find(|l| l.0 == dir_mnt) else {
-        return Err(info(format!("mount {dir_mnt} is not in this namespace's mountinfo")));
-    };
-    if host.lines().filter_map(mountinfo_line).any(|l| l.1 == dev) {
-        return Err(InjectError::HostMount { path: shown(path), mountpoint: point.into(), fstype: fstype.into() });
-    }
-    Ok(())
 }
 
 /// Refuses driver files whose directory, resolved inside the root, is at or under the

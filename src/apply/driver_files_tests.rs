@@ -434,10 +434,13 @@ fn with_volume(host_dev: &str) -> RecordingFs {
 fn a_target_on_a_mount_the_host_has_is_refused_before_anything_is_made() {
     let fs = with_volume("0:77");
     let err = mount_all(&fs, &[libcuda("/usr/lib/x86_64-linux-gnu/libcuda.so.550")]).unwrap_err();
-    assert!(matches!(&err, InjectError::HostMount { mountpoint, .. } if mountpoint == "/bundle/rootfs/data"), "{err}");
+    assert!(
+        matches!(&err, InjectError::Rootfs(RootfsError::HostMount { mountpoint, .. }) if mountpoint == "/bundle/rootfs/data"),
+        "{err}"
+    );
     assert_eq!(fs.changes(), Vec::<String>::new());
     let err = link_all(&fs, &[link("/usr/lib/x86_64-linux-gnu/libcuda.so.1", "libcuda.so.550")]).unwrap_err();
-    assert!(matches!(err, InjectError::HostMount { .. }), "{err}");
+    assert!(matches!(err, InjectError::Rootfs(RootfsError::HostMount { .. })), "{err}");
     assert_eq!(fs.changes(), Vec::<String>::new());
 }
 
@@ -452,7 +455,7 @@ fn a_mount_only_the_container_has_is_its_own() {
 fn unreadable_mountinfo_fails_closed() {
     let fs = node().dir(&r("/data")).on_mount(&r("/data"), 7);
     let err = mount_all(&fs, &[libcuda("/data/libcuda.so.550")]).unwrap_err();
-    assert!(matches!(err, InjectError::MountInfo { .. }), "{err}");
+    assert!(matches!(err, InjectError::Rootfs(RootfsError::MountInfo { .. })), "{err}");
     assert_eq!(fs.changes(), Vec::<String>::new());
 }
 

@@ -79,6 +79,13 @@ pub enum RootfsError {
     BindMount { path: String, host: PathBuf, source: io::Error },
     #[error("the mount-namespace thread for pid {pid} panicked")]
     ThreadPanicked { pid: i32 },
+    #[error(
+        "{path} in the container is on a mount the host also has ({fstype} at {mountpoint}); \
+         refusing to create or change anything there"
+    )]
+    HostMount { path: String, mountpoint: String, fstype: String },
+    #[error("cannot tell which mount {path} in the container is on: {reason}")]
+    MountInfo { path: String, reason: String },
 }
 
 /// What happened to one node.
@@ -166,6 +173,45 @@ pub fn create_nodes_in_root<S: FsOps>(
     nodes.iter().map(|node| place_node(sys, &root, &mut parents, node, host_dev_root)).collect()
 }
 
+/// One line of a mountinfo file: (mount id, superblock `major:minor`, mount point, fs type).
+fn mountinfo_line(line: &str) -> Option<(u64, &str, &str, &str)> {
+    let (head, tail) = line.split_once(" - ")?;
+    let mut f = head.split(' ');
+    let id = f.next()?.parse().ok()?;
+    let (_parent, dev, _root, point) = (f.next()?, f.next()?, f.next()?, f.next()?);
+    Some((id, dev, point, tail.split(' ').next()?))
+}
+
+/// Refuses a directory on a mount other than the root's own that the host also
+/// has: making nodes, mount points or links there, or changing what is there,
+/// would change the host (a `docker -v` volume at `/dev`, a hostPath at
+/// `/dev/nvidia-caps`, a volume an image's symlink leads to). A mount only the container's
+/// namespace has (the runtime's own tmpfs on `/dev` or `/run`) is the
+/// container's. Decided from mountinfo: this thread's namespace against host
+/// init's (`/proc/1`, before `pivot_root` still the host's proc); when in doubt, refused.
+pub(crate) fn on_container_mount<S: FsOps>(sys: &S, root: &S::Fd, dir: &S::Fd, path: &Path) -> Result<(), RootfsError> {
+    let stat = |fd| sys.fstat(fd).map_err(|source| RootfsError::Stat { path: path.display().to_string(), source });
+    let dir_mnt = stat(dir)?.mnt_id;
+    if dir_mnt == stat(root)?.mnt_id {
+        return Ok(());
+    }
+    let info = |reason: String| RootfsError::MountInfo { path: path.display().to_string(), reason };
+    let read = |p: &str| sys.read_file(Path::new(p)).map_err(|e| info(format!("{p}: {e}")));
+    let own = read("/proc/thread-self/mountinfo")?;
+    let host = read("/proc/1/mountinfo")?;
+    let Some((_, dev, point, fstype)) = own.lines().filter_map(mountinfo_line).find(|l| l.0 == dir_mnt) else {
+        return Err(info(format!("mount {dir_mnt} is not in this namespace's mountinfo")));
+    };
+    if host.lines().filter_map(mountinfo_line).any(|l| l.1 == dev) {
+        return Err(RootfsError::HostMount {
+            path: path.display().to_string(),
+            mountpoint: point.into(),
+            fstype: fstype.into(),
+        });
+    }
+    Ok(())
+}
+
 /// The in-container path split into its parent directories and final name.
 fn split_node_path(node: &DeviceNode) -> Result<(Vec<&OsStr>, &OsStr), RootfsError> {
     let bad = |reason| RootfsError::BadNode { path: node.path.clone(), reason };
@@ -251,7 +297,9 @@ fn place_node<S: FsOps>(
     let at = match resolved.iter().position(|(p, _)| *p == rel) {
         Some(at) => at,
         None => {
-            resolved.push((rel, ensure_parent(sys, root, &parents)?));
+            let dir = ensure_parent(sys, root, &parents)?;
+            on_container_mount(sys, root, &dir, Path::new(&node.path))?;
+            resolved.push((rel, dir));
             resolved.len() - 1
         }
     };
@@ -368,6 +416,35 @@ mod tests {
 
     fn gpu0() -> DeviceNode {
         node("/dev/nvidia0", 195, 0, 0o666)
+    }
+
+    /// `ROOT/dev` is mount 9 on superblock 0:50; the host's init has `host_dev` mounted.
+    fn dev_on_mount(host_dev: &str) -> RecordingFs {
+        let own = format!("1 0 8:1 / / rw - ext4 /dev/vda rw\n9 1 0:50 / {ROOT}/dev rw - tmpfs tmpfs rw\n");
+        rootfs()
+            .file(&format!("{ROOT}/dev/nvidia0"), "host data")
+            .on_mount(&format!("{ROOT}/dev"), 9)
+            .file("/proc/thread-self/mountinfo", &own)
+            .file(
+                "/proc/1/mountinfo",
+                &format!("1 0 8:1 / / rw - ext4 /dev/vda rw\n20 1 {host_dev} / /srv rw - tmpfs t rw\n"),
+            )
+    }
+
+    #[test]
+    fn dev_on_a_mount_the_host_has_is_refused_before_anything_changes() {
+        let fs = dev_on_mount("0:50");
+        let err = run(&fs, &[gpu0()]).unwrap_err();
+        assert!(matches!(&err, RootfsError::HostMount { fstype, .. } if fstype == "tmpfs"), "{err}");
+        assert_eq!(fs.changes(), ["setns /proc/42/ns/mnt"]);
+        assert_eq!(fs.describe(&format!("{ROOT}/dev/nvidia0")), Some("file \"host data\"".into()));
+    }
+
+    #[test]
+    fn the_runtimes_own_dev_tmpfs_is_the_containers() {
+        let fs = dev_on_mount("0:51");
+        run(&fs, &[gpu0()]).unwrap();
+        assert_eq!(fs.describe(&format!("{ROOT}/dev/nvidia0")), Some("c 195:0 0666 0:0".into()));
     }
 
     fn rootfs() -> RecordingFs {
