@@ -77,15 +77,12 @@ impl Bundle {
         container_env(&self.spec)
     }
 
-    /// [`Settings::for_container`] for this container, with the log started and every
-    /// dropped variable in it.
+    /// `settings`, checked with [`Settings::for_container`] against this container's env,
+    /// with the log started.
     pub fn container_settings(&self, settings: &Settings) -> Result<Settings, SettingsError> {
-        let (settings, dropped) = settings.for_container(&self.env())?;
         settings.init_log();
-        for var in dropped {
-            crate::log::warn(&format!("ignoring {var}: the container's own environment sets the same value"));
-        }
-        Ok(settings)
+        settings.for_container(&self.env())?;
+        Ok(settings.clone())
     }
 
     /// What the spec asks for under the admin's policy, resolved against the driver.

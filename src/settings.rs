@@ -22,6 +22,12 @@ pub enum SettingsError {
     Config(#[from] ConfigError),
     #[error("config default-driver-capabilities: {0}")]
     Capabilities(RequestError),
+    #[error(
+        "{var} of mighook's own environment is also in the container's environment with the same value: \
+         the runtime handed the hook the container's environment; refusing to start the container \
+         (set mighook's settings in the config file or the hook entry's own env)"
+    )]
+    CopiedFromContainer { var: &'static str },
 }
 
 /// The global options as given on the command line.
@@ -53,31 +59,28 @@ impl OwnEnv {
         }
     }
 
-    /// Drops every variable whose exact `KEY=VALUE` the container's env also has.
-    /// Returns the names dropped, for the log.
-    pub fn without_container_values(mut self, container_env: &[String]) -> (Self, Vec<&'static str>) {
-        let mut dropped = vec![];
-        for (key, slot) in [
-            ("MIGHOOK_CONFIG", &mut self.config),
-            ("MIGHOOK_NVML_LIB", &mut self.nvml_lib),
-            ("MIGHOOK_PROC_ROOT", &mut self.proc_root),
-            ("MIGHOOK_DRIVER_ROOT", &mut self.driver_root),
-        ] {
-            if let Some(v) = slot.as_deref()
-                && container_env.iter().any(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')) == Some(v))
-            {
-                *slot = None;
-                dropped.push(key);
-            }
-        }
-        (self, dropped)
+    /// The first variable whose exact `KEY=VALUE` the container's env also has.
+    pub fn copied_from(&self, container_env: &[String]) -> Option<&'static str> {
+        [
+            ("MIGHOOK_CONFIG", &self.config),
+            ("MIGHOOK_NVML_LIB", &self.nvml_lib),
+            ("MIGHOOK_PROC_ROOT", &self.proc_root),
+            ("MIGHOOK_DRIVER_ROOT", &self.driver_root),
+        ]
+        .into_iter()
+        .find(|(key, slot)| {
+            slot.as_deref().is_some_and(|v| {
+                container_env.iter().any(|kv| kv.strip_prefix(*key).and_then(|r| r.strip_prefix('=')) == Some(v))
+            })
+        })
+        .map(|(key, _)| key)
     }
 }
 
-/// What settings were resolved from, so [`Settings::for_container`] can resolve again.
+/// The own environment settings were resolved from, for [`Settings::for_container`].
 /// Left out of `Debug`: two settings that mean the same print the same.
 #[derive(Clone)]
-struct Origin(GlobalFlags, OwnEnv);
+struct Origin(OwnEnv);
 
 impl std::fmt::Debug for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -117,7 +120,7 @@ impl Settings {
             None => DriverCapabilities::default(),
         };
         Ok(Settings {
-            origin: Origin(flags.clone(), env.clone()),
+            origin: Origin(env.clone()),
             config_path: config_exists.then_some(config_path),
             driver_root: flags
                 .driver_root
@@ -151,17 +154,16 @@ impl Settings {
         })
     }
 
-    /// The settings for the hook and the shim, which act on a container: a `MIGHOOK_*`
-    /// value that the container's own env also carries is ignored (defence in depth
-    /// against hooks that inherit a container's environment, CVE-2025-23266), and the
-    /// settings are resolved again without it. Returns the names of the dropped variables.
-    pub fn for_container(&self, container_env: &[String]) -> Result<(Settings, Vec<&'static str>), SettingsError> {
-        let Origin(flags, env) = &self.origin;
-        let (env, dropped) = env.clone().without_container_values(container_env);
-        if dropped.is_empty() {
-            return Ok((self.clone(), dropped));
+    /// Checks the settings for the hook and the shim, which act on a container: a
+    /// `MIGHOOK_*` value of mighook's own environment that the container's env also
+    /// carries means a runtime handed the hook the container's environment (the
+    /// CVE-2025-23266 class). Such a value is not trusted, and none is quietly dropped
+    /// for a weaker default either: the start is refused.
+    pub fn for_container(&self, container_env: &[String]) -> Result<(), SettingsError> {
+        match self.origin.0.copied_from(container_env) {
+            Some(var) => Err(SettingsError::CopiedFromContainer { var }),
+            None => Ok(()),
         }
-        Ok((Settings::resolve(flags, &env)?, dropped))
     }
 
     /// Starts the log with these settings' file and level (once per process).
@@ -198,18 +200,21 @@ mod tests {
     }
 
     #[test]
-    fn container_copies_of_own_variables_are_dropped() {
+    fn a_container_copy_of_an_own_variable_refuses_the_start() {
         let env = OwnEnv {
             proc_root: Some("/tmp/evil".into()),
             nvml_lib: Some("/ok.so".into()),
             config: None,
             driver_root: None,
         };
-        let (env, dropped) =
-            env.without_container_values(&["MIGHOOK_PROC_ROOT=/tmp/evil".into(), "MIGHOOK_NVML_LIB=/other.so".into()]);
-        assert_eq!(dropped, ["MIGHOOK_PROC_ROOT"]);
-        assert_eq!(env.proc_root, None);
-        assert_eq!(env.nvml_lib.as_deref(), Some("/ok.so"));
+        let s =
+            Settings::resolve(&GlobalFlags { config: Some("/dev/null".into()), ..Default::default() }, &env).unwrap();
+        let copied = ["MIGHOOK_PROC_ROOT=/tmp/evil".to_string(), "MIGHOOK_NVML_LIB=/other.so".to_string()];
+        assert_eq!(env.copied_from(&copied), Some("MIGHOOK_PROC_ROOT"));
+        let e = s.for_container(&copied).unwrap_err().to_string();
+        assert!(e.starts_with("MIGHOOK_PROC_ROOT of mighook's own environment is also in the container's"), "{e}");
+        assert!(s.for_container(&["MIGHOOK_NVML_LIB=/other.so".to_string()]).is_ok());
+        assert!(s.for_container(&[]).is_ok());
     }
 
     #[test]

@@ -754,11 +754,12 @@ fn evil_bin_dir(dir: &Path) -> PathBuf {
     bin
 }
 
-/// The CVE-2025-23266 shape: a runtime that hands the container's env to the hook. Values
-/// the container's env also carries are ignored, so the admin's config file is what counts;
-/// and with that PATH mighook still runs nothing (no ldconfig, no helper).
+/// The CVE-2025-23266 shape: a runtime that hands the container's env to the hook. A
+/// `MIGHOOK_*` value the container's env also carries is neither trusted nor quietly
+/// dropped for a weaker default: the start is refused with one clear line, nothing of the
+/// image's is loaded, and with that PATH mighook still runs nothing (no ldconfig, no helper).
 #[test]
-fn leaked_container_env_in_the_hook_env_is_ignored() {
+fn leaked_container_env_in_the_hook_env_refuses_the_start() {
     let rt = Runtime::RuncV1;
     if !can_run(rt) {
         return;
@@ -788,7 +789,7 @@ fn leaked_container_env_in_the_hook_env_is_ignored() {
         &strs(&leaked),
     );
     let guard = HostGuard::watch(&[proc_root.path(), &bin]);
-    assert_exactly(rt, &rt.run(&bundle), &MIG_0_1, &MIG_0_1_NEIGHBOURS);
+    assert_refused(rt, &rt.run(&bundle), "MIGHOOK_NVML_LIB of mighook's own environment is also in the container's");
     assert!(!loaded.exists(), "a leaked MIGHOOK_NVML_LIB was loaded");
     assert!(
         !evil.path().join("ran").exists(),

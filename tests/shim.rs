@@ -527,10 +527,12 @@ fn real_runc_runs_the_edited_bundle() {
     assert_eq!(spec["hooks"]["prestart"], json!([]), "the failing GPU hook was removed");
 }
 
+/// An own `MIGHOOK_*` value the container's env also carries: a runtime handed the shim the
+/// container's environment. Neither trusted nor dropped for the config file's: refused.
 #[test]
-fn an_own_env_value_the_container_also_carries_is_ignored() {
+fn an_own_env_value_the_container_also_carries_refuses_the_start() {
     let w = World::new();
-    // The real proc root comes from the config file; the env points elsewhere, as does the container's.
+    // The config file has a proc root; the env points elsewhere, as does the container's.
     fs::write(
         w.config(),
         format!(
@@ -540,8 +542,8 @@ fn an_own_env_value_the_container_also_carries_is_ignored() {
         ),
     )
     .unwrap();
-    let before = docker_spec(&["NVIDIA_VISIBLE_DEVICES=0:1", "MIGHOOK_PROC_ROOT=/nonexistent-evil"]);
-    w.write_spec(&before);
+    w.write_spec(&docker_spec(&["NVIDIA_VISIBLE_DEVICES=0:1", "MIGHOOK_PROC_ROOT=/nonexistent-evil"]));
+    let before = mtime_and_bytes(&w.config_json());
     let out = Command::new(support::mighook_bin())
         .args([
             "--config",
@@ -554,11 +556,10 @@ fn an_own_env_value_the_container_also_carries_is_ignored() {
         .env_remove("MIGHOOK_CONFIG")
         .output()
         .unwrap();
-    ok(&out);
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("ignoring MIGHOOK_PROC_ROOT"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    assert_refused(
+        &w,
+        &out,
+        &before,
+        "mighook: MIGHOOK_PROC_ROOT of mighook's own environment is also in the container's",
     );
-    assert_eq!(devices(&w.spec()), expected_devices_after(&before));
 }
