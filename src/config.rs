@@ -55,7 +55,7 @@ pub struct ConfigFile {
     pub accept_envvar_when_unprivileged: Option<bool>,
     /// Whether `/dev/null` mounts onto `/var/run/nvidia-container-devices/<id>` name devices (default false).
     pub accept_volume_mounts: Option<bool>,
-    /// Annotation key prefixes whose `nvidia.com/gpu=<id>` values the shim reads (default `["cdi.k8s.io/"]`).
+    /// Annotation key prefixes whose `nvidia.com/gpu=<id>` values the shim reads (default none: off).
     pub annotation_prefixes: Option<Vec<String>>,
     /// Driver capabilities when a container sets none (default `utility,compute`).
     pub default_driver_capabilities: Option<String>,

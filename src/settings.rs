@@ -148,7 +148,9 @@ impl Settings {
             policy: SourcePolicy {
                 accept_envvar_when_unprivileged: file.accept_envvar_when_unprivileged.unwrap_or(true),
                 accept_volume_mounts: file.accept_volume_mounts.unwrap_or(false),
-                annotation_prefixes: file.annotation_prefixes.unwrap_or_else(|| vec!["cdi.k8s.io/".into()]),
+                // Opt-in, like the device plugin's cdi-annotations strategy: an annotation is
+                // a request channel a careful admin enables knowingly.
+                annotation_prefixes: file.annotation_prefixes.unwrap_or_default(),
             },
             default_capabilities,
         })

@@ -317,7 +317,7 @@ mod tests {
 
     fn settings(dir: &Path) -> Settings {
         let config = dir.join("config.toml");
-        std::fs::write(&config, "").unwrap();
+        std::fs::write(&config, "annotation-prefixes = [\"cdi.k8s.io/\"]\n").unwrap();
         let flags = crate::settings::GlobalFlags { config: Some(config), ..Default::default() };
         Settings::resolve(&flags, &crate::settings::OwnEnv::default()).unwrap()
     }

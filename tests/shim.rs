@@ -82,6 +82,13 @@ impl World {
         self.bundle().join("config.json")
     }
 
+    /// `annotation-prefixes = ["cdi.k8s.io/"]` in the config (annotations are opt-in).
+    fn enable_annotations(&self) {
+        let mut text = fs::read_to_string(self.config()).unwrap();
+        text.push_str("annotation-prefixes = [\"cdi.k8s.io/\"]\n");
+        fs::write(self.config(), text).unwrap();
+    }
+
     fn set_runtime(&self, runtime: &Path) {
         fs::write(self.config(), format!("low-level-runtime = {:?}\n", runtime.to_str().unwrap())).unwrap();
     }
@@ -296,6 +303,7 @@ fn dockers_gpus_hook_is_removed_and_its_network_hook_kept() {
 #[test]
 fn a_cdi_annotation_names_the_device() {
     let w = World::new();
+    w.enable_annotations();
     let mut before = docker_spec(&[]);
     before["annotations"]["cdi.k8s.io/x"] = json!(format!("nvidia.com/gpu={MIG_0_1_UUID}"));
     w.write_spec(&before);
@@ -305,9 +313,22 @@ fn a_cdi_annotation_names_the_device() {
     assert_eq!(w.spec()["annotations"], before["annotations"]);
 }
 
+/// Annotations are a request channel only when the admin enables one: by default a
+/// `cdi.k8s.io/` annotation names nothing and config.json is left as it was.
+#[test]
+fn annotations_are_ignored_unless_enabled() {
+    let w = World::new();
+    let mut before = docker_spec(&[]);
+    before["annotations"]["cdi.k8s.io/x"] = json!("nvidia.com/gpu=0:1");
+    let written = w.write_spec(&before);
+    ok(&w.shim(&["create", "--bundle", &w.bundle_str(), "c19"]));
+    assert_eq!(fs::read(w.config_json()).unwrap(), written);
+}
+
 #[test]
 fn annotations_win_over_the_image_env() {
     let w = World::new();
+    w.enable_annotations();
     let mut before = docker_spec(&["NVIDIA_VISIBLE_DEVICES=all"]);
     before["annotations"]["cdi.k8s.io/x"] = json!("nvidia.com/gpu=0:1");
     w.write_spec(&before);
