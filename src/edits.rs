@@ -35,6 +35,19 @@ pub struct DeviceNode {
     pub minor: u32,
     /// OCI: "fileMode (uint32, OPTIONAL) - file mode for the device". Permission bits only.
     pub file_mode: u32,
+    /// OCI: "uid (uint32, OPTIONAL) - id of device owner". The driver's `DeviceFileUID`
+    /// for GPU and control nodes, 0 for capability nodes (as nvidia-modprobe makes them).
+    pub uid: u32,
+    /// OCI: "gid (uint32, OPTIONAL) - id of device group". The driver's `DeviceFileGID`:
+    /// a host that limits GPUs to a group keeps them limited to that group in the container.
+    pub gid: u32,
+}
+
+impl DeviceNode {
+    /// A char node owned by root, like capability nodes and the driver's defaults.
+    pub fn root_char(path: impl Into<String>, major: u32, minor: u32, file_mode: u32) -> Self {
+        DeviceNode { path: path.into(), kind: 'c', major, minor, file_mode, uid: 0, gid: 0 }
+    }
 }
 
 /// One device cgroup rule.
@@ -104,7 +117,7 @@ mod tests {
     use super::*;
 
     fn node(path: &str, major: u32, minor: u32) -> DeviceNode {
-        DeviceNode { path: path.into(), kind: 'c', major, minor, file_mode: 0o666 }
+        DeviceNode { path: path.into(), kind: 'c', major, minor, file_mode: 0o666, uid: 0, gid: 0 }
     }
 
     #[test]

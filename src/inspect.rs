@@ -190,7 +190,9 @@ pub fn describe_plan(plan: &Plan) -> String {
     }
     let _ = writeln!(out, "device nodes:");
     for n in &plan.edits.device_nodes {
-        let _ = writeln!(out, "  {} {}:{} {:04o} {}", n.kind, n.major, n.minor, n.file_mode, n.path);
+        // The owner only where the driver's params make it other than root's.
+        let owner = if (n.uid, n.gid) == (0, 0) { String::new() } else { format!(" (owner {}:{})", n.uid, n.gid) };
+        let _ = writeln!(out, "  {} {}:{} {:04o} {}{owner}", n.kind, n.major, n.minor, n.file_mode, n.path);
     }
     let _ = writeln!(out, "device cgroup rules:");
     for r in &plan.edits.device_rules {

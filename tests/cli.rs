@@ -225,3 +225,55 @@ fn settings_come_from_own_environment_when_no_flags() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `path uid:gid mode` of each node of `resolve --json`.
+fn owner_lines(v: &Value) -> Vec<String> {
+    let nodes = v["deviceNodes"].as_array().unwrap();
+    nodes
+        .iter()
+        .map(|n| {
+            format!("{} {}:{} {:o}", n["path"].as_str().unwrap(), n["uid"], n["gid"], n["fileMode"].as_u64().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn gpu_nodes_take_owner_and_mode_from_the_drivers_params() {
+    // NVreg_DeviceFileGID=44 NVreg_DeviceFileMode=0660: GPUs for group 44 only.
+    let node = SimNode::with_device_files("a100x8", 0, 44, 0o660);
+    assert_eq!(
+        owner_lines(&resolve_json(&node, "0:1")),
+        [
+            "/dev/nvidia-caps/nvidia-cap345 0:0 444",
+            "/dev/nvidia-caps/nvidia-cap346 0:0 444",
+            "/dev/nvidia-uvm 0:0 666",
+            "/dev/nvidia-uvm-tools 0:0 666",
+            "/dev/nvidia2 0:44 660",
+            "/dev/nvidiactl 0:44 660",
+        ]
+    );
+    let out = mighook(&node, &["resolve", "0:1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("  c 195:2 0660 /dev/nvidia2 (owner 0:44)\n"), "{text}");
+    assert!(text.contains("  c 511:0 0666 /dev/nvidia-uvm\n"), "{text}");
+    // A stock driver: root's, 0666, as before.
+    let stock = owner_lines(&resolve_json(&SimNode::new("a100x8"), "0:1"));
+    assert!(stock.contains(&"/dev/nvidia2 0:0 666".to_string()), "{stock:?}");
+}
+
+#[test]
+fn a_malformed_params_file_fails_closed_naming_it() {
+    let node = SimNode::new("a100x8");
+    let params = node.proc_root().join("driver/nvidia/params");
+    let _ = std::fs::remove_file(&params);
+    std::fs::write(&params, "DeviceFileUID: 0\nDeviceFileGID: video\nDeviceFileMode: 432\n").unwrap();
+    let out = mighook(&node, &["resolve", "0:1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(out.stdout.is_empty());
+    let want = format!("{} is malformed: DeviceFileGID is \"video\", not a decimal number", params.display());
+    assert!(stderr.trim_end().ends_with(&want), "{stderr}");
+    // No params file at all (no driver loaded): the defaults.
+    std::fs::remove_file(&params).unwrap();
+    assert!(owner_lines(&resolve_json(&node, "0:1")).contains(&"/dev/nvidia2 0:0 666".to_string()));
+}

@@ -240,6 +240,59 @@ fn mig_0_1_gets_exactly_its_six_nodes_crun_v2() {
     mig_0_1_gets_exactly_its_six_nodes(Runtime::CrunV2);
 }
 
+/// A host whose driver limits GPUs to a group (`NVreg_DeviceFileGID=44
+/// NVreg_DeviceFileMode=0660`) keeps them limited in the container: the GPU and
+/// control nodes the hook makes have the params' group and mode, as the host's do.
+/// The uvm nodes (nvidia-modprobe ignores the params for them) and the MIG caps
+/// (their capability files' modes) stay root's.
+fn group_only_gpus_stay_group_only(rt: Runtime) {
+    if !can_run(rt) {
+        return;
+    }
+    let node = SimNode::with_device_files(TOPOLOGY, 0, 44, 0o660);
+    let paths: Vec<&str> = MIG_0_1_NODES.iter().map(|(p, _, _)| *p).collect();
+    let bundle = Bundle::probe(&["NVIDIA_VISIBLE_DEVICES=0:1"], &paths).with_mighook(&node);
+    let p = rt.run_probe(&bundle);
+    let seen = |path: &str| {
+        let r = p.get(path);
+        format!("{path} {}:{} {:04o} errno={}", r.uid, r.gid, r.mode, r.errno)
+    };
+    let rt = rt.name();
+    assert_eq!(seen("/dev/nvidia2"), format!("/dev/nvidia2 0:44 0660 errno={ENXIO}"), "{rt}");
+    assert_eq!(seen("/dev/nvidiactl"), format!("/dev/nvidiactl 0:44 0660 errno={ENXIO}"), "{rt}");
+    assert_eq!(seen("/dev/nvidia-uvm"), format!("/dev/nvidia-uvm 0:0 0666 errno={ENXIO}"), "{rt}");
+    assert_eq!(
+        seen("/dev/nvidia-caps/nvidia-cap345"),
+        format!("/dev/nvidia-caps/nvidia-cap345 0:0 0444 errno={ENXIO}"),
+        "{rt}"
+    );
+    // The same as the simulated host's own nodes.
+    for path in paths {
+        assert_eq!(p.get(path).mode, host_mode(&node, path), "{rt}: {path} has the host node's mode");
+    }
+    support::rootfs::assert_pristine(&bundle.rootfs());
+}
+
+#[test]
+fn group_only_gpus_stay_group_only_runc_v1() {
+    group_only_gpus_stay_group_only(Runtime::RuncV1);
+}
+
+#[test]
+fn group_only_gpus_stay_group_only_crun_v1() {
+    group_only_gpus_stay_group_only(Runtime::CrunV1);
+}
+
+#[test]
+fn group_only_gpus_stay_group_only_runc_v2() {
+    group_only_gpus_stay_group_only(Runtime::RuncV2);
+}
+
+#[test]
+fn group_only_gpus_stay_group_only_crun_v2() {
+    group_only_gpus_stay_group_only(Runtime::CrunV2);
+}
+
 /// docker `--gpus` runs `nvidia-container-runtime-hook prestart` found on PATH, with the runtime's
 /// env: mighook installed under that name takes its settings from `MIGHOOK_*` there.
 #[test]

@@ -238,7 +238,7 @@ proptest! {
     /// The shim's config.json edit never panics: a spec of the wrong shape is an error.
     #[test]
     fn shim_spec_edit_never_panics(v in prop_oneof![any_json(), spec_json()]) {
-        let node = mighook::edits::DeviceNode { path: "/dev/nvidiactl".into(), kind: 'c', major: 195, minor: 255, file_mode: 0o666 };
+        let node = mighook::edits::DeviceNode { path: "/dev/nvidiactl".into(), kind: 'c', major: 195, minor: 255, file_mode: 0o666, uid: 0, gid: 0 };
         let mut spec = v.clone();
         if apply_edits(&mut spec, &ContainerEdits::from_nodes([node], vec![])).is_ok() {
             prop_assert!(spec.pointer("/linux/devices").is_some_and(Value::is_array));

@@ -246,6 +246,36 @@ fn create_with_mig_0_1_adds_exactly_the_six_nodes_and_rules() {
 }
 
 #[test]
+fn gpu_nodes_in_the_spec_have_the_drivers_owner_and_mode() {
+    let w = World::new();
+    // The driver loaded with NVreg_DeviceFileGID=44 NVreg_DeviceFileMode=0660.
+    let params = w.path("node/proc/driver/nvidia/params");
+    let text = fs::read_to_string(&params).unwrap().replace("DeviceFileGID: 0", "DeviceFileGID: 44");
+    let _ = fs::remove_file(&params);
+    fs::write(&params, text.replace("DeviceFileMode: 438", "DeviceFileMode: 432")).unwrap();
+    w.write_spec(&docker_spec(&["NVIDIA_VISIBLE_DEVICES=0:1"]));
+    ok(&w.shim(&docker_create(&w, "c1").iter().map(String::as_str).collect::<Vec<_>>()));
+    let after = w.spec();
+    let owners: Vec<String> = after["linux"]["devices"].as_array().unwrap()[1..]
+        .iter()
+        .map(|d| {
+            format!("{} {}:{} {:o}", d["path"].as_str().unwrap(), d["uid"], d["gid"], d["fileMode"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        owners,
+        [
+            "/dev/nvidia-caps/nvidia-cap345 0:0 444",
+            "/dev/nvidia-caps/nvidia-cap346 0:0 444",
+            "/dev/nvidia-uvm 0:0 666",
+            "/dev/nvidia-uvm-tools 0:0 666",
+            "/dev/nvidia2 0:44 660",
+            "/dev/nvidiactl 0:44 660",
+        ]
+    );
+}
+
+#[test]
 fn the_runtime_gets_the_original_argv_and_the_edited_spec() {
     let w = World::new();
     w.write_spec(&docker_spec(&["NVIDIA_VISIBLE_DEVICES=0:1"]));

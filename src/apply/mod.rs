@@ -112,7 +112,7 @@ mod tests {
     use rootfs::kernel_tests::{Container, describe, entries};
 
     fn edits() -> ContainerEdits {
-        let node = |path: &str, minor| DeviceNode { path: path.into(), kind: 'c', major: 195, minor, file_mode: 0o666 };
+        let node = |path: &str, minor| DeviceNode::root_char(path, 195, minor, 0o666);
         ContainerEdits::from_nodes([node("/dev/nvidiactl", 255), node("/dev/nvidia1", 1)], vec![])
     }
 

@@ -15,7 +15,7 @@
 //! with mode 0755.
 //!
 //! What is at a node's path decides what happens:
-//! - nothing: the node is created (`mknodat`), owned by 0:0, mode `file_mode`;
+//! - nothing: the node is created (`mknodat`), owned by its `uid`:`gid`, mode `file_mode`;
 //! - a char device with the right major:minor: **kept**, owner and mode fixed;
 //! - anything else but a directory (a wrong device, a regular file, a FIFO, a
 //!   socket, a symlink): **replaced**, the entry itself is unlinked (a symlink is
@@ -344,10 +344,11 @@ fn place_node<S: FsOps>(
     }
 }
 
-/// Owner 0:0 and exactly `file_mode` (mknod's mode is cut by the umask).
+/// Exactly the node's owner (the driver's `DeviceFileUID`/`GID`, so a group-only
+/// host stays group-only) and `file_mode` (mknod's mode is cut by the umask).
 fn set_attributes<S: FsOps>(sys: &S, dir: &S::Fd, name: &OsStr, node: &DeviceNode) -> Result<(), RootfsError> {
     let err = |source| RootfsError::Attributes { path: node.path.clone(), source };
-    sys.chown_at(dir, name, 0, 0).map_err(err)?;
+    sys.chown_at(dir, name, node.uid, node.gid).map_err(err)?;
     sys.chmod_at(dir, name, node.file_mode).map_err(err)
 }
 
@@ -411,7 +412,7 @@ mod tests {
     const ROOT: &str = "/b/rootfs";
 
     fn node(path: &str, major: u32, minor: u32, mode: u32) -> DeviceNode {
-        DeviceNode { path: path.into(), kind: 'c', major, minor, file_mode: mode }
+        DeviceNode { path: path.into(), kind: 'c', major, minor, file_mode: mode, uid: 0, gid: 0 }
     }
 
     fn gpu0() -> DeviceNode {
@@ -520,6 +521,28 @@ mod tests {
         let fs = rootfs();
         run(&fs, &[gpu0()]).unwrap();
         assert_eq!(fs.calls()[..2], ["setns /proc/42/ns/mnt", "open /b/rootfs"]);
+    }
+
+    #[test]
+    fn nodes_get_their_owner_created_or_kept() {
+        // The driver's NVreg_DeviceFileGID=44 NVreg_DeviceFileMode=0660.
+        let group_only = DeviceNode { gid: 44, file_mode: 0o660, ..gpu0() };
+        let fs = rootfs();
+        run(&fs, std::slice::from_ref(&group_only)).unwrap();
+        assert_eq!(
+            fs.changes(),
+            [
+                "setns /proc/42/ns/mnt",
+                "mknod /b/rootfs/dev/nvidia0 c 195:0 0660",
+                "chown /b/rootfs/dev/nvidia0 0:44",
+                "chmod /b/rootfs/dev/nvidia0 0660",
+            ]
+        );
+        assert_eq!(fs.describe("/b/rootfs/dev/nvidia0").unwrap(), "c 195:0 0660 0:44");
+        // An image's own node with the right numbers is narrowed to the same.
+        let fs = rootfs().char_dev("/b/rootfs/dev/nvidia0", 195, 0, 0o666);
+        run(&fs, &[group_only]).unwrap();
+        assert_eq!(fs.describe("/b/rootfs/dev/nvidia0").unwrap(), "c 195:0 0660 0:44");
     }
 
     #[test]
@@ -778,7 +801,7 @@ pub(crate) mod kernel_tests {
     use std::process::{Child, Command};
 
     fn node(path: &str, major: u32, minor: u32, mode: u32) -> DeviceNode {
-        DeviceNode { path: path.into(), kind: 'c', major, minor, file_mode: mode }
+        DeviceNode { path: path.into(), kind: 'c', major, minor, file_mode: mode, uid: 0, gid: 0 }
     }
 
     fn gpu0() -> DeviceNode {

@@ -88,6 +88,11 @@ pub struct Node {
     pub file_mode: u32,
     /// The cgroup access the runtime grants: `rw`, never `m`.
     pub permissions: String,
+    /// CDI: "uid (int, OPTIONAL) User ID of the device", "gid (int, OPTIONAL) Group ID"
+    /// (no CDI version gates them). Always given: the driver's `DeviceFileUID`/`GID`,
+    /// which a runtime would otherwise leave at 0:0, wider than a group-only host.
+    pub uid: u32,
+    pub gid: u32,
 }
 
 impl Spec {
@@ -220,6 +225,8 @@ impl HostPaths<'_> {
             minor: n.minor,
             file_mode: n.file_mode,
             permissions: "rw".into(),
+            uid: n.uid,
+            gid: n.gid,
         })
     }
 }
@@ -348,6 +355,21 @@ mod tests {
     }
 
     #[test]
+    fn nodes_carry_the_drivers_owner_and_mode() {
+        let mut d = FakeDriver::a100();
+        d.params = Some(crate::driver::DeviceFileParams { uid: 0, gid: 44, mode: 0o660 });
+        let s = generate_spec(&settings("/dev"), &d).unwrap();
+        let line = |n: &Node| format!("{} {}:{} {:o}", n.path, n.uid, n.gid, n.file_mode);
+        let common: Vec<String> = s.container_edits.device_nodes.iter().map(line).collect();
+        assert_eq!(common, ["/dev/nvidia-uvm 0:0 666", "/dev/nvidia-uvm-tools 0:0 666", "/dev/nvidiactl 0:44 660"]);
+        let mig: Vec<String> = s.device("0:1").unwrap().container_edits.device_nodes.iter().map(line).collect();
+        assert!(mig.contains(&"/dev/nvidia2 0:44 660".to_string()), "{mig:?}");
+        assert!(mig.contains(&"/dev/nvidia-caps/nvidia-cap345 0:0 444".to_string()), "{mig:?}");
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["containerEdits"]["deviceNodes"][2]["gid"], 44);
+    }
+
+    #[test]
     fn nodes_grant_rw_and_carry_numbers_and_modes() {
         let s = spec();
         let n = &s.device("0:1").unwrap().container_edits.device_nodes[0];
@@ -401,7 +423,7 @@ mod tests {
         let v = serde_json::to_value(spec()).unwrap();
         let n = &v["devices"][0]["containerEdits"]["deviceNodes"][0];
         let keys: Vec<&str> = n.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(keys, ["path", "type", "major", "minor", "fileMode", "permissions"]);
+        assert_eq!(keys, ["path", "type", "major", "minor", "fileMode", "permissions", "uid", "gid"]);
         assert_eq!(v["kind"], "nvidia.com/gpu");
         assert!(v["containerEdits"]["env"].is_array());
     }

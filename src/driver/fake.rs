@@ -16,6 +16,8 @@ pub struct FakeDriver {
     pub calls: RefCell<Vec<String>>,
     /// `(gpu index, slot)` whose MIG handle lookup fails, as NVML can mid-walk.
     pub failing_mig_slot: Option<(u32, u32)>,
+    /// What `/proc/driver/nvidia/params` says; `None`: no params file.
+    pub params: Option<DeviceFileParams>,
 }
 
 fn mig(slot: u32, gi: u32, ci: u32) -> Option<MigDevice> {
@@ -63,6 +65,7 @@ impl FakeDriver {
             ],
             calls: RefCell::new(vec![]),
             failing_mig_slot: None,
+            params: Some(DeviceFileParams::DEFAULT),
         }
     }
 
@@ -135,6 +138,9 @@ impl Driver for FakeDriver {
             }
         }
         Ok(v)
+    }
+    fn device_file_params(&self) -> Result<Option<DeviceFileParams>, DriverError> {
+        Ok(self.params)
     }
     fn cap_file(&self, cap: MigCap) -> Result<Option<CapFile>, DriverError> {
         let mode = if cap == MigCap::Config { 0o400 } else { 0o444 };

@@ -28,6 +28,9 @@ pub enum DriverError {
     Proc { path: String, reason: String },
     #[error("{path}: {reason}")]
     Inconsistent { path: String, reason: String },
+    /// A driver file that exists but does not say what it must (fail closed: no guessing).
+    #[error("{path} is malformed: {reason}")]
+    Malformed { path: String, reason: String },
     #[error(transparent)]
     Files(#[from] crate::driver_files::DriverFilesError),
     #[error(
@@ -118,6 +121,23 @@ pub struct CapFile {
     pub mode: Option<u32>,
 }
 
+/// Owner and mode the driver gives its device files: `NVreg_DeviceFileUID`,
+/// `NVreg_DeviceFileGID` and `NVreg_DeviceFileMode`, as `/proc/driver/nvidia/params`
+/// shows them (`DeviceFileUID: 0`, `DeviceFileGID: 0`, `DeviceFileMode: 438`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceFileParams {
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits only (a params file with more is malformed).
+    pub mode: u32,
+}
+
+impl DeviceFileParams {
+    /// The driver's own defaults (`NV_DEVICE_FILE_UID/GID/MODE` of nvidia-modprobe):
+    /// what a host without a params file (no driver loaded) gets.
+    pub const DEFAULT: DeviceFileParams = DeviceFileParams { uid: 0, gid: 0, mode: 0o666 };
+}
+
 /// Every fact resolution needs from the driver.
 pub trait Driver {
     fn driver_version(&self) -> Result<String, DriverError>;
@@ -139,6 +159,10 @@ pub trait Driver {
     fn mig_caps_of_gpu(&self, gpu_minor: u32) -> Result<Vec<(MigCap, u32)>, DriverError>;
     /// `DeviceFileMinor`/`DeviceFileMode` of a capability, if its proc file exists.
     fn cap_file(&self, cap: MigCap) -> Result<Option<CapFile>, DriverError>;
+    /// Owner and mode of the GPU and control nodes from the driver's params;
+    /// `None` when there is no params file (no driver loaded). No default body:
+    /// a driver that forgot it would silently widen a host's group-only GPUs.
+    fn device_file_params(&self) -> Result<Option<DeviceFileParams>, DriverError>;
 
     /// The driver's user-space files that `caps` asks for; `None` where there are
     /// none to give (no driver root, or nothing of the driver's under it).
@@ -238,6 +262,9 @@ impl Driver for HostDriver {
     }
     fn cap_file(&self, cap: MigCap) -> Result<Option<CapFile>, DriverError> {
         self.proc.cap_file(cap)
+    }
+    fn device_file_params(&self) -> Result<Option<DeviceFileParams>, DriverError> {
+        self.proc.device_file_params()
     }
     fn driver_files(&self, caps: &DriverCapabilities) -> Result<Option<DriverFiles>, DriverError> {
         let Some(root) = &self.driver_root else { return Ok(None) };

@@ -5,6 +5,10 @@
 //! - `driver/nvidia-caps/mig-minors`: node minor of every possible MIG
 //!   capability, keyed by the GPU's device MINOR (not its NVML index).
 //! - `driver/nvidia/capabilities/...`: `DeviceFileMinor` / `DeviceFileMode`.
+//! - `driver/nvidia/params`: `DeviceFileUID` / `DeviceFileGID` / `DeviceFileMode`
+//!   of the GPU and control nodes. Unlike the files above, a params file that
+//!   exists but does not state all three clearly is an error, not a skipped
+//!   line: guessing there would hand a container wider access than the host.
 //!
 //! Malformed lines are skipped with a log line, never a panic. Each file is
 //! read at most once per process.
@@ -18,7 +22,7 @@
 //! whole file ([`parse_mig_minors`]), "the last of duplicate lines wins"
 //! included; a file that changes between the two reads is an error.
 
-use super::{CapFile, DriverError, MigCap};
+use super::{CapFile, DeviceFileParams, DriverError, MigCap};
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -272,6 +276,16 @@ impl ProcFs {
         let rel = format!("driver/nvidia/capabilities/{}", cap.proc_path());
         Ok(self.read(&rel)?.map(|text| parse_cap_file(&text)))
     }
+
+    pub const PARAMS: &str = "driver/nvidia/params";
+
+    /// The driver's device file owner and mode; `None` without a params file.
+    pub fn device_file_params(&self) -> Result<Option<DeviceFileParams>, DriverError> {
+        let Some(text) = self.read(Self::PARAMS)? else { return Ok(None) };
+        parse_params(&text)
+            .map(Some)
+            .map_err(|reason| DriverError::Malformed { path: self.path(Self::PARAMS).display().to_string(), reason })
+    }
 }
 
 /// `(major, name)` pairs of the `Character devices:` section.
@@ -364,6 +378,47 @@ pub fn parse_cap_file(text: &str) -> CapFile {
         }
     }
     cap
+}
+
+/// `DeviceFileUID`, `DeviceFileGID` and `DeviceFileMode` of the driver's `params`
+/// (`Name: value` lines, values in decimal, as `nv-procfs.c` prints them).
+///
+/// nvidia-modprobe reads the same three with `fscanf("%31[^:]: %u\n")` and falls
+/// back to 0, 0, 0666 for any it does not find. Here each must be there exactly
+/// once with a decimal value, and the mode must be permission bits only: a file
+/// that says anything else is not one we understand, and its defaults could be
+/// wider than what the host meant. Other lines (the driver has dozens, some with
+/// string values) are not looked at.
+pub fn parse_params(text: &str) -> Result<DeviceFileParams, String> {
+    let mut found: [Option<u32>; 3] = [None; 3];
+    const KEYS: [&str; 3] = ["DeviceFileUID", "DeviceFileGID", "DeviceFileMode"];
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once(':') else { continue };
+        let Some(at) = KEYS.iter().position(|k| *k == key.trim()) else { continue };
+        let key = KEYS[at];
+        let value = value.trim();
+        let n = number(value).ok_or_else(|| format!("{key} is {value:?}, not a decimal number"))?;
+        if found[at].replace(n).is_some() {
+            return Err(format!("{key} is given more than once"));
+        }
+    }
+    let [uid, gid, mode] = found;
+    let missing = |key| format!("no {key} line");
+    let (uid, gid, mode) = (
+        uid.ok_or_else(|| missing(KEYS[0]))?,
+        gid.ok_or_else(|| missing(KEYS[1]))?,
+        mode.ok_or_else(|| missing(KEYS[2]))?,
+    );
+    // (uid_t)-1 is chown's "leave as is": as an owner it means nothing.
+    for (key, id) in [(KEYS[0], uid), (KEYS[1], gid)] {
+        if id == u32::MAX {
+            return Err(format!("{key} is {id}, which is no owner"));
+        }
+    }
+    if mode & !0o777 != 0 {
+        return Err(format!("DeviceFileMode is {mode} ({mode:#o}), which has bits beyond rwxrwxrwx"));
+    }
+    Ok(DeviceFileParams { uid, gid, mode })
 }
 
 #[cfg(test)]
@@ -526,6 +581,69 @@ mod tests {
         std::fs::write(dir.path().join("driver/nvidia-caps/mig-minors"), b"config 1\n\xff\n").unwrap();
         let err = ProcFs::new(dir.path()).mig_cap_minor(MigCap::Config).unwrap_err().to_string();
         assert!(err.ends_with("driver/nvidia-caps/mig-minors: stream did not contain valid UTF-8"), "{err}");
+    }
+
+    /// What a 550 driver prints, defaults and all (`nv-procfs.c`), with a string-valued line.
+    const PARAMS: &str = "ResmanDebugLevel: 4294967295\nRmLogonRC: 1\nModifyDeviceFiles: 1\nDeviceFileUID: 0\n\
+        DeviceFileGID: 0\nDeviceFileMode: 438\nInitializeSystemMemoryAllocations: 1\nRegistryDwords: \"\"\n\
+        RmMsg: \"\"\nGpuBlacklist: \"\"\n";
+
+    fn params_with(uid: &str, gid: &str, mode: &str) -> String {
+        PARAMS
+            .replace("UID: 0", &format!("UID: {uid}"))
+            .replace("GID: 0", &format!("GID: {gid}"))
+            .replace("Mode: 438", &format!("Mode: {mode}"))
+    }
+
+    #[test]
+    fn params_of_a_default_driver_are_root_0666() {
+        assert_eq!(parse_params(PARAMS), Ok(DeviceFileParams { uid: 0, gid: 0, mode: 0o666 }));
+        assert_eq!(parse_params(PARAMS), Ok(DeviceFileParams::DEFAULT));
+    }
+
+    #[test]
+    fn params_of_a_group_only_host() {
+        // NVreg_DeviceFileGID=44 NVreg_DeviceFileMode=0660 (432 in decimal, as the driver prints it).
+        let p = parse_params(&params_with("0", "44", "432")).unwrap();
+        assert_eq!(p, DeviceFileParams { uid: 0, gid: 44, mode: 0o660 });
+        let p = parse_params(&params_with("1000", "1000", "384").replace('\n', "\r\n")).unwrap();
+        assert_eq!(p, DeviceFileParams { uid: 1000, gid: 1000, mode: 0o600 }, "CRLF lines too");
+    }
+
+    #[test]
+    fn malformed_params_are_errors_naming_the_key() {
+        for (text, want) in [
+            (String::new(), "no DeviceFileUID line"),
+            (PARAMS.replace("DeviceFileGID: 0\n", ""), "no DeviceFileGID line"),
+            (PARAMS.replace("DeviceFileMode: 438\n", ""), "no DeviceFileMode line"),
+            (params_with("0", "-1", "438"), "DeviceFileGID is \"-1\", not a decimal number"),
+            (params_with("0", "0x2c", "438"), "DeviceFileGID is \"0x2c\", not a decimal number"),
+            (params_with("0", "0", "0660"), "DeviceFileMode is 660 (0o1224), which has bits beyond rwxrwxrwx"),
+            (params_with("", "0", "438"), "DeviceFileUID is \"\", not a decimal number"),
+            (params_with("4294967296", "0", "438"), "DeviceFileUID is \"4294967296\", not a decimal number"),
+            (params_with("4294967295", "0", "438"), "DeviceFileUID is 4294967295, which is no owner"),
+            (params_with("0", "0", "4534"), "DeviceFileMode is 4534 (0o10666), which has bits beyond rwxrwxrwx"),
+            (format!("{PARAMS}DeviceFileGID: 44\n"), "DeviceFileGID is given more than once"),
+        ] {
+            assert_eq!(parse_params(&text).unwrap_err(), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn params_through_procfs() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = || ProcFs::new(dir.path());
+        assert_eq!(p().device_file_params().unwrap(), None, "no driver: no params file");
+        std::fs::create_dir_all(dir.path().join("driver/nvidia")).unwrap();
+        let file = dir.path().join("driver/nvidia/params");
+        std::fs::write(&file, params_with("0", "44", "432")).unwrap();
+        assert_eq!(p().device_file_params().unwrap(), Some(DeviceFileParams { uid: 0, gid: 44, mode: 0o660 }));
+        std::fs::write(&file, "DeviceFileUID: 0\nDeviceFileGID: video\n").unwrap();
+        let err = p().device_file_params().unwrap_err().to_string();
+        assert_eq!(err, format!("{} is malformed: DeviceFileGID is \"video\", not a decimal number", file.display()));
+        std::fs::write(&file, b"DeviceFileUID: 0\n\xff\n").unwrap();
+        let err = p().device_file_params().unwrap_err().to_string();
+        assert!(err.starts_with(&format!("cannot read {}", file.display())), "{err}");
     }
 
     #[test]

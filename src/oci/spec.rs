@@ -47,9 +47,9 @@ fn array<'a>(parent: &'a mut Map<String, Value>, key: &str, pointer: &str) -> Re
     parent.entry(key).or_insert_with(|| json!([])).as_array_mut().ok_or_else(|| shape(pointer, "an array"))
 }
 
-/// OCI `linux.devices` entry; uid/gid 0 like the driver's own nodes.
+/// OCI `linux.devices` entry; owner and mode as the driver gives its own nodes.
 fn device_json(n: &DeviceNode) -> Value {
-    json!({"path": n.path, "type": n.kind.to_string(), "major": n.major, "minor": n.minor, "fileMode": n.file_mode, "uid": 0, "gid": 0})
+    json!({"path": n.path, "type": n.kind.to_string(), "major": n.major, "minor": n.minor, "fileMode": n.file_mode, "uid": n.uid, "gid": n.gid})
 }
 
 fn rule_json(r: &DeviceRule) -> Value {
@@ -203,7 +203,7 @@ mod tests {
     use super::*;
 
     fn node(path: &str, major: u32, minor: u32) -> DeviceNode {
-        DeviceNode { path: path.into(), kind: 'c', major, minor, file_mode: 0o666 }
+        DeviceNode { path: path.into(), kind: 'c', major, minor, file_mode: 0o666, uid: 0, gid: 0 }
     }
     fn edits(nodes: &[DeviceNode]) -> ContainerEdits {
         ContainerEdits::from_nodes(nodes.iter().cloned(), vec![])
@@ -225,6 +225,17 @@ mod tests {
                 {"path": "/proc/42/exe", "args": ["libnetwork-setkey", "-exec-root=/run/docker"]}
             ]}
         })
+    }
+
+    #[test]
+    fn devices_carry_the_drivers_owner_and_mode() {
+        let mut spec = runc_like();
+        let gpu = DeviceNode { gid: 44, file_mode: 0o660, ..node("/dev/nvidia0", 195, 0) };
+        apply_edits(&mut spec, &edits(&[gpu])).unwrap();
+        assert_eq!(
+            spec["linux"]["devices"][1],
+            json!({"path": "/dev/nvidia0", "type": "c", "major": 195, "minor": 0, "fileMode": 0o660, "uid": 0, "gid": 44})
+        );
     }
 
     #[test]

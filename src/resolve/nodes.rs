@@ -7,21 +7,35 @@
 //! instance, with minors from `mig-minors` (keyed by the GPU's device minor).
 //! `NVIDIA_MIG_CONFIG_DEVICES` / `NVIDIA_MIG_MONITOR_DEVICES` add the config /
 //! monitor cap and every GI/CI cap of the selected MIG-capable GPUs.
+//!
+//! Owner and mode follow nvidia-modprobe (nvidia-modprobe-utils.c), which makes
+//! the host's nodes: `/dev/nvidia<N>`, `/dev/nvidiactl` and `/dev/nvidia-modeset`
+//! get the driver's `DeviceFileUID`/`DeviceFileGID`/`DeviceFileMode`
+//! (`/proc/driver/nvidia/params`; `nvidia_mknod`, `nvidia_modeset_mknod`), so a
+//! host that limits GPUs to a group limits them in the container too, and 0:0
+//! 0666 without a params file. `/dev/nvidia-uvm*` are 0:0 0666 whatever the
+//! params say (`nvidia_uvm_mknod` reads no proc file). Capability nodes are 0:0
+//! with the capability file's mode (`nvidia_cap_mknod` reads only the
+//! capability's own proc file, which has no owner lines).
 
 use super::{ResolveError, Selection};
-use crate::driver::{Driver, MigCap, MigMode};
+use crate::driver::{DeviceFileParams, Driver, MigCap, MigMode};
 use crate::edits::{ContainerEdits, DeviceNode, MODESET_MINOR, NVIDIA_MAJOR, NVIDIACTL_MINOR, UVM_TOOLS_MINOR};
 use crate::request::Request;
 
-/// The driver's default `DeviceFileMode` for GPU and control nodes.
-const GPU_NODE_MODE: u32 = 0o666;
 /// Capability nodes the driver creates read-only: GI/CI access and monitor caps.
 const CAP_NODE_MODE: u32 = 0o444;
 /// The mig-config cap is owner-only.
 const CONFIG_CAP_MODE: u32 = 0o400;
 
+/// A capability node: root's, with its capability file's mode.
 fn node(path: String, major: u32, minor: u32, file_mode: u32) -> DeviceNode {
-    DeviceNode { path, kind: 'c', major, minor, file_mode }
+    DeviceNode { path, kind: 'c', major, minor, file_mode, uid: 0, gid: 0 }
+}
+
+/// A node the driver's params govern: their owner and mode.
+fn driver_node(path: String, major: u32, minor: u32, params: &DeviceFileParams) -> DeviceNode {
+    DeviceNode { path, kind: 'c', major, minor, file_mode: params.mode, uid: params.uid, gid: params.gid }
 }
 
 pub fn cap_path(minor: u32) -> String {
@@ -79,13 +93,26 @@ pub fn build<D: Driver + ?Sized>(
     if !sel.gpu_container {
         return Ok(ContainerEdits::default());
     }
-    let mut nodes = vec![node("/dev/nvidiactl".into(), NVIDIA_MAJOR, NVIDIACTL_MINOR, GPU_NODE_MODE)];
+    let params = driver
+        .device_file_params()
+        .map_err(|source| ResolveError::Driver { context: "device file owner and mode".into(), source })?
+        .unwrap_or(DeviceFileParams::DEFAULT);
+    let mut nodes = vec![driver_node("/dev/nvidiactl".into(), NVIDIA_MAJOR, NVIDIACTL_MINOR, &params)];
     let proc_err = |source| ResolveError::Driver { context: "/proc/devices".into(), source };
     if request.capabilities.compute() {
         match driver.chardev_major("nvidia-uvm").map_err(proc_err)? {
+            // Not the params: nvidia-modprobe's nvidia_uvm_mknod passes no proc path to
+            // mknod_helper (`mknod_helper(major, base_minor, NV_UVM_DEVICE_NAME, NULL)`,
+            // nvidia-modprobe-utils.c), so init_device_file_parameters keeps its
+            // defaults and the host's uvm nodes are always 0:0 0666.
             Some(uvm) => {
-                nodes.push(node("/dev/nvidia-uvm".into(), uvm, 0, GPU_NODE_MODE));
-                nodes.push(node("/dev/nvidia-uvm-tools".into(), uvm, UVM_TOOLS_MINOR, GPU_NODE_MODE));
+                nodes.push(driver_node("/dev/nvidia-uvm".into(), uvm, 0, &DeviceFileParams::DEFAULT));
+                nodes.push(driver_node(
+                    "/dev/nvidia-uvm-tools".into(),
+                    uvm,
+                    UVM_TOOLS_MINOR,
+                    &DeviceFileParams::DEFAULT,
+                ));
             }
             None => sel.warnings.push(
                 "compute: /proc/devices has no nvidia-uvm major (nvidia-uvm not loaded?): no /dev/nvidia-uvm nodes"
@@ -94,10 +121,10 @@ pub fn build<D: Driver + ?Sized>(
         }
     }
     if request.capabilities.display() {
-        nodes.push(node("/dev/nvidia-modeset".into(), NVIDIA_MAJOR, MODESET_MINOR, GPU_NODE_MODE));
+        nodes.push(driver_node("/dev/nvidia-modeset".into(), NVIDIA_MAJOR, MODESET_MINOR, &params));
     }
     for gpu in &sel.gpus {
-        nodes.push(node(format!("/dev/nvidia{}", gpu.minor), NVIDIA_MAJOR, gpu.minor, GPU_NODE_MODE));
+        nodes.push(driver_node(format!("/dev/nvidia{}", gpu.minor), NVIDIA_MAJOR, gpu.minor, &params));
     }
     let needs_caps = !sel.migs.is_empty() || request.mig_config || request.mig_monitor;
     let caps =

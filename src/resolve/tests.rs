@@ -196,3 +196,42 @@ fn one_mig_device_asks_about_one_gpu_and_one_slot() {
     plan(&request("0:1"), &d).unwrap();
     assert_eq!(*d.calls.borrow(), ["count", "gpu 0", "mig 0:1"]);
 }
+
+/// `path uid:gid mode` of every node of a plan, to compare owners and modes at a glance.
+fn owners(devices: &str, caps: &str, driver: &FakeDriver) -> Vec<String> {
+    let raw = RawRequest { visible_devices: Some(devices), driver_capabilities: Some(caps), ..Default::default() };
+    let nodes = plan(&request_with(raw), driver).unwrap().edits.device_nodes;
+    nodes.iter().map(|n| format!("{} {}:{} {:04o}", n.path, n.uid, n.gid, n.file_mode)).collect()
+}
+
+#[test]
+fn group_only_params_give_group_only_gpu_nodes() {
+    // NVreg_DeviceFileGID=44 NVreg_DeviceFileMode=0660: the host's GPUs are for group 44 only.
+    let mut d = FakeDriver::a100();
+    d.params = Some(crate::driver::DeviceFileParams { uid: 0, gid: 44, mode: 0o660 });
+    assert_eq!(
+        owners("0:1", "compute,display", &d),
+        [
+            // Capability nodes: root's, with the capability file's mode (not the params).
+            "/dev/nvidia-caps/nvidia-cap345 0:0 0444",
+            "/dev/nvidia-caps/nvidia-cap346 0:0 0444",
+            "/dev/nvidia-modeset 0:44 0660",
+            // nvidia-modprobe makes the uvm nodes with its defaults, whatever the params.
+            "/dev/nvidia-uvm 0:0 0666",
+            "/dev/nvidia-uvm-tools 0:0 0666",
+            "/dev/nvidia2 0:44 0660",
+            "/dev/nvidiactl 0:44 0660",
+        ]
+    );
+}
+
+#[test]
+fn without_a_params_file_gpu_nodes_are_root_0666() {
+    let mut d = FakeDriver::a100();
+    d.params = None;
+    let none = owners("0:1,2", "compute,display", &d);
+    assert!(none.contains(&"/dev/nvidia0 0:0 0666".to_string()), "{none:?}");
+    assert!(none.contains(&"/dev/nvidiactl 0:0 0666".to_string()), "{none:?}");
+    assert!(none.contains(&"/dev/nvidia-modeset 0:0 0666".to_string()), "{none:?}");
+    assert_eq!(none, owners("0:1,2", "compute,display", &FakeDriver::a100()), "same as a default params file");
+}

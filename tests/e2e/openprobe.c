@@ -4,7 +4,7 @@
  * argument is one probe; each probe prints one line (ls/cat print one line per
  * entry) that tests/support/probe.rs parses:
  *
- *   PATH                  stat + open:          "PATH: type=c MAJ:MIN mode=0666 acc=rw open=OK|FAIL errno=N"
+ *   PATH                  stat + open:          "PATH: type=c MAJ:MIN mode=0666 owner=UID:GID acc=rw open=OK|FAIL errno=N"
  *                         (acc=r: opened O_RDONLY because the mode has no write bit)
  *                         stat failed:          "PATH: stat errno=N"
  *   mknod:PATH:MAJ:MIN[:MODE]  mknod a char node (octal MODE, default 0666) first, then
@@ -46,8 +46,9 @@ static void probe(const char *path) {
   int rw = (st.st_mode & 0222) != 0;
   int fd = open(path, (rw ? O_RDWR : O_RDONLY) | O_NONBLOCK | O_NOCTTY);
   int e = fd >= 0 ? 0 : errno;
-  printf("%s: type=%c %u:%u mode=%04o acc=%s open=%s errno=%d\n", path, kind, major(st.st_rdev), minor(st.st_rdev),
-         (unsigned)(st.st_mode & 07777), rw ? "rw" : "r", fd >= 0 ? "OK" : "FAIL", e);
+  printf("%s: type=%c %u:%u mode=%04o owner=%u:%u acc=%s open=%s errno=%d\n", path, kind, major(st.st_rdev),
+         minor(st.st_rdev), (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid, (unsigned)st.st_gid, rw ? "rw" : "r",
+         fd >= 0 ? "OK" : "FAIL", e);
   if (fd >= 0) close(fd);
 }
 

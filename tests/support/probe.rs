@@ -22,7 +22,8 @@ pub enum Step {
     Open,
 }
 
-/// One probed path: `PATH: type=c MAJ:MIN mode=0666 acc=rw open=OK|FAIL errno=N` (or a failed mknod/stat).
+/// One probed path: `PATH: type=c MAJ:MIN mode=0666 owner=UID:GID acc=rw open=OK|FAIL errno=N`
+/// (or a failed mknod/stat).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeResult {
     pub path: String,
@@ -33,6 +34,9 @@ pub struct ProbeResult {
     pub minor: u32,
     /// Permission bits of the node.
     pub mode: u32,
+    /// Owner and group of the node as the container sees them.
+    pub uid: u32,
+    pub gid: u32,
     /// Opened `O_RDONLY` (the mode has no write bit, like 0444 nvidia-caps nodes) instead of `O_RDWR`.
     pub read_only: bool,
     /// errno of `step`; 0 when the open succeeded.
@@ -155,6 +159,8 @@ fn parse_result(line: &str) -> ProbeResult {
         major: 0,
         minor: 0,
         mode: 0,
+        uid: 0,
+        gid: 0,
         read_only: false,
         errno,
     };
@@ -164,10 +170,15 @@ fn parse_result(line: &str) -> ProbeResult {
     if let Some(e) = rest.strip_prefix("mknod ") {
         return failed(Step::Mknod, errno_field(e, line));
     }
-    // type=c MAJ:MIN mode=0666 acc=rw open=OK|FAIL errno=N
+    // type=c MAJ:MIN mode=0666 owner=UID:GID acc=rw open=OK|FAIL errno=N
     let fields: Vec<&str> = rest.split(' ').collect();
-    let [ty, dev, mode, acc, open, errno] = fields[..] else { bad() };
+    let [ty, dev, mode, owner, acc, open, errno] = fields[..] else { bad() };
     let mode = mode.strip_prefix("mode=").and_then(|m| u32::from_str_radix(m, 8).ok()).unwrap_or_else(|| bad());
+    let (uid, gid) = owner
+        .strip_prefix("owner=")
+        .and_then(|o| o.split_once(':'))
+        .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)))
+        .unwrap_or_else(|| bad());
     let read_only = match acc {
         "acc=rw" => false,
         "acc=r" => true,
@@ -188,6 +199,8 @@ fn parse_result(line: &str) -> ProbeResult {
         major: major.parse().unwrap_or_else(|_| bad()),
         minor: minor.parse().unwrap_or_else(|_| bad()),
         mode,
+        uid,
+        gid,
         read_only,
         errno,
     }
@@ -198,9 +211,9 @@ mod tests {
     use super::*;
 
     const SAMPLE: &str = "\
-/dev/nvidia2: type=c 195:2 mode=0666 acc=rw open=FAIL errno=6
-/dev/null: type=c 1:3 mode=0666 acc=rw open=OK errno=0
-/dev/nvidia-caps/nvidia-cap345: type=c 508:345 mode=0444 acc=r open=FAIL errno=6
+/dev/nvidia2: type=c 195:2 mode=0666 owner=0:44 acc=rw open=FAIL errno=6
+/dev/null: type=c 1:3 mode=0666 owner=0:0 acc=rw open=OK errno=0
+/dev/nvidia-caps/nvidia-cap345: type=c 508:345 mode=0444 owner=0:0 acc=r open=FAIL errno=6
 /dev/nvidia0: stat errno=2
 /dev/nb: mknod errno=1
 ls:/dev: entry=null
@@ -221,6 +234,7 @@ probe: done
             (0o444, true)
         );
         assert_eq!((p.get("/dev/nvidia2").mode, p.get("/dev/nvidia2").read_only), (0o666, false));
+        assert_eq!((p.get("/dev/nvidia2").uid, p.get("/dev/nvidia2").gid), (0, 44));
         assert_eq!(p.summary_of("/dev/nvidia0"), "stat errno=2");
         assert_eq!(p.summary_of("/dev/nb"), "mknod errno=1");
         assert_eq!(p.ls("/dev"), ["null", "nvidia2"]);
@@ -232,12 +246,12 @@ probe: done
     #[test]
     #[should_panic(expected = "probe: done")]
     fn rejects_truncated_output() {
-        ProbeOutput::parse("/dev/null: type=c 1:3 mode=0666 acc=rw open=OK errno=0\n");
+        ProbeOutput::parse("/dev/null: type=c 1:3 mode=0666 owner=0:0 acc=rw open=OK errno=0\n");
     }
 
     #[test]
     #[should_panic(expected = "bad probe line")]
     fn rejects_garbage() {
-        ProbeOutput::parse("/dev/null: type=c 1:3 mode=0666 acc=rw open=FAIL errno=0\nprobe: done\n");
+        ProbeOutput::parse("/dev/null: type=c 1:3 mode=0666 owner=0:0 acc=rw open=FAIL errno=0\nprobe: done\n");
     }
 }

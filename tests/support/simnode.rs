@@ -23,16 +23,23 @@ pub struct SimNode {
 impl SimNode {
     /// `fake-node tests/topologies/<topology>.json <tempdir> --lib <libfake_nvml.so> --mknod`.
     pub fn new(topology: &str) -> SimNode {
-        SimNode::generate(topology, None)
+        SimNode::generate(topology, None, None)
+    }
+
+    /// Like [`SimNode::new`], with the driver's `NVreg_DeviceFileUID/GID/Mode` set
+    /// (`fake-node --device-files uid:gid:mode`): its params file says so, and the
+    /// host's GPU and control nodes have that owner and mode.
+    pub fn with_device_files(topology: &str, uid: u32, gid: u32, mode: u32) -> SimNode {
+        SimNode::generate(topology, None, Some(format!("{uid}:{gid}:{mode:o}")))
     }
 
     /// Like [`SimNode::new`], plus `--driver-root <dir>/driver-root --layout <layout>`
     /// (driver version: the topology's).
     pub fn with_driver_root(topology: &str, layout: Layout) -> SimNode {
-        SimNode::generate(topology, Some(layout))
+        SimNode::generate(topology, Some(layout), None)
     }
 
-    fn generate(topology: &str, layout: Option<Layout>) -> SimNode {
+    fn generate(topology: &str, layout: Option<Layout>, device_files: Option<String>) -> SimNode {
         let file = super::workspace_root().join("tests/topologies").join(format!("{topology}.json"));
         assert!(file.exists(), "topology file {} does not exist", file.display());
         let dir = tempfile::Builder::new().prefix("mighook-e2e-node").tempdir().expect("tempdir");
@@ -42,6 +49,7 @@ impl SimNode {
             .arg("--lib")
             .arg(super::fake_nvml_lib())
             .arg("--mknod")
+            .args(device_files.map_or(Vec::new(), |f| vec!["--device-files".to_string(), f]))
             .args(layout.map_or(Vec::new(), |l| {
                 let root = dir.path().join("driver-root").into_os_string();
                 vec!["--driver-root".into(), root, "--layout".into(), l.name().into()]

@@ -108,7 +108,7 @@ fn write_node(topo: &Topology, json: &str, out: &Path, lib: Option<&Path>, mknod
     write(&proc.join("driver/nvidia-caps/mig-minors"), &mig_minors(), 0o444)?;
     let nv = proc.join("driver/nvidia");
     write(&nv.join("version"), &version(topo), 0o444)?;
-    write(&nv.join("params"), PARAMS, 0o444)?;
+    write(&nv.join("params"), &params(DeviceFiles::default()), 0o444)?;
     for (index, gpu) in topo.gpus.iter().enumerate() {
         let dir = nv.join("gpus").join(gpu.pci().proc_name());
         write(&dir.join("information"), &information(gpu, index), 0o444)?;
@@ -273,9 +273,52 @@ fn version(topo: &Topology) -> String {
     )
 }
 
-const PARAMS: &str = "ResmanDebugLevel: 4294967295\nRmLogonRC: 1\nModifyDeviceFiles: 1\n\
-DeviceFileUID: 0\nDeviceFileGID: 0\nDeviceFileMode: 438\nInitializeSystemMemoryAllocations: 1\n\
-UsePageAttributeTable: 4294967295\nEnableMSI: 1\nEnablePCIeGen3: 0\n";
+/// Owner and mode the driver gives its device files: `NVreg_DeviceFileUID`,
+/// `NVreg_DeviceFileGID`, `NVreg_DeviceFileMode`. The default is a stock driver's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceFiles {
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits; the params file shows them in decimal (0666 is 438).
+    pub mode: u32,
+}
+
+impl Default for DeviceFiles {
+    fn default() -> Self {
+        DeviceFiles { uid: 0, gid: 0, mode: 0o666 }
+    }
+}
+
+/// `/proc/driver/nvidia/params` as `nv-procfs.c` prints it (a subset of its lines).
+pub fn params(files: DeviceFiles) -> String {
+    let DeviceFiles { uid, gid, mode } = files;
+    format!(
+        "ResmanDebugLevel: 4294967295\nRmLogonRC: 1\nModifyDeviceFiles: 1\n\
+         DeviceFileUID: {uid}\nDeviceFileGID: {gid}\nDeviceFileMode: {mode}\nInitializeSystemMemoryAllocations: 1\n\
+         UsePageAttributeTable: 4294967295\nEnableMSI: 1\nEnablePCIeGen3: 0\nRegistryDwords: \"\"\nRmMsg: \"\"\n"
+    )
+}
+
+/// Host nodes whose owner and mode come from the params (nvidia-modprobe's
+/// `nvidia_mknod` and `nvidia_modeset_mknod`; uvm and caps do not read them).
+fn governed_by_params(node: &DevNode) -> bool {
+    node.major == NVIDIA_MAJOR
+}
+
+/// Gives an existing node other driver params: rewrites `params` and, for a node
+/// made with `--mknod`, the owner and mode of the host nodes they govern.
+pub fn set_device_files(node: &Node, files: DeviceFiles) -> Result<(), NodeError> {
+    write(&node.proc_dir().join("driver/nvidia/params"), &params(files), 0o444)?;
+    for dev in device_nodes(&node.topology).iter().filter(|d| governed_by_params(d)) {
+        let path = node.root.join(&dev.path);
+        if !path.exists() {
+            continue;
+        }
+        std::os::unix::fs::chown(&path, Some(files.uid), Some(files.gid)).map_err(io_err(&path))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(files.mode)).map_err(io_err(&path))?;
+    }
+    Ok(())
+}
 
 /// The `/dev` nodes a host with this topology has: control nodes, one per
 /// GPU, uvm (if its major is registered) and the caps of existing GIs/CIs
@@ -461,6 +504,21 @@ mod tests {
         assert!(read(r, "proc/devices").contains("508 nvidia-caps\n"));
         assert!(!r.join("dev").exists());
         assert!(!node.lib().exists());
+    }
+
+    #[test]
+    fn params_are_a_stock_drivers_unless_set() {
+        let tmp = tempfile::tempdir().unwrap();
+        let node = build(&topology("a100x8.json"), tmp.path(), None, false).unwrap();
+        let text = read(&node.root, "proc/driver/nvidia/params");
+        for line in ["ModifyDeviceFiles: 1", "DeviceFileUID: 0", "DeviceFileGID: 0", "DeviceFileMode: 438"] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        set_device_files(&node, DeviceFiles { uid: 0, gid: 44, mode: 0o660 }).unwrap();
+        let text = read(&node.root, "proc/driver/nvidia/params");
+        for line in ["DeviceFileUID: 0", "DeviceFileGID: 44", "DeviceFileMode: 432"] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
     }
 
     #[test]
