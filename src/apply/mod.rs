@@ -5,12 +5,18 @@
 //! files, links and loader cache ([`driver_files`], likewise), then the device
 //! cgroup rules are granted ([`cgroup`], v1 and/or v2). All fail closed: the
 //! first error stops the hook, and the runtime then refuses to start the container.
+//! A failed start leaves nothing behind: each step undoes its own partial
+//! work, and a later step's failure undoes the earlier steps' changes in
+//! reverse order from inside the container's mount namespace ([`undo`]); the
+//! cgroup step takes back its own v1 lines (`devices.deny`) and its v2 swap is
+//! atomic. What a step *replaced* cannot be brought back (see docs/SECURITY.md).
 //! Environment edits are not applied here; at prestart the process's
 //! environment is already fixed, so only the shim and CDI paths can set it.
 
 pub mod cgroup;
 pub mod driver_files;
 pub mod rootfs;
+pub mod undo;
 
 use std::fmt;
 use std::os::unix::fs::DirBuilderExt;
@@ -53,6 +59,8 @@ pub enum ApplyError {
     StateDir { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Cgroup(#[from] cgroup::CgroupError),
+    #[error("{error}; rolling back left behind: {}", left.join("; "))]
+    Incomplete { error: Box<ApplyError>, left: Vec<String> },
 }
 
 /// Everything that was created, kept, replaced, bind-mounted or written.
@@ -93,12 +101,29 @@ pub fn apply(
     edits: &ContainerEdits,
     host_dev_root: &Path,
 ) -> Result<ApplyReport, ApplyError> {
-    let nodes = rootfs::create_nodes(sys, target.pid, &target.rootfs, &edits.device_nodes, host_dev_root)?;
+    // Each step undoes its own partial work on an error; what the earlier steps
+    // made (in order) is undone here when a later one fails.
+    let (nodes, mut made) =
+        rootfs::create_nodes_recorded(sys, target.pid, &target.rootfs, &edits.device_nodes, host_dev_root)?;
+    let roll_back =
+        |error: ApplyError, made: &[undo::Made]| match undo::undo(sys, Some(target.pid), &target.rootfs, made) {
+            left if left.is_empty() => error,
+            left => ApplyError::Incomplete { error: Box::new(error), left },
+        };
     let driver_files = match &edits.driver_files {
-        Some(files) => driver_files::inject(sys, target.pid, &target.rootfs, files, state_dir()?)?,
+        Some(files) => {
+            match state_dir().and_then(|dir| Ok(driver_files::inject(sys, target.pid, &target.rootfs, files, dir)?)) {
+                Ok(report) => report,
+                Err(e) => return Err(roll_back(e, &made)),
+            }
+        }
         None => driver_files::InjectReport::default(),
     };
-    let cgroup = cgroup::allow_devices(sys, target.pid, &edits.device_rules)?;
+    made.extend(driver_files.made.iter().cloned());
+    let cgroup = match cgroup::allow_devices(sys, target.pid, &edits.device_rules) {
+        Ok(cgroup) => cgroup,
+        Err(e) => return Err(roll_back(e.into(), &made)),
+    };
     Ok(ApplyReport { nodes, driver_files, cgroup })
 }
 

@@ -36,6 +36,8 @@ pub enum CgroupError {
         "no device cgroup found for the container: its v1 devices cgroup is the root or absent and no cgroup2 hierarchy is mounted"
     )]
     NoDeviceCgroup,
+    #[error("{error}; taking back the v1 lines: {undo}")]
+    Incomplete { error: Box<CgroupError>, undo: v1::V1Error },
     #[error(transparent)]
     V1(#[from] v1::V1Error),
     #[error(transparent)]
@@ -214,13 +216,18 @@ fn allow_devices_with<S: FsOps>(
     let v1 = found.v1_devices.map(|dir| v1::allow(sys, &dir, rules)).transpose()?;
     // The root of a cgroup2 mount: the host's root cgroup, or a cgroup namespace's.
     let v2_root = |dir: &PathBuf| mounts.iter().any(|m| m.fs_type == "cgroup2" && m.mount_point == *dir);
-    let v2 = found
-        .v2
-        .map(|dir| {
-            let root = v2_root(&dir);
-            v2_step(dir, root)
-        })
-        .transpose()?;
+    let v2 = match found.v2.map(|dir| {
+        let root = v2_root(&dir);
+        v2_step(dir, root)
+    }) {
+        // The v2 swap is atomic (old or new program); the v1 lines are taken back.
+        Some(Err(error)) => match v1.as_ref().map(|v1| v1::deny(sys, v1)) {
+            Some(Err(undo)) => return Err(CgroupError::Incomplete { error: Box::new(error), undo }),
+            _ => return Err(error),
+        },
+        Some(Ok(step)) => Some(step),
+        None => None,
+    };
     Ok(CgroupReport { v1, v2 })
 }
 
@@ -627,5 +634,50 @@ mod tests {
             Ok(V2Step { dir, report: v2::V2Report::NoFilterAttached { ancestor_programs: vec![] } })
         })
         .unwrap();
+    }
+
+    // ---- rollback: a failed v2 step takes the v1 lines back ----
+
+    #[test]
+    fn a_failed_v2_step_denies_exactly_the_v1_lines_written() {
+        let fs = RecordingFs::new()
+            .file("/proc/42/cgroup", "5:devices:/ctr\n0::/ctr\n")
+            .file("/proc/thread-self/mountinfo", HYBRID_MOUNTS)
+            .file("/sys/fs/cgroup/devices/ctr/devices.allow", "")
+            .file("/sys/fs/cgroup/devices/ctr/devices.deny", "");
+        let rules = [DeviceRule::allow_rw(195, 0), DeviceRule::allow_rw(195, 255)];
+        let e = allow_devices_with(&fs, 42, &rules, |dir, _| {
+            Err(v2::V2Error::SharedCgroup { dir, pid: 42, others: vec![7], programs: vec![3] }.into())
+        })
+        .unwrap_err();
+        assert!(matches!(e, CgroupError::V2(v2::V2Error::SharedCgroup { .. })), "{e}");
+        assert_eq!(
+            fs.changes(),
+            [
+                "append /sys/fs/cgroup/devices/ctr/devices.allow c 195:0 rw",
+                "append /sys/fs/cgroup/devices/ctr/devices.allow c 195:255 rw",
+                "append /sys/fs/cgroup/devices/ctr/devices.deny c 195:0 rw",
+                "append /sys/fs/cgroup/devices/ctr/devices.deny c 195:255 rw",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_deny_that_fails_is_named_with_the_error() {
+        let fs = RecordingFs::new()
+            .file("/proc/42/cgroup", "5:devices:/ctr\n0::/ctr\n")
+            .file("/proc/thread-self/mountinfo", HYBRID_MOUNTS)
+            .file("/sys/fs/cgroup/devices/ctr/devices.allow", "");
+        let e = allow_devices_with(&fs, 42, &[DeviceRule::allow_rw(195, 0)], |dir, _| {
+            Err(v2::V2Error::RootCgroup { dir, programs: vec![3] }.into())
+        })
+        .unwrap_err();
+        assert!(matches!(e, CgroupError::Incomplete { .. }), "{e}");
+        assert!(
+            e.to_string().contains(
+                "; taking back the v1 lines: cannot write \"c 195:0 rw\" to /sys/fs/cgroup/devices/ctr/devices.deny"
+            ),
+            "{e}"
+        );
     }
 }
