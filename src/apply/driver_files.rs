@@ -441,6 +441,10 @@ pub fn inject_in_root<S: FsOps>(
     cache_dir_path: &Path,
 ) -> Result<InjectReport, InjectError> {
     let root = sys.open_dir(rootfs).map_err(|source| RootfsError::OpenRoot { root: rootfs.into(), source })?;
+    // Every path is checked before the first change (see `rootfs::create_nodes_in_root`).
+    for path in edits.mounts.iter().map(|m| &m.container_path).chain(edits.symlinks.iter().map(|l| &l.link)) {
+        split(path)?;
+    }
     let mut report = InjectReport::default();
     let result = (|| {
         mount_in_root(sys, &root, &edits.mounts, &mut report)?;

@@ -189,6 +189,11 @@ pub fn create_nodes_in_root<S: FsOps>(
     host_dev_root: &Path,
     made: &mut Vec<Made>,
 ) -> Result<Vec<NodeReport>, RootfsError> {
+    // Every request is checked before the first change: a bad one late in the
+    // list must not cost an entry an earlier node replaced (that cannot be undone).
+    for node in nodes {
+        split_node_path(node)?;
+    }
     let root = sys.open_dir(rootfs).map_err(|source| RootfsError::OpenRoot { root: rootfs.into(), source })?;
     // Parent directories resolved so far, by path under the root: 123 nodes of
     // `all` share two parents, and re-resolving them per node was most of the
@@ -512,6 +517,14 @@ mod tests {
             ["rmdir /b/rootfs/dev/nvidia-caps".to_string(), "unlink /b/rootfs/dev/nvidia0".to_string()]
         );
         assert_eq!(fs.snapshot(), before);
+    }
+
+    #[test]
+    fn a_bad_request_late_in_the_list_replaces_nothing_first() {
+        let fs = rootfs().symlink(&format!("{ROOT}/dev/nvidia0"), "/elsewhere");
+        let e = run(&fs, &[gpu0(), node("/dev/../etc/x", 195, 1, 0o666)]).unwrap_err();
+        assert!(e.to_string().ends_with("has a . or .. component"), "{e}");
+        assert_eq!(fs.changes(), ["setns /proc/42/ns/mnt"]);
     }
 
     #[test]
