@@ -128,6 +128,25 @@ pub(crate) mod tests {
         assert!(e.to_string().starts_with(&format!("cannot write \"c 195:0 rw\" to {DIR}/devices.allow: ")), "{e}");
     }
 
+    #[test]
+    fn a_write_failing_part_way_takes_back_the_lines_before_it() {
+        let fs = RecordingFs::new()
+            .file(&format!("{DIR}/devices.allow"), "")
+            .file(&format!("{DIR}/devices.deny"), "")
+            .fail("call", &format!("append {DIR}/devices.allow c 195:255 rw"), libc::EINVAL);
+        let rules = [DeviceRule::allow_rw(195, 0), DeviceRule::allow_rw(195, 255), DeviceRule::allow_rw(195, 1)];
+        let e = allow(&fs, Path::new(DIR), &rules).unwrap_err();
+        assert!(matches!(e, V1Error::Write { .. }), "{e}");
+        assert_eq!(
+            fs.changes(),
+            [
+                format!("append {DIR}/devices.allow c 195:0 rw"),
+                format!("append {DIR}/devices.allow c 195:255 rw"),
+                format!("append {DIR}/devices.deny c 195:0 rw"),
+            ]
+        );
+    }
+
     /// A temporary v1 devices cgroup that starts with every device denied.
     pub(crate) struct TestCgroup(pub PathBuf);
 

@@ -145,7 +145,8 @@ impl RecordingFs {
         self
     }
     /// Make `op` (the first word of its call record) on `path` fail with `errno`;
-    /// `*` matches any path, a trailing `*` any path it is a prefix of.
+    /// `*` matches any path, a trailing `*` any path it is a prefix of; op
+    /// `call` with a whole call line (`append /x c 195:1 rw`) fails just that call.
     pub fn fail(self, op: &str, path: &str, errno: i32) -> Self {
         self.state.lock().unwrap().failures.push((op.into(), path.into(), errno));
         self
@@ -186,9 +187,10 @@ impl RecordingFs {
     fn record(&self, op: &str, path: &str, detail: &str) -> io::Result<()> {
         let mut st = self.state.lock().unwrap();
         let line = if detail.is_empty() { format!("{op} {path}") } else { format!("{op} {path} {detail}") };
-        st.calls.push(line);
+        st.calls.push(line.clone());
         let hit = |p: &String| p == path || p.strip_suffix('*').is_some_and(|pre| path.starts_with(pre));
-        match st.failures.iter().find(|(o, p, _)| o == op && hit(p)) {
+        // Op `call`: the whole call line, to fail one of several calls on a path.
+        match st.failures.iter().find(|(o, p, _)| (o == op && hit(p)) || (o == "call" && *p == line)) {
             Some(&(_, _, errno)) => Err(err(errno)),
             None => Ok(()),
         }
