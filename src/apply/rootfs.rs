@@ -1250,4 +1250,26 @@ pub(crate) mod kernel_tests {
         assert!(matches!(e, RootfsError::HostNodeMissing { .. }), "{e}");
         assert_eq!(describe(&ctr.view(t.path(), "dev/nvidia8")), "absent");
     }
+
+    /// Rollback in a real namespace: a bind-mounted node and a made dir are
+    /// detached and removed when a later node fails (umount2 through the dir's fd).
+    #[test]
+    fn a_later_failure_unmounts_and_removes_the_bind_mounted_node() {
+        if !root_or_skip("a_later_failure_unmounts_and_removes_the_bind_mounted_node") {
+            return;
+        }
+        let hostdev = tempfile::tempdir().unwrap();
+        std::fs::create_dir(hostdev.path().join("nvidia-caps")).unwrap();
+        mknod(&hostdev.path().join("nvidia-caps/nvidia-cap1"), 511, 7);
+        let t = new_root();
+        let ctr = Container::start(t.path());
+        let hd = hostdev.path();
+        let nodes = [cap("nvidia-cap1"), node("/dev/nvidia9", 195, 9, 0o666)];
+        let e = create_nodes(&NoMknod, ctr.pid(), t.path(), &nodes, hd).unwrap_err();
+        assert!(matches!(e, RootfsError::HostNodeMissing { .. }), "{e}");
+        let mountinfo = std::fs::read_to_string(format!("/proc/{}/mountinfo", ctr.pid())).unwrap();
+        assert!(!mountinfo.contains("nvidia-cap1"), "{mountinfo}");
+        assert_eq!(describe(&ctr.view(t.path(), "dev/nvidia-caps")), "absent");
+        assert_eq!(entries(&t.path().join("dev")), Vec::<String>::new());
+    }
 }
