@@ -317,3 +317,64 @@ fn a_directory_that_is_not_a_cgroup_is_refused() {
     let err = allow(&LinuxSys, Path::new("/proc"), &[DeviceRule::allow_rw(195, 2)]).unwrap_err();
     assert!(err.to_string().contains("not a cgroup2 file system"), "{err}");
 }
+
+/// `sleep` processes moved into a cgroup, killed on drop.
+struct Sleepers(Vec<std::process::Child>);
+
+impl Sleepers {
+    fn into(cgroup: &TestCgroup, n: usize) -> Sleepers {
+        let s = Sleepers((0..n).map(|_| std::process::Command::new("sleep").arg("60").spawn().unwrap()).collect());
+        for c in &s.0 {
+            std::fs::write(cgroup.0.join("cgroup.procs"), c.id().to_string()).unwrap();
+        }
+        s
+    }
+
+    fn pid(&self, i: usize) -> i32 {
+        self.0[i].id() as i32
+    }
+}
+
+impl Drop for Sleepers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Finding 6, through the hook's own entry point: a cgroup that holds a second
+/// process besides the container's init is refused, and its program stays.
+#[test]
+fn a_cgroup_shared_with_another_process_is_refused_and_left_alone() {
+    let Some(cg) = setup("shared") else { return };
+    let runc_id = attach(&cg, &runc::filter(&runc::default_rules(), false));
+    let procs = Sleepers::into(&cg, 2);
+    let err = mighook::apply::cgroup::allow_devices(&LinuxSys, procs.pid(0), &[DeviceRule::allow_rw(195, 2)])
+        .unwrap_err()
+        .to_string();
+    let want = format!(
+        "refusing to change device program(s) [{runc_id}] of cgroup {}: it holds processes [{}] besides the container's init {}",
+        cg.0.display(),
+        procs.pid(1),
+        procs.pid(0)
+    );
+    assert!(err.starts_with(&want), "{err}");
+    assert_eq!(attached(&cg), [runc_id], "the runtime's program is still the only one");
+}
+
+/// The same cgroup holding only the init is extended.
+#[test]
+fn a_cgroup_holding_only_the_init_is_extended() {
+    let Some(cg) = setup("alone") else { return };
+    let runc_id = attach(&cg, &runc::filter(&runc::default_rules(), false));
+    let procs = Sleepers::into(&cg, 1);
+    let report =
+        mighook::apply::cgroup::allow_devices(&LinuxSys, procs.pid(0), &[DeviceRule::allow_rw(195, 2)]).unwrap();
+    let v2 = report.v2.expect("v2 step ran");
+    assert_eq!(v2.dir, cg.0);
+    let [Some(new)] = new_ids(&v2.report)[..] else { panic!("{:?}", v2.report) };
+    assert_ne!(new, runc_id);
+    assert_eq!(attached(&cg), [new]);
+}

@@ -191,3 +191,63 @@ fn capabilities_choose_the_files_and_no_request_gets_none() {
     assert!(text.contains("\nown ok\n"), "{text}");
     assert_eq!(snapshot(image.path()), before, "a container that asks for nothing got something");
 }
+
+/// Every path under `root` (not following links) with its mode, and size for non-dirs:
+/// what a failed start must leave as it was (a dir's mtime changes when an entry is
+/// made and removed again, so times are not compared).
+fn entries(root: &Path) -> BTreeMap<PathBuf, (u32, u64)> {
+    snapshot(root)
+        .into_iter()
+        .map(|(p, (mode, size, _))| (p, (mode, if mode & 0o170000 == 0o040000 { 0 } else { size })))
+        .collect()
+}
+
+/// A hook that fails late leaves nothing behind: with the container's `/dev` in the
+/// image (no tmpfs) so its nodes land where they can be seen, a directory in the
+/// image where a SONAME link goes makes the hook fail after it made the nodes and
+/// the driver files' mounts; afterwards no node, mount point, parent dir, link or
+/// loader-cache target of mighook's is left in the image.
+#[test]
+fn a_hook_that_fails_late_leaves_nothing_in_the_image() {
+    if !support::require_root_and(&["runc"]) {
+        return;
+    }
+    let node = SimNode::with_driver_root("a100x8", Layout::Debian);
+    let rt = supported_runtimes()[0];
+    let no_dev_tmpfs = |c: &mut serde_json::Value| {
+        c["mounts"].as_array_mut().unwrap().retain(|m| m["destination"] != "/dev");
+    };
+    let run = |image: &Path| {
+        let bundle = with_hook(bundle_for(image, Layout::Debian, &["NVIDIA_VISIBLE_DEVICES=0:1"]), &node);
+        rt.run(&bundle.edit(no_dev_tmpfs))
+    };
+    let lib = Layout::Debian.lib_dir();
+    let ours = |p: &Path| {
+        let s = p.to_string_lossy();
+        ["nvidia", "cuda", "/lib/firmware", "ld.so.cache"].iter().any(|w| s.contains(w))
+    };
+
+    // The same start without the blocker: the hook makes nodes and files in the image.
+    let image = copy_glibc_image(Layout::Debian);
+    let before = entries(image.path());
+    let out = run(image.path());
+    assert!(out.status.success(), "{}", support::runtime::describe(&out));
+    let made: Vec<PathBuf> = entries(image.path()).into_keys().filter(|p| !before.contains_key(p) && ours(p)).collect();
+    assert!(made.contains(&image.path().join("dev/nvidiactl")), "{made:?}");
+    assert!(made.contains(&image.path().join("usr/bin/nvidia-smi")), "{made:?}");
+
+    // Now with a directory where libcuda.so.1's link goes.
+    let image = copy_glibc_image(Layout::Debian);
+    let blocker = image.path().join(lib).join("libcuda.so.1");
+    fs::create_dir(&blocker).unwrap();
+    let before = entries(image.path());
+    let out = run(image.path());
+    assert!(!out.status.success(), "the hook did not fail: {}", support::runtime::describe(&out));
+    let text = support::runtime::describe(&out);
+    assert!(text.contains(&format!("/{lib}/libcuda.so.1")), "{text}");
+    let after = entries(image.path());
+    let left: Vec<&PathBuf> = after.keys().filter(|p| !before.contains_key(*p) && ours(p)).collect();
+    assert!(left.is_empty(), "mighook's entries left behind: {left:?}\n{text}");
+    let changed: Vec<&PathBuf> = before.iter().filter(|(p, v)| after.get(*p) != Some(v)).map(|(p, _)| p).collect();
+    assert!(changed.is_empty(), "entries of the image changed or went: {changed:?}");
+}

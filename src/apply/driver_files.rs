@@ -24,6 +24,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use super::rootfs::{RootfsError, ensure_parent, on_container_mount};
+use super::undo::{self, Made};
 use crate::driver_files::{DriverEdits, FileMount, LibraryDir, MountKind, Symlink};
 use crate::ldcache::{self, Entry, LdCache};
 use crate::sys::FsOps;
@@ -64,12 +65,16 @@ pub enum InjectError {
     ThreadPanicked { pid: i32 },
     #[error("driver file {path} would land in {mount}, which the container mounts from the host; refusing")]
     UnderSpecMount { path: String, mount: String },
+    #[error("{error}; rolling back left behind: {}", left.join("; "))]
+    Incomplete { error: Box<InjectError>, left: Vec<String> },
 }
 
-/// What was done, one line each, for the hook's log.
+/// What was done: one line each for the hook's log, and what was made, in
+/// order, for a rollback (see [`undo`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InjectReport {
     pub lines: Vec<String>,
+    pub made: Vec<Made>,
 }
 
 /// A path inside the container split into parent components and final name.
@@ -154,16 +159,19 @@ fn mount_point<S: FsOps>(
     name: &OsStr,
     path: &Path,
     kind: MountKind,
+    made: &mut Vec<Made>,
 ) -> Result<bool, InjectError> {
     let p = shown(path);
     let st = sys.stat_at(dir, name).map_err(|source| InjectError::Stat { path: p.clone(), source })?;
     let want_dir = kind == MountKind::Directory;
-    let make = |sys: &S| {
+    let make = |sys: &S, made: &mut Vec<Made>| {
         let r = if want_dir { sys.mkdir_at(dir, name, 0o755) } else { sys.create_file_at(dir, name, 0o644) };
-        r.map_err(|source| InjectError::MountPoint { path: p.clone(), source })
+        r.map_err(|source| InjectError::MountPoint { path: p.clone(), source })?;
+        made.push(if want_dir { Made::Dir(p.clone()) } else { Made::File(p.clone()) });
+        Ok::<(), InjectError>(())
     };
     match st {
-        None => make(sys)?,
+        None => make(sys, made)?,
         Some(st) if st.mount_root => return Ok(false),
         Some(st) if st.kind == FileKind::Dir && !want_dir => {
             return Err(InjectError::InTheWay { path: p, found: "a directory", kind: kind_name(kind) });
@@ -172,7 +180,7 @@ fn mount_point<S: FsOps>(
         Some(_) => {
             // A symlink, device, fifo or socket: remove the entry itself (never what it points to).
             sys.unlink_at(dir, name).map_err(|source| InjectError::Replace { path: p.clone(), source })?;
-            make(sys)?;
+            make(sys, made)?;
         }
     }
     Ok(true)
@@ -187,10 +195,10 @@ pub fn mount_in_root<S: FsOps>(
 ) -> Result<(), InjectError> {
     let mut parents: Vec<(PathBuf, S::Fd)> = Vec::new();
     for m in mounts {
-        let (dir, name) = parent_dir(sys, root, &mut parents, &m.container_path)?;
+        let (dir, name) = parent_dir(sys, root, &mut parents, &m.container_path, &mut report.made)?;
         let dir = &parents[dir].1;
         let src = open_source(sys, m)?;
-        if !mount_point(sys, dir, name, &m.container_path, m.kind)? {
+        if !mount_point(sys, dir, name, &m.container_path, m.kind, &mut report.made)? {
             report.lines.push(format!("kept mount at {}", m.container_path.display()));
             continue;
         }
@@ -202,6 +210,7 @@ pub fn mount_in_root<S: FsOps>(
             path: p.clone(),
             source,
         })?;
+        report.made.push(Made::Mount(p.clone()));
         report.lines.push(format!("mounted {} onto {p} ({attrs})", m.host_path.display()));
     }
     Ok(())
@@ -223,9 +232,11 @@ pub fn mount_points_in_root<S: FsOps>(
     let mut parents: Vec<(PathBuf, S::Fd)> = Vec::new();
     let cache_target = cache.then(|| (Path::new("/etc/ld.so.cache"), MountKind::Config));
     let targets = mounts.iter().map(|m| (m.container_path.as_path(), m.kind)).chain(cache_target);
+    // The shim's runc makes the mounts; what is made here stays for it.
+    let mut made = Vec::new();
     for (path, kind) in targets {
-        let (dir, name) = parent_dir(sys, root, &mut parents, path)?;
-        mount_point(sys, &parents[dir].1, name, path, kind)?;
+        let (dir, name) = parent_dir(sys, root, &mut parents, path, &mut made)?;
+        mount_point(sys, &parents[dir].1, name, path, kind, &mut made)?;
     }
     Ok(())
 }
@@ -236,13 +247,14 @@ fn parent_dir<'p, S: FsOps>(
     root: &S::Fd,
     parents: &mut Vec<(PathBuf, S::Fd)>,
     path: &'p Path,
+    made: &mut Vec<Made>,
 ) -> Result<(usize, &'p OsStr), InjectError> {
     let (comps, name) = split(path)?;
     let rel: PathBuf = comps.iter().collect();
     if let Some(at) = parents.iter().position(|(p, _)| *p == rel) {
         return Ok((at, name));
     }
-    let dir = ensure_parent(sys, root, &comps)?;
+    let dir = ensure_parent(sys, root, &comps, made)?;
     on_container_mount(sys, root, &dir, path)?;
     parents.push((rel, dir));
     Ok((parents.len() - 1, name))
@@ -297,7 +309,7 @@ pub fn link_in_root<S: FsOps>(
 ) -> Result<(), InjectError> {
     let mut parents: Vec<(PathBuf, S::Fd)> = Vec::new();
     for l in links {
-        let (dir, name) = parent_dir(sys, root, &mut parents, &l.link)?;
+        let (dir, name) = parent_dir(sys, root, &mut parents, &l.link, &mut report.made)?;
         let dir = &parents[dir].1;
         let p = shown(&l.link);
         let st = sys.stat_at(dir, name).map_err(|source| InjectError::Stat { path: p.clone(), source })?;
@@ -323,6 +335,7 @@ pub fn link_in_root<S: FsOps>(
             target: l.target.clone(),
             source,
         })?;
+        report.made.push(Made::Link(p.clone()));
         report.lines.push(format!("linked {p} -> {}", l.target));
     }
     Ok(())
@@ -370,6 +383,7 @@ fn mount_cache<S: FsOps>(
     cache_dir: &S::Fd,
     cache_dir_path: &Path,
     cache: &[u8],
+    made: &mut Vec<Made>,
 ) -> Result<(), InjectError> {
     let name = format!("ld.so.cache.{}.{}", std::process::id(), unique());
     let name = OsStr::new(&name);
@@ -386,13 +400,13 @@ fn mount_cache<S: FsOps>(
             return Err(werr(io::Error::other("the file seen from the container's namespace is not the one written")));
         }
         let target = Path::new("/etc/ld.so.cache");
-        let etc = ensure_parent(sys, root, &[OsStr::new("etc")])?;
+        let etc = ensure_parent(sys, root, &[OsStr::new("etc")], made)?;
         on_container_mount(sys, root, &etc, target)?;
         let file = OsStr::new("ld.so.cache");
         // A cache already mounted by an earlier run is covered by the new one.
         let st = sys.stat_at(&etc, file).map_err(|source| InjectError::Stat { path: shown(target), source })?;
         if !st.is_some_and(|st| st.mount_root) {
-            mount_point(sys, &etc, file, target, MountKind::Config)?;
+            mount_point(sys, &etc, file, target, MountKind::Config, made)?;
         }
         let dst =
             sys.open_at_nofollow(&etc, file).map_err(|source| InjectError::Stat { path: shown(target), source })?;
@@ -401,7 +415,9 @@ fn mount_cache<S: FsOps>(
             host: cache_dir_path.join(name),
             path: shown(target),
             source,
-        })
+        })?;
+        made.push(Made::Mount(shown(target)));
+        Ok(())
     })();
     let _ = sys.unlink_at(cache_dir, name);
     result
@@ -415,7 +431,8 @@ fn unique() -> u64 {
 }
 
 /// Everything the driver's user space needs in the root, as the calling thread's
-/// mount namespace sees it: mounts, links, then the loader cache.
+/// mount namespace sees it: mounts, links, then the loader cache. On an error,
+/// what this call made is undone (in this namespace) before it returns.
 pub fn inject_in_root<S: FsOps>(
     sys: &S,
     rootfs: &Path,
@@ -424,14 +441,27 @@ pub fn inject_in_root<S: FsOps>(
     cache_dir_path: &Path,
 ) -> Result<InjectReport, InjectError> {
     let root = sys.open_dir(rootfs).map_err(|source| RootfsError::OpenRoot { root: rootfs.into(), source })?;
-    let mut report = InjectReport::default();
-    mount_in_root(sys, &root, &edits.mounts, &mut report)?;
-    link_in_root(sys, &root, &edits.symlinks, &mut report)?;
-    if !edits.ld_cache.is_empty() {
-        let cache = merged_cache(sys, &root, &edits.ld_cache, &mut report)?;
-        mount_cache(sys, &root, cache_dir, cache_dir_path, &cache)?;
+    // Every path is checked before the first change (see `rootfs::create_nodes_in_root`).
+    for path in edits.mounts.iter().map(|m| &m.container_path).chain(edits.symlinks.iter().map(|l| &l.link)) {
+        split(path)?;
     }
-    Ok(report)
+    let mut report = InjectReport::default();
+    let result = (|| {
+        mount_in_root(sys, &root, &edits.mounts, &mut report)?;
+        link_in_root(sys, &root, &edits.symlinks, &mut report)?;
+        if !edits.ld_cache.is_empty() {
+            let cache = merged_cache(sys, &root, &edits.ld_cache, &mut report)?;
+            mount_cache(sys, &root, cache_dir, cache_dir_path, &cache, &mut report.made)?;
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Ok(report),
+        Err(error) => match undo::undo_in_root(sys, &root, &report.made) {
+            left if left.is_empty() => Err(error),
+            left => Err(InjectError::Incomplete { error: Box::new(error), left }),
+        },
+    }
 }
 
 /// Put the driver files into the container whose init is `pid`: join its mount

@@ -9,6 +9,7 @@
 //! touched.
 
 use super::*;
+use crate::apply::undo::Made;
 use crate::sys::fake::fs::RecordingFs;
 
 /// The container root as the hook sees it.
@@ -394,7 +395,7 @@ fn an_image_etc_linked_out_of_the_root_is_read_inside_it() {
 fn the_cache_mount_replaces_a_symlinked_image_cache_in_the_root() {
     let fs = node().dir("/run/mighook").dir(&r("/etc")).symlink(&r("/etc/ld.so.cache"), "/etc/shadow");
     let cache_dir = fs.open_dir(Path::new("/run/mighook")).unwrap();
-    mount_cache(&fs, &root(&fs), &cache_dir, Path::new("/run/mighook"), b"cache").unwrap();
+    mount_cache(&fs, &root(&fs), &cache_dir, Path::new("/run/mighook"), b"cache", &mut Vec::new()).unwrap();
     let at = r("/etc/ld.so.cache");
     let want = [
         "write /run/mighook/".to_string(),
@@ -476,4 +477,89 @@ fn the_shim_refuses_targets_under_a_spec_bind_destination_as_resolved_in_the_roo
     let fs = node().dir(&r("/etc"));
     outside_spec_mounts(&fs, &root(&fs), &etc, &["/etc/hosts".into(), "/etc/resolv.conf".into()]).unwrap();
     assert_eq!(fs.changes(), Vec::<String>::new());
+}
+
+// ---------------------------------------------------------------------------
+// Rollback: a failure leaves the root as it was.
+
+fn edits_with_cache() -> DriverEdits {
+    DriverEdits {
+        mounts: vec![
+            libcuda("/usr/lib64/nvidia/libcuda.so.550"),
+            mount("/driver/bin/nvidia-smi", "/usr/bin/nvidia-smi", MountKind::Binary),
+        ],
+        symlinks: vec![link("/usr/lib64/nvidia/libcuda.so.1", "libcuda.so.550")],
+        ld_cache: injected(),
+    }
+}
+
+fn inject_all(fs: &RecordingFs, edits: &DriverEdits) -> Result<InjectReport, InjectError> {
+    let cache_dir = fs.open_dir(Path::new("/run/mighook")).unwrap();
+    inject_in_root(fs, Path::new(ROOT), edits, &cache_dir, Path::new("/run/mighook"))
+}
+
+#[test]
+fn everything_made_is_recorded_in_order() {
+    let fs = node().dir("/run/mighook");
+    let report = inject_all(&fs, &edits_with_cache()).unwrap();
+    let m = |p: &str| Made::Mount(p.into());
+    assert_eq!(
+        report.made,
+        [
+            Made::Dir("/usr/lib64".into()),
+            Made::Dir("/usr/lib64/nvidia".into()),
+            Made::File("/usr/lib64/nvidia/libcuda.so.550".into()),
+            m("/usr/lib64/nvidia/libcuda.so.550"),
+            Made::Dir("/usr/bin".into()),
+            Made::File("/usr/bin/nvidia-smi".into()),
+            m("/usr/bin/nvidia-smi"),
+            Made::Link("/usr/lib64/nvidia/libcuda.so.1".into()),
+            Made::Dir("/etc".into()),
+            Made::File("/etc/ld.so.cache".into()),
+            m("/etc/ld.so.cache"),
+        ]
+    );
+}
+
+#[test]
+fn a_failed_cache_mount_undoes_every_mount_link_and_dir_of_the_call() {
+    let fs = node().dir("/run/mighook").fail("bind", "/run/mighook/ld.so.cache.*", libc::EIO);
+    let before = fs.snapshot();
+    let e = inject_all(&fs, &edits_with_cache()).unwrap_err();
+    assert!(matches!(e, InjectError::Mount { .. }), "{e}");
+    let changes = fs.changes();
+    let undo_at = changes.iter().position(|c| c.starts_with("unlink /run/mighook/")).unwrap() + 1;
+    assert_eq!(
+        strs(&changes[undo_at..]),
+        [
+            r("/etc/ld.so.cache").replace(ROOT, "unlink /bundle/rootfs"),
+            format!("rmdir {}", r("/etc")),
+            format!("unlink {}", r("/usr/lib64/nvidia/libcuda.so.1")),
+            format!("umount {}", r("/usr/bin/nvidia-smi")),
+            format!("unlink {}", r("/usr/bin/nvidia-smi")),
+            format!("rmdir {}", r("/usr/bin")),
+            format!("umount {}", r("/usr/lib64/nvidia/libcuda.so.550")),
+            format!("unlink {}", r("/usr/lib64/nvidia/libcuda.so.550")),
+            format!("rmdir {}", r("/usr/lib64/nvidia")),
+            format!("rmdir {}", r("/usr/lib64")),
+        ]
+    );
+    assert_eq!(fs.snapshot(), before);
+}
+
+#[test]
+fn an_unmount_that_fails_is_named_and_what_it_covers_stays() {
+    let fs = node().dir("/run/mighook").fail("symlink", &r("/usr/lib64/nvidia/libcuda.so.1"), libc::EIO).fail(
+        "umount",
+        &r("/usr/lib64/nvidia/libcuda.so.550"),
+        libc::EBUSY,
+    );
+    let edits = DriverEdits { ld_cache: vec![], ..edits_with_cache() };
+    let e = inject_all(&fs, &edits).unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, InjectError::Incomplete { .. }), "{text}");
+    assert!(text.contains("rolling back left behind: /usr/lib64/nvidia/libcuda.so.550: cannot unmount: "), "{text}");
+    // The mount stays, so its file and dirs do too: rmdir of a non-empty dir is no error.
+    assert!(fs.describe(&r("/usr/lib64/nvidia/libcuda.so.550")).unwrap().ends_with("(mount)"));
+    assert_eq!(fs.describe(&r("/usr/bin/nvidia-smi")), None);
 }

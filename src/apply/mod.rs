@@ -5,19 +5,25 @@
 //! files, links and loader cache ([`driver_files`], likewise), then the device
 //! cgroup rules are granted ([`cgroup`], v1 and/or v2). All fail closed: the
 //! first error stops the hook, and the runtime then refuses to start the container.
+//! A failed start leaves nothing behind: each step undoes its own partial
+//! work, and a later step's failure undoes the earlier steps' changes in
+//! reverse order from inside the container's mount namespace ([`undo`]); the
+//! cgroup step takes back its own v1 lines (`devices.deny`) and its v2 swap is
+//! atomic. What a step *replaced* cannot be brought back (see docs/SECURITY.md).
 //! Environment edits are not applied here; at prestart the process's
 //! environment is already fixed, so only the shim and CDI paths can set it.
 
 pub mod cgroup;
 pub mod driver_files;
 pub mod rootfs;
+pub mod undo;
 
 use std::fmt;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use crate::edits::ContainerEdits;
-use crate::sys::Sys;
+use crate::sys::{FsOps, Sys};
 
 /// mighook's own host directory: the loader-cache file lives here between its
 /// write and its bind mount (then it is unlinked).
@@ -53,6 +59,8 @@ pub enum ApplyError {
     StateDir { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Cgroup(#[from] cgroup::CgroupError),
+    #[error("{error}; rolling back left behind: {}", left.join("; "))]
+    Incomplete { error: Box<ApplyError>, left: Vec<String> },
 }
 
 /// Everything that was created, kept, replaced, bind-mounted or written.
@@ -93,12 +101,44 @@ pub fn apply(
     edits: &ContainerEdits,
     host_dev_root: &Path,
 ) -> Result<ApplyReport, ApplyError> {
-    let nodes = rootfs::create_nodes(sys, target.pid, &target.rootfs, &edits.device_nodes, host_dev_root)?;
+    apply_with(sys, target, edits, host_dev_root, state_dir, || {
+        cgroup::allow_devices(sys, target.pid, &edits.device_rules)
+    })
+}
+
+/// [`apply`] with the loader-cache dir and the cgroup step passed in, so the
+/// order and the rollback are testable with the file-system fake alone.
+fn apply_with<'d, S: FsOps>(
+    sys: &S,
+    target: &Target,
+    edits: &ContainerEdits,
+    host_dev_root: &Path,
+    cache_dir: impl FnOnce() -> Result<&'d Path, ApplyError>,
+    cgroup_step: impl FnOnce() -> Result<cgroup::CgroupReport, cgroup::CgroupError>,
+) -> Result<ApplyReport, ApplyError> {
+    // Each step undoes its own partial work on an error; what the earlier steps
+    // made (in order) is undone here when a later one fails.
+    let (nodes, mut made) =
+        rootfs::create_nodes_recorded(sys, target.pid, &target.rootfs, &edits.device_nodes, host_dev_root)?;
+    let roll_back =
+        |error: ApplyError, made: &[undo::Made]| match undo::undo(sys, Some(target.pid), &target.rootfs, made) {
+            left if left.is_empty() => error,
+            left => ApplyError::Incomplete { error: Box::new(error), left },
+        };
     let driver_files = match &edits.driver_files {
-        Some(files) => driver_files::inject(sys, target.pid, &target.rootfs, files, state_dir()?)?,
+        Some(files) => {
+            match cache_dir().and_then(|dir| Ok(driver_files::inject(sys, target.pid, &target.rootfs, files, dir)?)) {
+                Ok(report) => report,
+                Err(e) => return Err(roll_back(e, &made)),
+            }
+        }
         None => driver_files::InjectReport::default(),
     };
-    let cgroup = cgroup::allow_devices(sys, target.pid, &edits.device_rules)?;
+    made.extend(driver_files.made.iter().cloned());
+    let cgroup = match cgroup_step() {
+        Ok(cgroup) => cgroup,
+        Err(e) => return Err(roll_back(e.into(), &made)),
+    };
     Ok(ApplyReport { nodes, driver_files, cgroup })
 }
 
@@ -114,6 +154,86 @@ mod tests {
     fn edits() -> ContainerEdits {
         let node = |path: &str, minor| DeviceNode::root_char(path, 195, minor, 0o666);
         ContainerEdits::from_nodes([node("/dev/nvidiactl", 255), node("/dev/nvidia1", 1)], vec![])
+    }
+
+    /// A root with `/dev` and `/usr`, the host's nvidia-smi, mighook's state dir.
+    fn fake() -> crate::sys::fake::fs::RecordingFs {
+        crate::sys::fake::fs::RecordingFs::new()
+            .dir("/b/rootfs/dev")
+            .dir("/b/rootfs/usr")
+            .dir("/run/mighook")
+            .file("/driver/bin/nvidia-smi", "smi")
+    }
+
+    fn with_files(mut e: ContainerEdits) -> ContainerEdits {
+        use crate::driver_files::{DriverFiles, HostFile, MountKind};
+        let smi = HostFile {
+            host_path: "/driver/bin/nvidia-smi".into(),
+            container_path: "/usr/bin/nvidia-smi".into(),
+            kind: MountKind::Binary,
+        };
+        e.driver_files = Some(DriverFiles {
+            root: "/driver".into(),
+            version: "550.54.15".into(),
+            libraries: vec![],
+            files: vec![smi],
+            missing: vec![],
+        });
+        e
+    }
+
+    fn run_fake(
+        fs: &crate::sys::fake::fs::RecordingFs,
+        edits: &ContainerEdits,
+        cgroup_step: impl FnOnce() -> Result<cgroup::CgroupReport, cgroup::CgroupError>,
+    ) -> Result<ApplyReport, ApplyError> {
+        let target = Target { pid: 42, rootfs: "/b/rootfs".into() };
+        apply_with(fs, &target, edits, Path::new("/dev"), || Ok(Path::new("/run/mighook")), cgroup_step)
+    }
+
+    fn v1_refused() -> Result<cgroup::CgroupReport, cgroup::CgroupError> {
+        let source = std::io::Error::from_raw_os_error(libc::EPERM);
+        Err(cgroup::v1::V1Error::Write { file: "/x/devices.allow".into(), line: "c 195:1 rw".into(), source }.into())
+    }
+
+    #[test]
+    fn a_failed_cgroup_step_undoes_the_files_then_the_nodes_from_the_namespace() {
+        let fs = fake();
+        let before = fs.snapshot();
+        let e = run_fake(&fs, &with_files(edits()), v1_refused).unwrap_err();
+        assert!(matches!(e, ApplyError::Cgroup(_)), "{e}");
+        let changes = fs.changes();
+        let undo_at = changes.iter().rposition(|c| c == "setns /proc/42/ns/mnt").unwrap();
+        assert_eq!(
+            changes[undo_at..],
+            [
+                "setns /proc/42/ns/mnt",
+                "umount /b/rootfs/usr/bin/nvidia-smi",
+                "unlink /b/rootfs/usr/bin/nvidia-smi",
+                "rmdir /b/rootfs/usr/bin",
+                "unlink /b/rootfs/dev/nvidiactl",
+                "unlink /b/rootfs/dev/nvidia1",
+            ]
+        );
+        assert_eq!(fs.snapshot(), before);
+    }
+
+    #[test]
+    fn a_failed_driver_file_undoes_the_nodes() {
+        let fs = fake().fail("bind", "/driver/bin/nvidia-smi", libc::EIO);
+        let before = fs.snapshot();
+        let e = run_fake(&fs, &with_files(edits()), || panic!("cgroup step after a failure")).unwrap_err();
+        assert!(matches!(e, ApplyError::DriverFiles(driver_files::InjectError::Mount { .. })), "{e}");
+        assert_eq!(fs.changes().last().unwrap(), "unlink /b/rootfs/dev/nvidia1");
+        assert_eq!(fs.snapshot(), before);
+    }
+
+    #[test]
+    fn a_successful_start_undoes_nothing() {
+        let fs = fake();
+        run_fake(&fs, &with_files(edits()), || Ok(cgroup::CgroupReport::default())).unwrap();
+        assert!(!fs.changes().iter().any(|c| c.starts_with("umount") || c.starts_with("unlink")), "{:?}", fs.changes());
+        assert!(fs.describe("/b/rootfs/usr/bin/nvidia-smi").unwrap().ends_with("(mount)"));
     }
 
     #[test]

@@ -36,6 +36,7 @@ use std::fmt;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
+use super::undo::{self, Made};
 use crate::edits::DeviceNode;
 use crate::sys::FsOps;
 use crate::sys::fs::{FileKind, FileStat};
@@ -86,6 +87,8 @@ pub enum RootfsError {
     HostMount { path: String, mountpoint: String, fstype: String },
     #[error("cannot tell which mount {path} in the container is on: {reason}")]
     MountInfo { path: String, reason: String },
+    #[error("{error}; rolling back left behind: {}", left.join("; "))]
+    Incomplete { error: Box<RootfsError>, left: Vec<String> },
 }
 
 /// What happened to one node.
@@ -135,7 +138,8 @@ impl fmt::Display for NodeReport {
 }
 
 /// Put `nodes` into the root of the container whose init is `pid`: join its
-/// mount namespace on a dedicated thread, then [`create_nodes_in_root`].
+/// mount namespace on a dedicated thread, then [`create_nodes_in_root`]. On an
+/// error, what this call made is undone before it returns.
 pub fn create_nodes(
     sys: &impl FsOps,
     pid: i32,
@@ -143,26 +147,53 @@ pub fn create_nodes(
     nodes: &[DeviceNode],
     host_dev_root: &Path,
 ) -> Result<Vec<NodeReport>, RootfsError> {
+    create_nodes_recorded(sys, pid, rootfs, nodes, host_dev_root).map(|(reports, _)| reports)
+}
+
+/// [`create_nodes`], also returning what it made, in order, for a later rollback.
+pub fn create_nodes_recorded(
+    sys: &impl FsOps,
+    pid: i32,
+    rootfs: &Path,
+    nodes: &[DeviceNode],
+    host_dev_root: &Path,
+) -> Result<(Vec<NodeReport>, Vec<Made>), RootfsError> {
     if nodes.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
     std::thread::scope(|s| {
         let worker = s.spawn(|| {
             // This thread's namespace change dies with it; the hook's other threads stay on the host.
             sys.enter_mount_ns(pid).map_err(|source| RootfsError::EnterNamespace { pid, source })?;
-            create_nodes_in_root(sys, rootfs, nodes, host_dev_root)
+            let mut made = Vec::new();
+            match create_nodes_in_root(sys, rootfs, nodes, host_dev_root, &mut made) {
+                Ok(reports) => Ok((reports, made)),
+                Err(error) => Err(rolled_back(error, undo::undo_here(sys, rootfs, &made))),
+            }
         });
         worker.join().unwrap_or(Err(RootfsError::ThreadPanicked { pid }))
     })
 }
 
-/// Put `nodes` into `rootfs` as the calling thread's mount namespace sees it.
+/// `error`, or when the rollback after it left something, both.
+fn rolled_back(error: RootfsError, left: Vec<String>) -> RootfsError {
+    if left.is_empty() { error } else { RootfsError::Incomplete { error: Box::new(error), left } }
+}
+
+/// Put `nodes` into `rootfs` as the calling thread's mount namespace sees it,
+/// recording in `made` what was made (also on an error, for the rollback).
 pub fn create_nodes_in_root<S: FsOps>(
     sys: &S,
     rootfs: &Path,
     nodes: &[DeviceNode],
     host_dev_root: &Path,
+    made: &mut Vec<Made>,
 ) -> Result<Vec<NodeReport>, RootfsError> {
+    // Every request is checked before the first change: a bad one late in the
+    // list must not cost an entry an earlier node replaced (that cannot be undone).
+    for node in nodes {
+        split_node_path(node)?;
+    }
     let root = sys.open_dir(rootfs).map_err(|source| RootfsError::OpenRoot { root: rootfs.into(), source })?;
     // Parent directories resolved so far, by path under the root: 123 nodes of
     // `all` share two parents, and re-resolving them per node was most of the
@@ -170,7 +201,7 @@ pub fn create_nodes_in_root<S: FsOps>(
     // directory that was resolved inside the root, and nothing here removes a
     // directory.
     let mut parents: Vec<(PathBuf, S::Fd)> = Vec::new();
-    nodes.iter().map(|node| place_node(sys, &root, &mut parents, node, host_dev_root)).collect()
+    nodes.iter().map(|node| place_node(sys, &root, &mut parents, node, host_dev_root, made)).collect()
 }
 
 /// One line of a mountinfo file: (mount id, superblock `major:minor`, mount point, fs type).
@@ -238,7 +269,13 @@ fn split_node_path(node: &DeviceNode) -> Result<(Vec<&OsStr>, &OsStr), RootfsErr
 }
 
 /// Resolve (creating as needed) each parent directory inside the root; return the last one.
-pub(crate) fn ensure_parent<S: FsOps>(sys: &S, root: &S::Fd, parents: &[&OsStr]) -> Result<S::Fd, RootfsError> {
+/// Every directory made is recorded in `made`, for a rollback.
+pub(crate) fn ensure_parent<S: FsOps>(
+    sys: &S,
+    root: &S::Fd,
+    parents: &[&OsStr],
+    made: &mut Vec<Made>,
+) -> Result<S::Fd, RootfsError> {
     if !parents.is_empty() {
         // Usually the whole parent exists: one openat2 of the full path resolves
         // exactly what the walk below ends with. On any error the walk runs, so
@@ -261,6 +298,7 @@ pub(crate) fn ensure_parent<S: FsOps>(sys: &S, root: &S::Fd, parents: &[&OsStr])
                 // mkdirat on the resolved parent never follows a symlink named `comp`.
                 match sys.mkdir_at(&dir, comp, 0o755) {
                     Ok(()) => {
+                        made.push(Made::Dir(shown.clone()));
                         // mkdir's mode is cut by the umask; set it exactly.
                         sys.chmod_at(&dir, comp, 0o755)
                             .map_err(|source| RootfsError::MakeDir { path: shown.clone(), source })?;
@@ -288,6 +326,7 @@ fn place_node<S: FsOps>(
     resolved: &mut Vec<(PathBuf, S::Fd)>,
     node: &DeviceNode,
     host_dev_root: &Path,
+    made: &mut Vec<Made>,
 ) -> Result<NodeReport, RootfsError> {
     let (parents, name) = split_node_path(node)?;
     let path = node.path.clone();
@@ -297,7 +336,7 @@ fn place_node<S: FsOps>(
     let at = match resolved.iter().position(|(p, _)| *p == rel) {
         Some(at) => at,
         None => {
-            let dir = ensure_parent(sys, root, &parents)?;
+            let dir = ensure_parent(sys, root, &parents, made)?;
             on_container_mount(sys, root, &dir, Path::new(&node.path))?;
             resolved.push((rel, dir));
             resolved.len() - 1
@@ -330,6 +369,7 @@ fn place_node<S: FsOps>(
 
     match sys.mknod_char_at(dir, name, node.file_mode, major, minor) {
         Ok(()) => {
+            made.push(Made::File(path.clone()));
             set_attributes(sys, dir, name, node)?;
             Ok(report(match was {
                 None => NodeAction::Created,
@@ -337,7 +377,7 @@ fn place_node<S: FsOps>(
             }))
         }
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-            let host = bind_host_node(sys, dir, name, node, host_dev_root)?;
+            let host = bind_host_node(sys, dir, name, node, host_dev_root, made)?;
             Ok(report(NodeAction::BindMounted { host, was }))
         }
         Err(source) => Err(RootfsError::Mknod { path, major, minor, source }),
@@ -359,6 +399,7 @@ fn bind_host_node<S: FsOps>(
     name: &OsStr,
     node: &DeviceNode,
     host_dev_root: &Path,
+    made: &mut Vec<Made>,
 ) -> Result<PathBuf, RootfsError> {
     let path = node.path.clone();
     let (major, minor) = (node.major, node.minor);
@@ -390,6 +431,7 @@ fn bind_host_node<S: FsOps>(
 
     let placeholder = |source| RootfsError::Placeholder { path: path.clone(), source };
     sys.create_file_at(dir, name, 0o600).map_err(placeholder)?;
+    made.push(Made::File(path.clone()));
     let dst = sys.open_at_nofollow(dir, name).map_err(placeholder)?;
     // The placeholder must still be our empty regular file when the mount lands on it.
     let dst_st = sys.fstat(&dst).map_err(placeholder)?;
@@ -401,6 +443,7 @@ fn bind_host_node<S: FsOps>(
         host: host.clone(),
         source,
     })?;
+    made.push(Made::Mount(path.clone()));
     Ok(host)
 }
 
@@ -458,6 +501,74 @@ mod tests {
 
     fn lines(reports: &[NodeReport]) -> Vec<String> {
         reports.iter().map(ToString::to_string).collect()
+    }
+
+    // ---- rollback: a failure leaves the tree as it was ----
+
+    #[test]
+    fn a_failure_undoes_every_node_and_dir_made_before_it() {
+        let cap = node("/dev/nvidia-caps/nvidia-cap1", 511, 1, 0o444);
+        let fs = rootfs().fail("mknod", &format!("{ROOT}/dev/nvidia-caps/nvidia-cap1"), libc::EIO);
+        let before = fs.snapshot();
+        let e = run(&fs, &[gpu0(), cap]).unwrap_err();
+        assert!(matches!(e, RootfsError::Mknod { .. }), "{e}");
+        let changes = fs.changes();
+        assert_eq!(
+            changes[changes.len() - 2..],
+            ["rmdir /b/rootfs/dev/nvidia-caps".to_string(), "unlink /b/rootfs/dev/nvidia0".to_string()]
+        );
+        assert_eq!(fs.snapshot(), before);
+    }
+
+    #[test]
+    fn a_bad_request_late_in_the_list_replaces_nothing_first() {
+        let fs = rootfs().symlink(&format!("{ROOT}/dev/nvidia0"), "/elsewhere");
+        let e = run(&fs, &[gpu0(), node("/dev/../etc/x", 195, 1, 0o666)]).unwrap_err();
+        assert!(e.to_string().ends_with("has a . or .. component"), "{e}");
+        assert_eq!(fs.changes(), ["setns /proc/42/ns/mnt"]);
+    }
+
+    #[test]
+    fn a_failed_attribute_change_still_undoes_the_node() {
+        let fs = rootfs().fail("chown", &format!("{ROOT}/dev/nvidia0"), libc::EIO);
+        let before = fs.snapshot();
+        run(&fs, &[gpu0()]).unwrap_err();
+        assert_eq!(fs.changes().last().unwrap(), "unlink /b/rootfs/dev/nvidia0");
+        assert_eq!(fs.snapshot(), before);
+    }
+
+    #[test]
+    fn a_failed_bind_fallback_unmounts_and_unlinks_what_it_made() {
+        let fs = rootfs()
+            .char_dev("/dev/nvidia0", 195, 0, 0o666)
+            .char_dev("/dev/nvidia1", 195, 1, 0o666)
+            .fail("mknod", "*", libc::EPERM)
+            .fail("bind", "/dev/nvidia1", libc::EIO);
+        let before = fs.snapshot();
+        let e = run(&fs, &[gpu0(), node("/dev/nvidia1", 195, 1, 0o666)]).unwrap_err();
+        assert!(matches!(e, RootfsError::BindMount { .. }), "{e}");
+        let changes = fs.changes();
+        assert_eq!(
+            changes[changes.len() - 3..],
+            [
+                "unlink /b/rootfs/dev/nvidia1".to_string(),
+                "umount /b/rootfs/dev/nvidia0".to_string(),
+                "unlink /b/rootfs/dev/nvidia0".to_string()
+            ]
+        );
+        assert_eq!(fs.snapshot(), before);
+    }
+
+    #[test]
+    fn an_undo_that_fails_is_named_with_the_error() {
+        let fs = rootfs().fail("mknod", &format!("{ROOT}/dev/nvidia1"), libc::EIO).fail(
+            "unlink",
+            &format!("{ROOT}/dev/nvidia0"),
+            libc::EBUSY,
+        );
+        let e = run(&fs, &[gpu0(), node("/dev/nvidia1", 195, 1, 0o666)]).unwrap_err();
+        assert!(matches!(e, RootfsError::Incomplete { .. }), "{e}");
+        assert!(e.to_string().contains("; rolling back left behind: /dev/nvidia0: cannot unlink: "), "{e}");
     }
 
     #[test]
@@ -1089,6 +1200,12 @@ pub(crate) mod kernel_tests {
         fn unlink_at(&self, dir: &Self::Fd, name: &OsStr) -> io::Result<()> {
             LinuxSys.unlink_at(dir, name)
         }
+        fn remove_dir_at(&self, dir: &Self::Fd, name: &OsStr) -> io::Result<()> {
+            LinuxSys.remove_dir_at(dir, name)
+        }
+        fn unmount_at(&self, dir: &Self::Fd, name: &OsStr) -> io::Result<()> {
+            LinuxSys.unmount_at(dir, name)
+        }
         fn chown_at(&self, dir: &Self::Fd, name: &OsStr, uid: u32, gid: u32) -> io::Result<()> {
             LinuxSys.chown_at(dir, name, uid, gid)
         }
@@ -1155,5 +1272,27 @@ pub(crate) mod kernel_tests {
         let e = create_nodes(&NoMknod, ctr.pid(), t.path(), &[node("/dev/nvidia9", 195, 9, 0o666)], hd).unwrap_err();
         assert!(matches!(e, RootfsError::HostNodeMissing { .. }), "{e}");
         assert_eq!(describe(&ctr.view(t.path(), "dev/nvidia8")), "absent");
+    }
+
+    /// Rollback in a real namespace: a bind-mounted node and a made dir are
+    /// detached and removed when a later node fails (umount2 through the dir's fd).
+    #[test]
+    fn a_later_failure_unmounts_and_removes_the_bind_mounted_node() {
+        if !root_or_skip("a_later_failure_unmounts_and_removes_the_bind_mounted_node") {
+            return;
+        }
+        let hostdev = tempfile::tempdir().unwrap();
+        std::fs::create_dir(hostdev.path().join("nvidia-caps")).unwrap();
+        mknod(&hostdev.path().join("nvidia-caps/nvidia-cap1"), 511, 7);
+        let t = new_root();
+        let ctr = Container::start(t.path());
+        let hd = hostdev.path();
+        let nodes = [cap("nvidia-cap1"), node("/dev/nvidia9", 195, 9, 0o666)];
+        let e = create_nodes(&NoMknod, ctr.pid(), t.path(), &nodes, hd).unwrap_err();
+        assert!(matches!(e, RootfsError::HostNodeMissing { .. }), "{e}");
+        let mountinfo = std::fs::read_to_string(format!("/proc/{}/mountinfo", ctr.pid())).unwrap();
+        assert!(!mountinfo.contains("nvidia-cap1"), "{mountinfo}");
+        assert_eq!(describe(&ctr.view(t.path(), "dev/nvidia-caps")), "absent");
+        assert_eq!(entries(&t.path().join("dev")), Vec::<String>::new());
     }
 }

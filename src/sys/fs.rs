@@ -127,6 +127,12 @@ pub trait FsOps: Sync {
     fn create_file_at(&self, dir: &Self::Fd, name: &OsStr, perm: u32) -> io::Result<()>;
     /// `unlinkat(dir, name, 0)`: removes the entry itself, never what it points to.
     fn unlink_at(&self, dir: &Self::Fd, name: &OsStr) -> io::Result<()>;
+    /// `unlinkat(dir, name, AT_REMOVEDIR)`: removes an empty directory (rollback).
+    fn remove_dir_at(&self, dir: &Self::Fd, name: &OsStr) -> io::Result<()>;
+    /// `umount2(MNT_DETACH | UMOUNT_NOFOLLOW)` of the mount on `name` in `dir`
+    /// (rollback of a bind mount this start made). The last component is never
+    /// followed, so a symlink put there meanwhile cannot redirect it.
+    fn unmount_at(&self, dir: &Self::Fd, name: &OsStr) -> io::Result<()>;
     /// `fchownat(dir, name, uid, gid, AT_SYMLINK_NOFOLLOW)`.
     fn chown_at(&self, dir: &Self::Fd, name: &OsStr, uid: u32, gid: u32) -> io::Result<()>;
     /// Set the permission bits of `name` in `dir` without following a symlink.
@@ -292,6 +298,24 @@ impl FsOps for super::LinuxSys {
 
     fn unlink_at(&self, dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
         Ok(nix::unistd::unlinkat(dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir)?)
+    }
+
+    fn remove_dir_at(&self, dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
+        Ok(nix::unistd::unlinkat(dir, name, nix::unistd::UnlinkatFlags::RemoveDir)?)
+    }
+
+    fn unmount_at(&self, dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
+        if name.as_bytes().contains(&b'/') || name.is_empty() || name == "." || name == ".." {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        // umount2 takes a path: the dir's fd through /proc (a magic link, followed to
+        // exactly that dir in this thread's namespace), then the name, not followed.
+        let mut path = format!("/proc/thread-self/fd/{}/", dir.as_raw_fd()).into_bytes();
+        path.extend_from_slice(name.as_bytes());
+        let path = CString::new(path).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        // SAFETY: a valid C string.
+        let rc = unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW) };
+        check(rc as libc::c_long).map(|_| ())
     }
 
     fn chown_at(&self, dir: &OwnedFd, name: &OsStr, uid: u32, gid: u32) -> io::Result<()> {

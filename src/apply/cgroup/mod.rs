@@ -36,6 +36,8 @@ pub enum CgroupError {
         "no device cgroup found for the container: its v1 devices cgroup is the root or absent and no cgroup2 hierarchy is mounted"
     )]
     NoDeviceCgroup,
+    #[error("{error}; taking back the v1 lines: {undo}")]
+    Incomplete { error: Box<CgroupError>, undo: v1::V1Error },
     #[error(transparent)]
     V1(#[from] v1::V1Error),
     #[error(transparent)]
@@ -191,7 +193,7 @@ pub fn locate(cgroups: &[CgroupEntry], mounts: &[Mount]) -> Result<DeviceCgroups
 
 /// Grant `rules` to the container whose init is `pid`, in every device cgroup it is in.
 pub fn allow_devices(sys: &impl Sys, pid: i32, rules: &[DeviceRule]) -> Result<CgroupReport, CgroupError> {
-    allow_devices_with(sys, pid, rules, |dir| allow_v2(sys, dir, rules))
+    allow_devices_with(sys, pid, rules, |dir, root| allow_v2(sys, pid, dir, root, rules))
 }
 
 /// [`allow_devices`] with the v2 step passed in, so the rest is testable with a file-system fake alone.
@@ -199,7 +201,7 @@ fn allow_devices_with<S: FsOps>(
     sys: &S,
     pid: i32,
     rules: &[DeviceRule],
-    v2_step: impl FnOnce(PathBuf) -> Result<V2Step, CgroupError>,
+    v2_step: impl FnOnce(PathBuf, bool) -> Result<V2Step, CgroupError>,
 ) -> Result<CgroupReport, CgroupError> {
     if rules.is_empty() {
         return Ok(CgroupReport::default());
@@ -212,14 +214,65 @@ fn allow_devices_with<S: FsOps>(
     let found = locate(&cgroups, &mounts)?;
 
     let v1 = found.v1_devices.map(|dir| v1::allow(sys, &dir, rules)).transpose()?;
-    let v2 = found.v2.map(v2_step).transpose()?;
+    // The root of a cgroup2 mount: the host's root cgroup, or a cgroup namespace's.
+    let v2_root = |dir: &PathBuf| mounts.iter().any(|m| m.fs_type == "cgroup2" && m.mount_point == *dir);
+    let v2 = match found.v2.map(|dir| {
+        let root = v2_root(&dir);
+        v2_step(dir, root)
+    }) {
+        // The v2 swap is atomic (old or new program); the v1 lines are taken back.
+        Some(Err(error)) => match v1.as_ref().map(|v1| v1::deny(sys, v1)) {
+            Some(Err(undo)) => return Err(CgroupError::Incomplete { error: Box::new(error), undo }),
+            _ => return Err(error),
+        },
+        Some(Ok(step)) => Some(step),
+        None => None,
+    };
     Ok(CgroupReport { v1, v2 })
 }
 
-/// The one call into the v2 filter module.
-fn allow_v2(sys: &impl Sys, dir: PathBuf, rules: &[DeviceRule]) -> Result<V2Step, CgroupError> {
-    let report = v2::allow(sys, &dir, rules)?;
+/// The one call into the v2 filter module, for the container whose init is
+/// `pid` in the v2 cgroup `dir` (`root`: the root of its cgroup2 mount).
+///
+/// Finding 6: a device program applies to every process of its cgroup and of
+/// the cgroups below it, so extending one is only exact when the cgroup is the
+/// container's own. When a program is attached, the root cgroup is refused
+/// outright and any other cgroup must hold nothing but the container's init.
+/// At prestart runc and crun have moved exactly the init process there (the
+/// runtime and the hook stay in their own cgroup), so a second process means a
+/// shared cgroup (a misconfigured `cgroupsPath`, a runtime reusing its own
+/// cgroup). `cgroup.procs` lists thread-group ids, so the init's threads do not
+/// count. With no program attached nothing is changed, so nothing is refused:
+/// on a hybrid host a v1 runtime may leave the container in the v2 root.
+pub fn allow_v2(
+    sys: &impl Sys,
+    pid: i32,
+    dir: PathBuf,
+    root: bool,
+    rules: &[DeviceRule],
+) -> Result<V2Step, CgroupError> {
+    let report = v2::allow_guarded(sys, &dir, rules, |programs| sole_member(sys, pid, &dir, root, programs))?;
     Ok(V2Step { dir, report })
+}
+
+/// Whether the v2 cgroup `dir` is the container's alone: not a root, and
+/// `cgroup.procs` lists `pid` and nothing else. Unparsable lines count as others.
+fn sole_member(sys: &impl FsOps, pid: i32, dir: &Path, root: bool, programs: &[u32]) -> Result<(), v2::V2Error> {
+    let programs = programs.to_vec();
+    if root {
+        return Err(v2::V2Error::RootCgroup { dir: dir.into(), programs });
+    }
+    let path = dir.join("cgroup.procs");
+    let procs = sys.read_file(&path).map_err(|source| v2::V2Error::ReadProcs { path, source })?;
+    let pids: Vec<i32> = procs.split_whitespace().map(|p| p.parse().unwrap_or(-1)).collect();
+    let others: Vec<i32> = pids.iter().copied().filter(|p| *p != pid).collect();
+    if !others.is_empty() {
+        return Err(v2::V2Error::SharedCgroup { dir: dir.into(), pid, others, programs });
+    }
+    if pids.is_empty() {
+        return Err(v2::V2Error::NotMember { dir: dir.into(), pid, programs });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -247,7 +300,7 @@ mod tests {
 37 31 0:34 / /sys/fs/cgroup/freezer rw,relatime - cgroup cgroup rw,freezer
 ";
 
-    fn no_v2(dir: PathBuf) -> Result<V2Step, CgroupError> {
+    fn no_v2(dir: PathBuf, _root: bool) -> Result<V2Step, CgroupError> {
         panic!("v2 step called for {}", dir.display())
     }
 
@@ -431,7 +484,7 @@ mod tests {
             .file("/proc/42/cgroup", "5:devices:/ctr\n0::/ctr\n")
             .file("/proc/thread-self/mountinfo", HYBRID_MOUNTS)
             .file("/sys/fs/cgroup/devices/ctr/devices.allow", "");
-        let r = allow_devices_with(&fs, 42, &[DeviceRule::allow_rw(195, 0)], |dir| {
+        let r = allow_devices_with(&fs, 42, &[DeviceRule::allow_rw(195, 0)], |dir, _| {
             assert_eq!(fs.changes(), ["append /sys/fs/cgroup/devices/ctr/devices.allow c 195:0 rw"]);
             Ok(V2Step { dir, report: v2::V2Report::NoFilterAttached { ancestor_programs: vec![] } })
         })
@@ -461,10 +514,11 @@ mod tests {
         let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
         std::fs::write(cg.0.join("cgroup.procs"), child.id().to_string()).unwrap();
         let mut v2_dir = None;
-        let r = allow_devices_with(&crate::sys::LinuxSys, child.id() as i32, &[DeviceRule::allow_rw(195, 3)], |dir| {
-            v2_dir = Some(dir.clone());
-            Ok(V2Step { dir, report: v2::V2Report::NoFilterAttached { ancestor_programs: vec![] } })
-        });
+        let r =
+            allow_devices_with(&crate::sys::LinuxSys, child.id() as i32, &[DeviceRule::allow_rw(195, 3)], |dir, _| {
+                v2_dir = Some(dir.clone());
+                Ok(V2Step { dir, report: v2::V2Report::NoFilterAttached { ancestor_programs: vec![] } })
+            });
         let _ = child.kill();
         let _ = child.wait();
         let r = r.unwrap();
@@ -493,7 +547,7 @@ mod tests {
             umount2("/sys/fs/cgroup", MntFlags::MNT_DETACH).unwrap();
             mount(Some("cgroup2"), "/sys/fs/cgroup", Some("cgroup2"), MsFlags::empty(), None::<&str>).unwrap();
             let mut seen = None;
-            let r = allow_devices_with(&crate::sys::LinuxSys, pid, &[DeviceRule::allow_rw(195, 0)], |dir| {
+            let r = allow_devices_with(&crate::sys::LinuxSys, pid, &[DeviceRule::allow_rw(195, 0)], |dir, _| {
                 seen = Some(dir.clone());
                 Ok(V2Step { dir, report: v2::V2Report::NoFilterAttached { ancestor_programs: vec![] } })
             });
@@ -512,5 +566,118 @@ mod tests {
         }
         assert_eq!(v1.unwrap(), None);
         assert_eq!(seen.unwrap(), Path::new("/sys/fs/cgroup").join(v2_path.trim_start_matches('/')));
+    }
+
+    // ---- Finding 6: only the container's own v2 cgroup is extended ----
+
+    const V2_DIR: &str = "/sys/fs/cgroup/ctr";
+
+    fn sole(fs: &RecordingFs, root: bool) -> Result<(), v2::V2Error> {
+        sole_member(fs, 42, Path::new(V2_DIR), root, &[7])
+    }
+
+    #[test]
+    fn the_root_cgroup_is_refused_without_reading_anything() {
+        let fs = RecordingFs::new().file(&format!("{V2_DIR}/cgroup.procs"), "42\n");
+        let e = sole(&fs, true).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "refusing to change device program(s) [7] of cgroup /sys/fs/cgroup/ctr: it is the root of the cgroup2 hierarchy, and its program applies to every process below it"
+        );
+        assert!(fs.calls().is_empty());
+    }
+
+    #[test]
+    fn a_cgroup_with_another_process_is_refused_naming_it() {
+        let fs = RecordingFs::new().file(&format!("{V2_DIR}/cgroup.procs"), "42\n4242\n");
+        let e = sole(&fs, false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "refusing to change device program(s) [7] of cgroup /sys/fs/cgroup/ctr: it holds processes [4242] besides the container's init 42, which would get the devices too"
+        );
+        // Garbage counts as someone else: fail closed.
+        let fs = RecordingFs::new().file(&format!("{V2_DIR}/cgroup.procs"), "42\nx\n");
+        assert!(matches!(sole(&fs, false), Err(v2::V2Error::SharedCgroup { .. })));
+    }
+
+    #[test]
+    fn a_cgroup_without_the_init_or_unreadable_is_refused() {
+        let fs = RecordingFs::new().file(&format!("{V2_DIR}/cgroup.procs"), "");
+        assert!(matches!(sole(&fs, false), Err(v2::V2Error::NotMember { pid: 42, .. })));
+        let e = sole(&RecordingFs::new(), false).unwrap_err();
+        assert!(e.to_string().starts_with("cannot read /sys/fs/cgroup/ctr/cgroup.procs: "), "{e}");
+    }
+
+    #[test]
+    fn the_init_alone_passes() {
+        let fs = RecordingFs::new().file(&format!("{V2_DIR}/cgroup.procs"), "42\n");
+        sole(&fs, false).unwrap();
+        assert_eq!(fs.calls(), ["read /sys/fs/cgroup/ctr/cgroup.procs"]);
+    }
+
+    #[test]
+    fn the_v2_step_is_told_when_the_cgroup_is_a_mount_root() {
+        let fs = RecordingFs::new()
+            .file("/proc/42/cgroup", "5:devices:/\n0::/\n")
+            .file("/proc/thread-self/mountinfo", PURE_V2_MOUNTS);
+        let mut seen = None;
+        allow_devices_with(&fs, 42, &[DeviceRule::allow_rw(195, 0)], |dir, root| {
+            seen = Some((dir.clone(), root));
+            Ok(V2Step { dir, report: v2::V2Report::NoFilterAttached { ancestor_programs: vec![] } })
+        })
+        .unwrap();
+        assert_eq!(seen, Some((PathBuf::from("/sys/fs/cgroup"), true)));
+        let fs =
+            RecordingFs::new().file("/proc/42/cgroup", "0::/ctr\n").file("/proc/thread-self/mountinfo", PURE_V2_MOUNTS);
+        allow_devices_with(&fs, 42, &[DeviceRule::allow_rw(195, 0)], |dir, root| {
+            assert!(!root);
+            Ok(V2Step { dir, report: v2::V2Report::NoFilterAttached { ancestor_programs: vec![] } })
+        })
+        .unwrap();
+    }
+
+    // ---- rollback: a failed v2 step takes the v1 lines back ----
+
+    #[test]
+    fn a_failed_v2_step_denies_exactly_the_v1_lines_written() {
+        let fs = RecordingFs::new()
+            .file("/proc/42/cgroup", "5:devices:/ctr\n0::/ctr\n")
+            .file("/proc/thread-self/mountinfo", HYBRID_MOUNTS)
+            .file("/sys/fs/cgroup/devices/ctr/devices.allow", "")
+            .file("/sys/fs/cgroup/devices/ctr/devices.deny", "");
+        let rules = [DeviceRule::allow_rw(195, 0), DeviceRule::allow_rw(195, 255)];
+        let e = allow_devices_with(&fs, 42, &rules, |dir, _| {
+            Err(v2::V2Error::SharedCgroup { dir, pid: 42, others: vec![7], programs: vec![3] }.into())
+        })
+        .unwrap_err();
+        assert!(matches!(e, CgroupError::V2(v2::V2Error::SharedCgroup { .. })), "{e}");
+        assert_eq!(
+            fs.changes(),
+            [
+                "append /sys/fs/cgroup/devices/ctr/devices.allow c 195:0 rw",
+                "append /sys/fs/cgroup/devices/ctr/devices.allow c 195:255 rw",
+                "append /sys/fs/cgroup/devices/ctr/devices.deny c 195:0 rw",
+                "append /sys/fs/cgroup/devices/ctr/devices.deny c 195:255 rw",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_deny_that_fails_is_named_with_the_error() {
+        let fs = RecordingFs::new()
+            .file("/proc/42/cgroup", "5:devices:/ctr\n0::/ctr\n")
+            .file("/proc/thread-self/mountinfo", HYBRID_MOUNTS)
+            .file("/sys/fs/cgroup/devices/ctr/devices.allow", "");
+        let e = allow_devices_with(&fs, 42, &[DeviceRule::allow_rw(195, 0)], |dir, _| {
+            Err(v2::V2Error::RootCgroup { dir, programs: vec![3] }.into())
+        })
+        .unwrap_err();
+        assert!(matches!(e, CgroupError::Incomplete { .. }), "{e}");
+        assert!(
+            e.to_string().contains(
+                "; taking back the v1 lines: cannot write \"c 195:0 rw\" to /sys/fs/cgroup/devices/ctr/devices.deny"
+            ),
+            "{e}"
+        );
     }
 }

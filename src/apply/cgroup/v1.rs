@@ -18,6 +18,8 @@ pub enum V1Error {
     Unsupported { rule: DeviceRule, reason: &'static str },
     #[error("cannot write {line:?} to {}: {source}", file.display())]
     Write { file: PathBuf, line: String, source: io::Error },
+    #[error("{error}; taking back the lines written before it failed: {undo}")]
+    Incomplete { error: Box<V1Error>, undo: Box<V1Error> },
 }
 
 /// What was written where.
@@ -52,12 +54,33 @@ pub fn allow(sys: &impl FsOps, cgroup_dir: &Path, rules: &[DeviceRule]) -> Resul
     }
     let writes: Vec<String> = lines.iter().map(|l| format!("{l}\n")).collect();
     let chunks: Vec<&[u8]> = writes.iter().map(|w| w.as_bytes()).collect();
-    sys.append_each(&allow_file, &chunks).map_err(|(at, source)| V1Error::Write {
-        file: allow_file.clone(),
-        line: lines[at].clone(),
-        source,
-    })?;
+    if let Err((at, source)) = sys.append_each(&allow_file, &chunks) {
+        let error = V1Error::Write { file: allow_file.clone(), line: lines[at].clone(), source };
+        // The lines before `at` took effect: take them back, so a failed start leaves nothing.
+        return Err(match deny(sys, &V1Report { allow_file, lines: lines[..at].to_vec() }) {
+            Ok(()) => error,
+            Err(undo) => V1Error::Incomplete { error: Box::new(error), undo: Box::new(undo) },
+        });
+    }
     Ok(V1Report { allow_file, lines })
+}
+
+/// Takes back what [`allow`] wrote: the same lines to `devices.deny` (next to
+/// `devices.allow`), which removes exactly those rules. A rule the cgroup
+/// already had before this start (the runtime's own) goes too; that is only
+/// done on a failed start, whose container the runtime then never runs.
+pub fn deny(sys: &impl FsOps, written: &V1Report) -> Result<(), V1Error> {
+    if written.lines.is_empty() {
+        return Ok(());
+    }
+    let deny_file = written.allow_file.with_file_name("devices.deny");
+    let writes: Vec<String> = written.lines.iter().map(|l| format!("{l}\n")).collect();
+    let chunks: Vec<&[u8]> = writes.iter().map(|w| w.as_bytes()).collect();
+    sys.append_each(&deny_file, &chunks).map_err(|(at, source)| V1Error::Write {
+        file: deny_file.clone(),
+        line: written.lines[at].clone(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -103,6 +126,25 @@ pub(crate) mod tests {
         let fs = RecordingFs::new().dir(DIR);
         let e = allow(&fs, Path::new(DIR), &[DeviceRule::allow_rw(195, 0)]).unwrap_err();
         assert!(e.to_string().starts_with(&format!("cannot write \"c 195:0 rw\" to {DIR}/devices.allow: ")), "{e}");
+    }
+
+    #[test]
+    fn a_write_failing_part_way_takes_back_the_lines_before_it() {
+        let fs = RecordingFs::new()
+            .file(&format!("{DIR}/devices.allow"), "")
+            .file(&format!("{DIR}/devices.deny"), "")
+            .fail("call", &format!("append {DIR}/devices.allow c 195:255 rw"), libc::EINVAL);
+        let rules = [DeviceRule::allow_rw(195, 0), DeviceRule::allow_rw(195, 255), DeviceRule::allow_rw(195, 1)];
+        let e = allow(&fs, Path::new(DIR), &rules).unwrap_err();
+        assert!(matches!(e, V1Error::Write { .. }), "{e}");
+        assert_eq!(
+            fs.changes(),
+            [
+                format!("append {DIR}/devices.allow c 195:0 rw"),
+                format!("append {DIR}/devices.allow c 195:255 rw"),
+                format!("append {DIR}/devices.deny c 195:0 rw"),
+            ]
+        );
     }
 
     /// A temporary v1 devices cgroup that starts with every device denied.

@@ -46,6 +46,8 @@ struct State {
     tree: BTreeMap<String, Node>,
     calls: Vec<String>,
     failures: Vec<(String, String, i32)>,
+    /// What each bind mount covered, by mount point (innermost last): an unmount brings it back.
+    covered: BTreeMap<String, Vec<Option<Node>>>,
 }
 
 /// Recording in-memory [`FsOps`].
@@ -142,7 +144,9 @@ impl RecordingFs {
         drop(st);
         self
     }
-    /// Make `op` (the first word of its call record) on `path` fail with `errno`.
+    /// Make `op` (the first word of its call record) on `path` fail with `errno`;
+    /// `*` matches any path, a trailing `*` any path it is a prefix of; op
+    /// `call` with a whole call line (`append /x c 195:1 rw`) fails just that call.
     pub fn fail(self, op: &str, path: &str, errno: i32) -> Self {
         self.state.lock().unwrap().failures.push((op.into(), path.into(), errno));
         self
@@ -173,12 +177,20 @@ impl RecordingFs {
         })
     }
 
+    /// Every entry as `path: description`, sorted: to compare a tree before and after.
+    pub fn snapshot(&self) -> Vec<String> {
+        let paths: Vec<String> = self.state.lock().unwrap().tree.keys().cloned().collect();
+        paths.into_iter().map(|p| format!("{p}: {}", self.describe(&p).unwrap_or_default())).collect()
+    }
+
     /// Record a call; fail it if a failure was injected for it.
     fn record(&self, op: &str, path: &str, detail: &str) -> io::Result<()> {
         let mut st = self.state.lock().unwrap();
         let line = if detail.is_empty() { format!("{op} {path}") } else { format!("{op} {path} {detail}") };
-        st.calls.push(line);
-        match st.failures.iter().find(|(o, p, _)| o == op && (p == path || p == "*")) {
+        st.calls.push(line.clone());
+        let hit = |p: &String| p == path || p.strip_suffix('*').is_some_and(|pre| path.starts_with(pre));
+        // Op `call`: the whole call line, to fail one of several calls on a path.
+        match st.failures.iter().find(|(o, p, _)| (o == op && hit(p)) || (o == "call" && *p == line)) {
             Some(&(_, _, errno)) => Err(err(errno)),
             None => Ok(()),
         }
@@ -355,6 +367,40 @@ impl FsOps for RecordingFs {
         }
     }
 
+    fn remove_dir_at(&self, dir: &FakeFd, name: &OsStr) -> io::Result<()> {
+        let p = join(&dir.0, name);
+        self.record("rmdir", &p, "")?;
+        let mut st = self.state.lock().unwrap();
+        match st.tree.get(&p) {
+            None => Err(err(libc::ENOENT)),
+            Some(n) if n.entry != Entry::Dir => Err(err(libc::ENOTDIR)),
+            Some(n) if n.mount_root => Err(err(libc::EBUSY)),
+            Some(_)
+                if st.tree.keys().any(|k| k.len() > p.len() && k.starts_with(&p) && k.as_bytes()[p.len()] == b'/') =>
+            {
+                Err(err(libc::ENOTEMPTY))
+            }
+            Some(_) => {
+                st.tree.remove(&p);
+                Ok(())
+            }
+        }
+    }
+
+    fn unmount_at(&self, dir: &FakeFd, name: &OsStr) -> io::Result<()> {
+        let p = join(&dir.0, name);
+        self.record("umount", &p, "")?;
+        let mut st = self.state.lock().unwrap();
+        let Some(was) = st.covered.get_mut(&p).and_then(Vec::pop) else {
+            return Err(err(libc::EINVAL));
+        };
+        match was {
+            Some(n) => st.tree.insert(p, n),
+            None => st.tree.remove(&p),
+        };
+        Ok(())
+    }
+
     fn chown_at(&self, dir: &FakeFd, name: &OsStr, uid: u32, gid: u32) -> io::Result<()> {
         let p = join(&dir.0, name);
         self.record("chown", &p, &format!("{uid}:{gid}"))?;
@@ -371,7 +417,9 @@ impl FsOps for RecordingFs {
         self.record("bind", &src.0, &format!("-> {}", dst.0))?;
         let mut n = self.node(&src.0).ok_or_else(|| err(libc::EBADF))?;
         n.mount_root = true;
-        self.state.lock().unwrap().tree.insert(dst.0.clone(), n);
+        let mut st = self.state.lock().unwrap();
+        let was = st.tree.insert(dst.0.clone(), n);
+        st.covered.entry(dst.0.clone()).or_default().push(was);
         Ok(())
     }
 
@@ -379,7 +427,9 @@ impl FsOps for RecordingFs {
         self.record("bind", &src.0, &format!("-> {} {attrs}", dst.0))?;
         let mut n = self.node(&src.0).ok_or_else(|| err(libc::EBADF))?;
         n.mount_root = true;
-        self.state.lock().unwrap().tree.insert(dst.0.clone(), n);
+        let mut st = self.state.lock().unwrap();
+        let was = st.tree.insert(dst.0.clone(), n);
+        st.covered.entry(dst.0.clone()).or_default().push(was);
         Ok(())
     }
 

@@ -95,6 +95,23 @@ impl fmt::Display for V2Report {
 pub enum V2Error {
     #[error("cannot grant device rule {rule}: {why}")]
     InvalidRule { rule: String, why: &'static str },
+    #[error(
+        "refusing to change device program(s) {programs:?} of cgroup {}: it is the root of the cgroup2 hierarchy, and its program applies to every process below it",
+        dir.display()
+    )]
+    RootCgroup { dir: PathBuf, programs: Vec<u32> },
+    #[error(
+        "refusing to change device program(s) {programs:?} of cgroup {}: it holds processes {others:?} besides the container's init {pid}, which would get the devices too",
+        dir.display()
+    )]
+    SharedCgroup { dir: PathBuf, pid: i32, others: Vec<i32>, programs: Vec<u32> },
+    #[error(
+        "refusing to change device program(s) {programs:?} of cgroup {}: the container's init {pid} is not in it",
+        dir.display()
+    )]
+    NotMember { dir: PathBuf, pid: i32, programs: Vec<u32> },
+    #[error("cannot read {}: {source}", path.display())]
+    ReadProcs { path: PathBuf, source: io::Error },
     #[error("cannot open cgroup {}: {source}", path.display())]
     OpenCgroup { path: PathBuf, source: io::Error },
     #[error(
@@ -172,10 +189,24 @@ struct Swap<F> {
     new_insns: Option<Vec<Insn>>,
 }
 
+/// [`allow_guarded`] without the guard: tests and benches only, on cgroups they made.
+#[cfg(any(test, feature = "testing"))]
+pub fn allow(sys: &impl BpfOps, cgroup_dir: &Path, rules: &[DeviceRule]) -> Result<V2Report, V2Error> {
+    allow_guarded(sys, cgroup_dir, rules, |_| Ok(()))
+}
+
 /// Grants `rules` (exact `allow` rules) on the cgroup v2 directory `cgroup_dir`
 /// by extending every BPF_CGROUP_DEVICE program attached there. See the
-/// module docs for what is refused and why.
-pub fn allow(sys: &impl BpfOps, cgroup_dir: &Path, rules: &[DeviceRule]) -> Result<V2Report, V2Error> {
+/// module docs for what is refused and why. `guard` is called with the
+/// attached programs' ids when there is at least one, before any is read: it
+/// refuses a cgroup that is not the container's alone (Finding 6, see
+/// [`super::allow_v2`]). With no program attached nothing changes, so it is not asked.
+pub fn allow_guarded(
+    sys: &impl BpfOps,
+    cgroup_dir: &Path,
+    rules: &[DeviceRule],
+    guard: impl FnOnce(&[u32]) -> Result<(), V2Error>,
+) -> Result<V2Report, V2Error> {
     let wanted = grants_from(rules)?;
     let path = || cgroup_dir.to_path_buf();
     let cgroup = sys.open_cgroup(cgroup_dir).map_err(|source| V2Error::OpenCgroup { path: path(), source })?;
@@ -185,6 +216,7 @@ pub fn allow(sys: &impl BpfOps, cgroup_dir: &Path, rules: &[DeviceRule]) -> Resu
     if attached.ids.is_empty() {
         return Ok(V2Report::NoFilterAttached { ancestor_programs });
     }
+    guard(&attached.ids)?;
 
     let mut swaps = Vec::with_capacity(attached.ids.len());
     for &id in &attached.ids {

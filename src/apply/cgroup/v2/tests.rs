@@ -235,6 +235,29 @@ fn no_program_attached_changes_nothing() {
 }
 
 #[test]
+fn the_guard_is_asked_only_when_a_program_is_attached_and_its_refusal_changes_nothing() {
+    let fake = RecordingBpf::new();
+    fake.add_cgroup(CG, 0);
+    let never = |_: &[u32]| -> Result<(), V2Error> { panic!("guard asked with no program attached") };
+    allow_guarded(&fake, Path::new(CG), &[rw(195, 2)], never).unwrap();
+
+    let (fake, old) = fake_with_runc();
+    let mut asked = None;
+    let e = allow_guarded(&fake, Path::new(CG), &[rw(195, 2)], |ids| {
+        asked = Some(ids.to_vec());
+        Err(V2Error::RootCgroup { dir: CG.into(), programs: ids.to_vec() })
+    })
+    .unwrap_err();
+    assert!(matches!(e, V2Error::RootCgroup { .. }), "{e}");
+    assert_eq!(asked, Some(vec![old]));
+    assert_eq!(fake.calls_of("fd_by_id"), Vec::<String>::new(), "no program read before the guard");
+    assert_eq!(fake.calls_of("load"), Vec::<String>::new());
+    assert_eq!(fake.calls_of("attach"), Vec::<String>::new());
+    assert_eq!(fake.attached(CG), [old]);
+    assert_eq!(fake.open_fds(), 0);
+}
+
+#[test]
 fn runc_program_is_replaced_in_place() {
     let (fake, old) = fake_with_runc();
     let report = allow(&fake, Path::new(CG), &[rw(195, 2)]).unwrap();
