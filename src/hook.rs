@@ -2,14 +2,14 @@
 //!
 //! The runtime passes the container state on stdin; `pid` and `bundle` are the
 //! only fields relied on (runc says `status: creating`, crun `created`). The
-//! request comes from `<bundle>/config.json`, read leniently as JSON. A
-//! container that asks for nothing (`void`, unset) is left untouched. The
-//! resolved edits are applied to the live container by [`crate::apply`].
+//! request comes from `<bundle>/config.json`, read leniently and keeping only
+//! what a request needs ([`HookBundle`]). A container that asks for nothing
+//! (`void`, unset) is left untouched. The resolved edits are applied to the live
+//! container by [`crate::apply`].
 
 use crate::apply::{self, ApplyError, Target};
-use crate::bundle::{Bundle, BundleError, read_limited};
+use crate::bundle::{BundleError, HookBundle, read_limited};
 use crate::driver_files::DriverEdits;
-use crate::request::source::SourcePolicy;
 use crate::settings::{Settings, SettingsError};
 use serde_json::Value;
 use std::io::Read;
@@ -67,8 +67,7 @@ fn parse_state_pid_optional(text: &str) -> Result<(Option<i32>, PathBuf), HookEr
 pub fn cdi_hook(settings: &Settings, stdin: &mut dyn Read, edits: &DriverEdits) -> Result<(), HookError> {
     settings.init_log();
     let (pid, bundle) = parse_state_pid_optional(&read_limited(stdin, MAX_STATE_BYTES, "OCI state")?)?;
-    let bundle = Bundle::read(&bundle)?;
-    let rootfs = bundle.rootfs()?;
+    let rootfs = HookBundle::read(&bundle)?.rootfs()?;
     // A createContainer hook runs in the container's namespaces (OCI runtime spec): runc forks
     // it from the container's init and says `pid` 1 (of the container's pid namespace, while
     // /proc is still the host's: /proc/1/ns/mnt would be the host's init); crun says 0.
@@ -96,12 +95,13 @@ fn in_mount_ns_of(pid: i32) -> bool {
 /// the settings are final for this container.
 pub fn prestart(settings: &Settings, stdin: &mut dyn Read) -> Result<(), HookError> {
     let state = parse_state(&read_limited(stdin, MAX_STATE_BYTES, "OCI state")?)?;
-    let bundle = Bundle::read(&state.bundle)?;
+    // Only what a request needs is kept from config.json (bounded memory, whatever its shape).
+    let bundle = HookBundle::read(&state.bundle)?;
     let settings = bundle.container_settings(settings)?;
-    // Annotations are the runtime shim's business; the hook reads mounts and env.
-    let policy = SourcePolicy { annotation_prefixes: vec![], ..settings.policy.clone() };
+    let rootfs = bundle.rootfs();
     let driver = settings.driver();
-    let plan = bundle.plan(&policy, &settings.default_capabilities, &driver)?;
+    // Annotations are the runtime shim's business; the hook reads mounts and env.
+    let plan = bundle.plan(&settings.policy, &settings.default_capabilities, &driver)?;
     if plan.edits.is_empty() {
         crate::log::debug(&format!("pid {}: not a GPU container, nothing to do", state.pid));
         return Ok(());
@@ -112,7 +112,7 @@ pub fn prestart(settings: &Settings, stdin: &mut dyn Read) -> Result<(), HookErr
     if let Some(files) = &plan.edits.driver_files {
         files.log_missing();
     }
-    let target = Target { pid: state.pid, rootfs: bundle.rootfs()? };
+    let target = Target { pid: state.pid, rootfs: rootfs? };
     let report = apply::apply(&crate::sys::LinuxSys, &target, &plan.edits, &settings.dev_root)?;
     crate::log::info(&format!("pid {}: applied {report}", state.pid));
     Ok(())

@@ -3,6 +3,12 @@
 //! The one-line error a runtime shows comes from `main`; everything else
 //! (what was resolved, created, skipped) goes here when a log file is
 //! configured. Without one, warnings go to stderr and the rest is dropped.
+//!
+//! Container-controlled text reaches a message only through
+//! [`crate::request::shown`] (escaped and cut where it is put in). As a last
+//! line of defence every message is also made [`one_line`] here and in `main`'s
+//! error line, so a path or error text that slipped through unescaped can still
+//! never forge a second line.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -43,7 +49,17 @@ pub fn init(file: Option<PathBuf>, level: Level) {
     let _ = LOGGER.set(Logger { file, level });
 }
 
+/// `msg` with every control character escaped (`\n` as `\\n`): one line, always.
+/// Borrowed when there is nothing to escape, as for nearly every message.
+pub fn one_line(msg: &str) -> std::borrow::Cow<'_, str> {
+    if !msg.chars().any(char::is_control) {
+        return msg.into();
+    }
+    msg.chars().flat_map(|c| if c.is_control() { c.escape_default().collect() } else { vec![c] }).collect()
+}
+
 pub fn log(level: Level, msg: &str) {
+    let msg = &*one_line(msg);
     let Some(logger) = LOGGER.get() else {
         // Errors reach stderr once, from main.
         if level == Level::Warn {
@@ -88,4 +104,15 @@ pub fn info(msg: &str) {
 }
 pub fn debug(msg: &str) {
     log(Level::Debug, msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_escapes_control_characters_only() {
+        assert_eq!(one_line("a b: \"c\" é"), "a b: \"c\" é");
+        assert_eq!(one_line("a\nmighook: forged\r\u{1b}[2J"), "a\\nmighook: forged\\r\\u{1b}[2J");
+    }
 }

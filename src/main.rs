@@ -53,7 +53,8 @@ fn main() -> ExitCode {
         Err(e) => {
             let msg = e.to_string();
             mighook::log::log(mighook::log::Level::Error, &msg);
-            eprintln!("mighook: {msg}");
+            // One line whatever the error carries: runtimes show (and engines parse) the last line.
+            eprintln!("mighook: {}", mighook::log::one_line(&msg));
             ExitCode::FAILURE
         }
     }

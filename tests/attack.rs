@@ -1075,6 +1075,11 @@ fn one_mb_of_garbage_direct_prestart_is_refused() {
 }
 
 /// 10,000 spellings of one MIG device: deduplicated to its six nodes (40-60 KB, fits through runc).
+///
+/// Round 2 of the red-team review bounded every number to its digits (an index has at
+/// most 3): `000:0001` used to spell 0:1 and is now out of range, so the longest
+/// spelling here is `000:001`. The intent is unchanged: many spellings of one device
+/// collapse to it, and repeats never count towards the 4096-distinct-devices limit.
 #[test]
 fn ten_thousand_copies_of_one_device_get_its_six_nodes() {
     let rt = Runtime::RuncV1;
@@ -1082,7 +1087,7 @@ fn ten_thousand_copies_of_one_device_get_its_six_nodes() {
         return;
     }
     let node = SimNode::new("a100x8");
-    let spellings = ["0:1", " 0:1", "00:1", "0:01 ", "000:0001"];
+    let spellings = ["0:1", " 0:1", "00:1", "0:01 ", "000:001"];
     let list: Vec<&str> = (0..10_000).map(|i| spellings[i % spellings.len()]).collect();
     let guard = HostGuard::watch(&[]);
     let (out, bundle) = run_request(rt, &node, &list.join(","));
@@ -1114,7 +1119,12 @@ fn ten_thousand_entries_name_the_first_invalid_one() {
     guard.assert_unchanged(rt, &bundle);
 }
 
-/// 10,000 different entries (GPU indexes 0..9999): refused at the first one the node lacks, quickly.
+/// Many different entries, refused quickly. This used to be GPU indexes 0..9999 (refused
+/// at `8`, the first the node lacks). Round 2 of the red-team review bounded indexes to 3
+/// digits and a request to 4096 distinct devices, so it is now three lists: 4096 distinct
+/// entries (the most allowed) are refused at the first one the node lacks, 10,000 distinct
+/// MIG indexes at the 4097th by the limit, and the old list at `1000` by the digit bound
+/// (the grammar is checked before any device is looked up).
 #[test]
 fn ten_thousand_distinct_entries_are_refused_quickly() {
     let rt = Runtime::RuncV1;
@@ -1123,12 +1133,214 @@ fn ten_thousand_distinct_entries_are_refused_quickly() {
     }
     let node = SimNode::new("a100x8");
     let guard = HostGuard::watch(&[]);
-    let list: Vec<String> = (0..10_000).map(|i| i.to_string()).collect();
+    let mig = |n: usize| format!("{}:{}", n / 1000, n % 1000);
+    let at_limit: Vec<String> = (0..1000).map(|i| i.to_string()).chain((1000..4096).map(mig)).collect();
     let start = Instant::now();
-    let (out, bundle) = run_request(rt, &node, &list.join(","));
+    let (out, bundle) = run_request(rt, &node, &at_limit.join(","));
     assert_refused(rt, &out, "mighook: 8: no GPU with index 8 (this node has 0..7)");
     assert!(start.elapsed() < Duration::from_secs(20), "took {:?}", start.elapsed());
     guard.assert_unchanged(rt, &bundle);
+
+    let over: Vec<String> = (0..10_000).map(mig).collect();
+    let (out, bundle) = run_request(rt, &node, &over.join(","));
+    assert_refused(rt, &out, "mighook: 4:96: more than 4096 distinct devices in one request");
+    guard.assert_unchanged(rt, &bundle);
+
+    let old: Vec<String> = (0..10_000).map(|i| i.to_string()).collect();
+    let (out, bundle) = run_request(rt, &node, &old.join(","));
+    assert_refused(rt, &out, "mighook: 1000: GPU index out of range");
+    guard.assert_unchanged(rt, &bundle);
+}
+
+// ---------------------------------------------------------------------------
+// Bounded memory and one-line logs (red-team review round 2, findings 3 and 7).
+
+/// `mighook prestart` on a bundle whose config.json is `config` as given, `flags` before
+/// `prestart`, with a state naming a sleeping child. Returns the output and the hook's peak
+/// RSS in KiB, as `/usr/bin/time` reports it. Not wait4 from here: a child forked (or
+/// vforked) from this test binary carries the binary's own peak into its `ru_maxrss` across
+/// exec; one forked by the small `time` does not.
+fn prestart_raw(node: &SimNode, config: &[u8], flags: &[String]) -> (Output, u64) {
+    let bundle = tempfile::Builder::new().prefix("mighook-attack-raw").tempdir().unwrap();
+    fs::create_dir(bundle.path().join("rootfs")).unwrap();
+    fs::write(bundle.path().join("config.json"), config).unwrap();
+    let rss_file = bundle.path().join("maxrss");
+    let mut sleeper = Command::new("sleep").arg("60").spawn().unwrap();
+    let state = serde_json::json!({"ociVersion": "1.0.2", "id": "raw", "status": "creating", "pid": sleeper.id(), "bundle": bundle.path()});
+    let mut proc = Command::new("/usr/bin/time")
+        .args(["-f", "%M", "-o"])
+        .arg(&rss_file)
+        .arg(support::mighook_bin())
+        .args(node.mighook_args())
+        .args(flags)
+        .arg("prestart")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    proc.stdin.take().unwrap().write_all(state.to_string().as_bytes()).unwrap();
+    let out = proc.wait_with_output().unwrap();
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    // `time` puts "Command exited with non-zero status N" before the figure when it fails.
+    let report = fs::read_to_string(&rss_file).unwrap();
+    let rss_kib = report.lines().last().and_then(|l| l.trim().parse().ok());
+    (out, rss_kib.unwrap_or_else(|| panic!("no peak RSS from /usr/bin/time: {report:?}")))
+}
+
+/// A config.json with `env` and `extra` (raw JSON members, may be empty) in the given bounding set.
+fn config_json(env: &[String], bounding: &[&str], root: &str, extra: &str) -> String {
+    let spec = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {"env": env, "args": ["/bin/true"], "capabilities": {"bounding": bounding}},
+        "root": {"path": root},
+    });
+    let text = spec.to_string();
+    if extra.is_empty() { text } else { format!("{},{extra}}}", &text[..text.len() - 1]) }
+}
+
+/// mighook's config.json limit (`bundle::MAX_CONFIG_BYTES`), and just under it.
+const CONFIG_LIMIT: usize = 2 << 20;
+const NEAR_LIMIT: usize = CONFIG_LIMIT - 4096;
+
+/// `item` repeated, joined with `sep`, to about `len` bytes.
+fn fill(item: &str, sep: &str, len: usize) -> String {
+    vec![item; len / (item.len() + sep.len())].join(sep)
+}
+
+/// Finding 7: every shape of config.json just under the 2 MiB limit keeps the hook's peak RSS
+/// under 16 MiB (a `Value` of a 2 MiB array of zeros alone is 32 MiB; collecting a million
+/// device entries 16 MiB), and one over the limit is refused. Measures memory, never time.
+#[test]
+fn worst_case_config_json_keeps_the_hook_under_16_mib() {
+    if !support::require_root_and(&["sleep", "time"]) {
+        return;
+    }
+    let node = SimNode::new("a100x8");
+    let env = |v: String| vec![format!("NVIDIA_VISIBLE_DEVICES={v}")];
+    let uuids: Vec<String> = (0..4096).map(|i| format!("GPU-{i:08x}-0000-0000-0000-000000000000")).collect();
+    let distinct = uuids.join(",");
+    let cases: Vec<(&str, String)> = vec![
+        ("a million copies of one entry", config_json(&env(fill("9", ",", NEAR_LIMIT)), &["CAP_KILL"], "rootfs", "")),
+        (
+            "4096 distinct UUIDs, then copies",
+            config_json(&env(fill(&distinct, ",", NEAR_LIMIT)), &["CAP_KILL"], "rootfs", ""),
+        ),
+        (
+            "one escaped string of the whole size",
+            config_json(&[], &["CAP_KILL"], "rootfs", "").replacen(
+                "\"env\":[]",
+                &format!("\"env\":[\"NVIDIA_VISIBLE_DEVICES=\\u0039,{}\"]", fill("9", ",", NEAR_LIMIT)),
+                1,
+            ),
+        ),
+        (
+            "an array of a million zeros",
+            config_json(
+                &env("void".into()),
+                &["CAP_KILL"],
+                "rootfs",
+                &format!("\"junk\":[{}]", fill("0", ",", NEAR_LIMIT)),
+            ),
+        ),
+        (
+            "half a million env entries",
+            config_json(&[], &["CAP_KILL"], "rootfs", "").replacen(
+                "\"env\":[]",
+                &format!("\"env\":[{},\"NVIDIA_VISIBLE_DEVICES=9\"]", fill("\"A=\"", ",", NEAR_LIMIT)),
+                1,
+            ),
+        ),
+        (
+            "nesting a million deep",
+            config_json(
+                &env("9".into()),
+                &["CAP_KILL"],
+                "rootfs",
+                &format!("\"junk\":{}{}", "[".repeat(NEAR_LIMIT / 2), "]".repeat(NEAR_LIMIT / 2)),
+            ),
+        ),
+        (
+            "twenty-five thousand distinct volume mounts",
+            config_json(
+                &[],
+                &["CAP_KILL"],
+                "rootfs",
+                &format!(
+                    "\"mounts\":[{}]",
+                    (0..NEAR_LIMIT / 80)
+                        .map(|i| format!(
+                            r#"{{"source":"/dev/null","destination":"/var/run/nvidia-container-devices/{i}"}}"#
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+            ),
+        ),
+    ];
+    // For scale: the same hook on a config.json of a hundred bytes.
+    let (_, small_kib) =
+        prestart_raw(&node, config_json(&env("9".into()), &["CAP_KILL"], "rootfs", "").as_bytes(), &[]);
+    eprintln!("a small config.json: peak RSS {small_kib} KiB");
+    for (name, config) in &cases {
+        assert!(config.len() < CONFIG_LIMIT && config.len() > CONFIG_LIMIT - 100_000, "{name}: {} bytes", config.len());
+        let (out, rss_kib) = prestart_raw(&node, config.as_bytes(), &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        eprintln!(
+            "{name}: {} bytes, peak RSS {rss_kib} KiB, exit {:?}: {}",
+            config.len(),
+            out.status.code(),
+            stderr.trim()
+        );
+        assert!(rss_kib < 16 << 10, "{name}: peak RSS {rss_kib} KiB, over 16 MiB");
+        assert!(stderr.lines().count() <= 1 && stderr.len() < 400, "{name}: {stderr}");
+    }
+    let over = config_json(&env(fill("9", ",", CONFIG_LIMIT)), &["CAP_KILL"], "rootfs", "");
+    let (out, rss_kib) = prestart_raw(&node, over.as_bytes(), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.trim_end().ends_with("config.json is larger than 2097152 bytes"), "{stderr}");
+    assert!(rss_kib < 16 << 10, "over the limit: peak RSS {rss_kib} KiB");
+}
+
+/// Finding 3: a request with a forged log line in it, and a 1 MB one, refused by policy or
+/// failing, is exactly one short line in the log file and at most one on stderr; so is a
+/// root path with a newline (which every later error would name).
+#[test]
+fn forged_and_huge_requests_are_one_short_line_in_the_log_and_on_stderr() {
+    if !support::require_root_and(&["sleep", "time"]) {
+        return;
+    }
+    let node = SimNode::new("a100x8");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mighook.log");
+    let config = dir.path().join("config.toml");
+    fs::write(&config, format!("log-file = {log:?}\nlog-level = \"info\"\naccept-envvar-when-unprivileged = false\n"))
+        .unwrap();
+    let flags = ["--config".to_string(), config.display().to_string()];
+    let forged = "0\n1 mighook[1] Info: pid 1: applied 99 devices".to_string();
+    let huge = format!("{}\n{}", "x".repeat(500_000), "y".repeat(500_000));
+    let env = |v: &str| vec![format!("NVIDIA_VISIBLE_DEVICES={v}")];
+    let cases = [
+        ("forged, unprivileged", config_json(&env(&forged), &["CAP_KILL"], "rootfs", ""), 0),
+        ("1 MB, unprivileged", config_json(&env(&huge), &["CAP_KILL"], "rootfs", ""), 0),
+        ("forged, privileged", config_json(&env(&forged), &["CAP_SYS_ADMIN"], "rootfs", ""), 1),
+        ("1 MB, privileged", config_json(&env(&huge), &["CAP_SYS_ADMIN"], "rootfs", ""), 1),
+        ("root path with a newline", config_json(&env("0:1"), &["CAP_SYS_ADMIN"], "rootfs\nmighook: forged", ""), 1),
+    ];
+    for (name, config, stderr_lines) in &cases {
+        let _ = fs::remove_file(&log);
+        let (out, _) = prestart_raw(&node, config.as_bytes(), &flags);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let logged = fs::read_to_string(&log).unwrap_or_default();
+        assert_eq!(out.status.code(), Some(if *stderr_lines == 0 { 0 } else { 1 }), "{name}: {stderr}");
+        assert_eq!(stderr.lines().count(), *stderr_lines, "{name}: stderr {stderr}");
+        assert!(stderr.len() < 300, "{name}: stderr {} bytes", stderr.len());
+        assert_eq!(logged.lines().count(), 1, "{name}: log {logged}");
+        assert!(logged.len() < 300, "{name}: log line {} bytes: {logged}", logged.len());
+        assert!(!logged.contains("\n1 mighook") && !stderr.contains("\nmighook: forged"), "{name}: a forged line");
+    }
 }
 
 // ---------------------------------------------------------------------------

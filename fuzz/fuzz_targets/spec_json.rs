@@ -5,11 +5,14 @@
 //! spends its time in env, mounts, annotations and capabilities rather than in
 //! JSON syntax. The next bits pick the admin's policy. Checked: the request
 //! read is one of the spec's own values, an unprivileged container is never
-//! privileged, and annotations only count when the policy names a prefix.
+//! privileged, and annotations only count when the policy names a prefix. For
+//! raw JSON the hook's one-pass reader (`SpecView::parse`, on the input's own
+//! text: its escapes, duplicate keys and odd types) must find the same request
+//! as the shim's path through a `Value`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mighook::request::source::{Origin, SourcePolicy, env_value, from_spec, is_privileged};
+use mighook::request::source::{Origin, SourcePolicy, SpecView, env_value, from_spec, from_view, is_privileged};
 use mighook::request::{DriverCapabilities, Request};
 use serde_json::{Value, json};
 
@@ -31,6 +34,12 @@ fuzz_target!(|data: &[u8]| {
         annotation_prefixes: if bits & 4 != 0 { vec!["cdi.k8s.io/".into()] } else { vec![] },
     };
     let found = from_spec(&spec, &policy);
+    if mode & 1 == 0 {
+        let text = std::str::from_utf8(rest).expect("serde_json accepted it");
+        let view = SpecView::parse(text, &policy.annotation_prefixes, &|_| false).expect("serde_json accepted it");
+        assert_eq!(view.root_path.as_deref(), spec.pointer("/root/path").and_then(Value::as_str));
+        assert_eq!(from_view(view, &policy), found, "the hook's reader and the shim's differ");
+    }
     assert_eq!(found.privileged, is_privileged(&spec));
     match found.origin {
         Origin::Nothing => assert_eq!(found.visible_devices, None),

@@ -16,6 +16,15 @@
 //! | `MIG-<uuid>` | MIG device by UUID (R470+ drivers) |
 //! | `MIG-GPU-<uuid>/<gi>/<ci>` | MIG device by parent UUID + GPU/compute instance ids (R450/R460 names) |
 //! | `<i>:<j>` | MIG device `j` of GPU `i` (see [`DeviceId::MigIndex`]) |
+//!
+//! Every number is bounded by its digits, not only by what fits a `u32`: an
+//! index (`3`, both halves of `i:j`) has at most [`MAX_INDEX_DIGITS`] digits and
+//! a GPU/compute instance id at most [`MAX_INSTANCE_DIGITS`]; more digits (even
+//! leading zeros) is "out of range", so a million zeros in front of `9` is an
+//! error, not GPU 9. The list is read as a stream, never collected: entries are
+//! parsed and de-duplicated as they come, and more than [`MAX_DEVICES`] distinct
+//! devices is an error, so a list costs memory for what it names, not for how
+//! often it repeats it.
 
 pub mod capabilities;
 pub mod source;
@@ -38,7 +47,20 @@ pub enum RequestError {
     MigAccessValue { var: &'static str, value: String },
     #[error("{var}: needs a privileged container (CAP_SYS_ADMIN in the bounding set)")]
     MigAccessUnprivileged { var: &'static str },
+    #[error("{entry}: more than {limit} distinct devices in one request")]
+    TooManyDevices { entry: String, limit: usize },
 }
+
+/// Most distinct devices one request may name. A node has at most a few hundred
+/// GPU and MIG devices (8 GPUs × 7 MIG devices, each by index, UUID and bus id, is
+/// well under this); only a hostile list gets near it. Repeats of a device do not
+/// count, so any number of copies of one device is fine.
+pub const MAX_DEVICES: usize = 4096;
+/// Most digits of an index: a GPU index, and each half of `<i>:<j>`. NVML has at
+/// most a few dozen GPUs and 7 MIG devices per GPU.
+pub const MAX_INDEX_DIGITS: usize = 3;
+/// Most digits of a GPU or compute instance id in `MIG-GPU-<uuid>/<gi>/<ci>` (ids are below 16).
+pub const MAX_INSTANCE_DIGITS: usize = 2;
 
 /// A PCI bus id, normalised so `0000:3B:00.0` and `3b:00.0` compare equal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -132,30 +154,45 @@ pub enum DeviceList {
 /// Parses a device list; `None` (unset) is `void`.
 ///
 /// Special values follow NVIDIA's toolkit: `void` anywhere wins, otherwise the
-/// first of `all`/`none` in list order wins.
+/// first of `all`/`none` in list order wins. Two passes over the borrowed text
+/// (one for the special values, one to parse), each a lazy split: nothing is
+/// kept per entry but the distinct devices, at most [`MAX_DEVICES`] of them.
 pub fn parse_device_list(value: Option<&str>) -> Result<DeviceList, RequestError> {
     let Some(value) = value else { return Ok(DeviceList::Void) };
-    let entries: Vec<&str> = value.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
-    if entries.is_empty() || entries.iter().any(|e| e.eq_ignore_ascii_case("void")) {
+    let entries = || value.split(',').map(str::trim).filter(|e| !e.is_empty());
+    let mut first_special = None;
+    let mut any = false;
+    for e in entries() {
+        any = true;
+        if e.eq_ignore_ascii_case("void") {
+            return Ok(DeviceList::Void);
+        }
+        if first_special.is_none() && e.eq_ignore_ascii_case("all") {
+            first_special = Some(DeviceList::All);
+        } else if first_special.is_none() && e.eq_ignore_ascii_case("none") {
+            first_special = Some(DeviceList::None);
+        }
+    }
+    if !any {
         return Ok(DeviceList::Void);
     }
-    for e in &entries {
-        if e.eq_ignore_ascii_case("all") {
-            return Ok(DeviceList::All);
-        }
-        if e.eq_ignore_ascii_case("none") {
-            return Ok(DeviceList::None);
-        }
+    if let Some(special) = first_special {
+        return Ok(special);
     }
-    let mut parsed = Vec::with_capacity(entries.len());
-    // A set, not a scan of `parsed`: an image may send 100,000 entries.
-    let mut seen = HashSet::with_capacity(entries.len());
-    for text in entries {
+    let mut parsed = Vec::new();
+    // A set, not a scan of `parsed`: an image may repeat a device a million times.
+    let mut seen = HashSet::new();
+    for text in entries() {
         let id = parse_entry(text)?;
-        if seen.insert(id.clone()) {
-            // Shown form: errors and logs echo it, and an image chooses it.
-            parsed.push(Entry { text: shown(text), id });
+        if seen.contains(&id) {
+            continue;
         }
+        if seen.len() == MAX_DEVICES {
+            return Err(RequestError::TooManyDevices { entry: shown(text), limit: MAX_DEVICES });
+        }
+        seen.insert(id.clone());
+        // Shown form: errors and logs echo it, and an image chooses it.
+        parsed.push(Entry { text: shown(text), id });
     }
     Ok(DeviceList::Devices(parsed))
 }
@@ -163,11 +200,11 @@ pub fn parse_device_list(value: Option<&str>) -> Result<DeviceList, RequestError
 /// Parses one trimmed, non-empty, non-special entry.
 pub fn parse_entry(text: &str) -> Result<DeviceId, RequestError> {
     let malformed = |reason| RequestError::Malformed { entry: shown(text), reason };
-    if let Some(n) = parse_decimal(text) {
+    if let Some(n) = parse_decimal(text, MAX_INDEX_DIGITS) {
         return n.map(DeviceId::Index).ok_or_else(|| malformed("GPU index out of range"));
     }
     if let Some((i, j)) = text.split_once(':')
-        && let (Some(i), Some(j)) = (parse_decimal(i), parse_decimal(j))
+        && let (Some(i), Some(j)) = (parse_decimal(i, MAX_INDEX_DIGITS), parse_decimal(j, MAX_INDEX_DIGITS))
     {
         return match (i, j) {
             (Some(gpu), Some(slot)) => Ok(DeviceId::MigIndex { gpu, slot }),
@@ -180,8 +217,12 @@ pub fn parse_entry(text: &str) -> Result<DeviceId, RequestError> {
         else {
             return Err(malformed("legacy MIG name must be MIG-GPU-<uuid>/<gi>/<ci>"));
         };
-        let (Some(Some(gi)), Some(Some(ci))) = (parse_decimal(gi), parse_decimal(ci)) else {
+        let (Some(gi), Some(ci)) = (parse_decimal(gi, MAX_INSTANCE_DIGITS), parse_decimal(ci, MAX_INSTANCE_DIGITS))
+        else {
             return Err(malformed("legacy MIG name must be MIG-GPU-<uuid>/<gi>/<ci>"));
+        };
+        let (Some(gi), Some(ci)) = (gi, ci) else {
+            return Err(malformed("GPU/compute instance id out of range (at most 2 digits)"));
         };
         let uuid = canonical_uuid(uuid).ok_or_else(|| malformed("malformed GPU UUID in legacy MIG name"))?;
         return Ok(DeviceId::LegacyMig { gpu_uuid: format!("GPU-{uuid}"), gi, ci });
@@ -218,13 +259,15 @@ pub fn shown(text: &str) -> String {
     }
 }
 
-/// `Some(Some(n))` for a plain decimal that fits, `Some(None)` for digits that
-/// overflow, `None` when it is not all digits (no sign, no spaces).
-fn parse_decimal(s: &str) -> Option<Option<u32>> {
+/// `Some(Some(n))` for a plain decimal of at most `max_digits` digits (leading
+/// zeros count: the bound is on what an image may send, not on the value),
+/// `Some(None)` for more digits, `None` when it is not all digits (no sign, no spaces).
+fn parse_decimal(s: &str, max_digits: usize) -> Option<Option<u32>> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    Some(s.parse().ok())
+    // Digits of at most 3 always fit a u32; the parse cannot fail.
+    Some((s.len() <= max_digits).then(|| s.parse().ok()).flatten())
 }
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
@@ -373,10 +416,66 @@ mod tests {
 
     #[test]
     fn a_listed_entry_is_kept_in_its_shown_form() {
-        // A million leading zeros still spell GPU 9; every later error echoes the cut form.
-        let DeviceList::Devices(d) = list(&format!("{}9", "0".repeat(1_000_000))) else { panic!() };
-        assert_eq!(d[0].id, DeviceId::Index(9));
-        assert!(d[0].text.len() < 100 && d[0].text.ends_with("... (1000001 bytes)"), "{}", d[0].text);
+        // Before the digit bound this spelt GPU 9 (and was kept cut); now it is out of range,
+        // and the error echoes the cut form.
+        let long = format!("{}9", "0".repeat(1_000_000));
+        let e = parse_device_list(Some(&long)).unwrap_err().to_string();
+        assert!(e.len() < 140 && e.ends_with("... (1000001 bytes): GPU index out of range"), "{e}");
+        // A long entry that is kept (a device it names) is kept in its shown form.
+        let DeviceList::Devices(d) = list(&format!("GPU-{U}")) else { panic!() };
+        assert_eq!(d[0].text, format!("GPU-{U}"));
+    }
+
+    #[test]
+    fn numbers_are_bounded_by_their_digits() {
+        assert_eq!(one("999"), DeviceId::Index(999));
+        assert_eq!(one("000"), DeviceId::Index(0));
+        assert_eq!(err("0009"), "0009: GPU index out of range");
+        assert_eq!(err("1000"), "1000: GPU index out of range");
+        assert_eq!(one("007:006"), DeviceId::MigIndex { gpu: 7, slot: 6 });
+        assert_eq!(err("0000:1"), "0000:1: MIG index out of range");
+        assert_eq!(err("0:0001"), "0:0001: MIG index out of range");
+        assert_eq!(
+            one(&format!("MIG-GPU-{U}/13/07")),
+            DeviceId::LegacyMig { gpu_uuid: format!("GPU-{U}"), gi: 13, ci: 7 }
+        );
+        assert!(
+            err(&format!("MIG-GPU-{U}/001/0")).ends_with(": GPU/compute instance id out of range (at most 2 digits)")
+        );
+        assert!(
+            err(&format!("MIG-GPU-{U}/1/100")).ends_with(": GPU/compute instance id out of range (at most 2 digits)")
+        );
+        // A million digits is one short error, not a u32 parse of a million bytes.
+        let e = err(&format!("0:{}", "0".repeat(1_000_000)));
+        assert!(e.len() < 140 && e.ends_with("... (1000002 bytes): MIG index out of range"), "{e}");
+    }
+
+    #[test]
+    fn distinct_devices_are_limited_and_repeats_are_free() {
+        // MAX_DEVICES distinct MIG indexes are fine; one more names the entry and the limit.
+        let at_limit: Vec<String> = (0..MAX_DEVICES).map(|n| format!("{}:{}", n / 1000, n % 1000)).collect();
+        let DeviceList::Devices(e) = list(&at_limit.join(",")) else { panic!() };
+        assert_eq!(e.len(), MAX_DEVICES);
+        let over = format!("{},999:999", at_limit.join(","));
+        assert_eq!(
+            parse_device_list(Some(&over)).unwrap_err().to_string(),
+            "999:999: more than 4096 distinct devices in one request"
+        );
+        // Two million copies of one device (4 MB) are one device; repeats never count.
+        let copies = format!("{},0:1", vec!["0"; 2_000_000].join(","));
+        let DeviceList::Devices(e) = list(&copies) else { panic!() };
+        assert_eq!(
+            e.iter().map(|e| &e.id).collect::<Vec<_>>(),
+            [&DeviceId::Index(0), &DeviceId::MigIndex { gpu: 0, slot: 1 }]
+        );
+    }
+
+    #[test]
+    fn special_values_still_win_over_bad_entries() {
+        // The two passes keep the old precedence: void anywhere, else the first of all/none.
+        assert_eq!(list("bad,void"), DeviceList::Void);
+        assert_eq!(list("bad,none,all"), DeviceList::None);
+        assert_eq!(list("1000,ALL"), DeviceList::All);
     }
 
     #[test]

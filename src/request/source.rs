@@ -3,11 +3,24 @@
 //! In NVIDIA's precedence order: CDI annotations (runtime shim only), then
 //! `/dev/null` volume mounts onto `/var/run/nvidia-container-devices/<id>` (when
 //! enabled), then `NVIDIA_VISIBLE_DEVICES` in `process.env`. The first source
-//! that names devices is used alone. The spec is read as a JSON value, leniently:
-//! unknown fields and odd values never break reading. Nothing here is ever used
-//! for mighook's own settings.
+//! that names devices is used alone. The spec is read leniently: unknown fields
+//! and odd values never break reading. Nothing here is ever used for mighook's
+//! own settings.
+//!
+//! The reading itself is [`SpecView::parse`]: one pass over config.json's text
+//! that keeps only what a request needs (the root path, the last assignment of
+//! each request variable, `CAP_SYS_ADMIN` or not, the volume-mount ids, the
+//! matching annotations) and skips the rest without building it. The prestart
+//! hook reads config.json this way only, so its memory is the file plus what it
+//! keeps, whatever the file's shape: a `serde_json::Value` of a 2 MiB array of
+//! `0`s is 32 MiB. The shim, which must rewrite the spec, keeps the `Value` and
+//! reads its request through the same function ([`from_spec`]).
 
+use serde::de::{self, Deserializer as _, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet};
 
 /// Mount destination prefix of the volume-mount strategy.
 pub const VOLUME_MOUNT_DIR: &str = "/var/run/nvidia-container-devices";
@@ -58,12 +71,16 @@ impl SpecRequest {
 }
 
 /// Looks up `KEY` in `process.env`; the last assignment wins, as in execve.
+///
+/// On a `Value`, for callers that have one (and as the fuzz oracle of [`SpecView::parse`]).
 pub fn env_value<'a>(spec: &'a Value, key: &str) -> Option<&'a str> {
     let env = spec.pointer("/process/env")?.as_array()?;
     env.iter().rev().filter_map(Value::as_str).find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
 }
 
 /// CAP_SYS_ADMIN in `process.capabilities.bounding` (or the pre-1.0 flat list).
+///
+/// On a `Value`, as [`env_value`].
 pub fn is_privileged(spec: &Value) -> bool {
     let caps = match spec.pointer("/process/capabilities") {
         Some(Value::Object(o)) => o.get("bounding"),
@@ -73,59 +90,242 @@ pub fn is_privileged(spec: &Value) -> bool {
     caps.and_then(Value::as_array).is_some_and(|c| c.iter().any(|v| v.as_str() == Some("CAP_SYS_ADMIN")))
 }
 
-/// Device ids from `/dev/null` mounts onto `/var/run/nvidia-container-devices/<id>`.
-fn volume_mount_ids(spec: &Value) -> Vec<String> {
-    let Some(mounts) = spec.get("mounts").and_then(Value::as_array) else { return vec![] };
-    let mut ids: Vec<String> = Vec::new();
-    for m in mounts {
-        if m.get("source").and_then(Value::as_str) != Some("/dev/null") {
-            continue;
-        }
-        let Some(dest) = m.get("destination").and_then(Value::as_str) else { continue };
-        let Some(rest) = dest.strip_prefix(VOLUME_MOUNT_DIR).and_then(|r| r.strip_prefix('/')) else { continue };
-        let id = rest.trim_matches('/');
-        if !id.is_empty() && !ids.iter().any(|i| i == id) {
-            ids.push(id.to_string());
-        }
-    }
-    ids
+/// The request variables of `process.env`, in [`SpecView::request_env`]'s order.
+const REQUEST_VARS: [&str; 4] =
+    ["NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "NVIDIA_MIG_CONFIG_DEVICES", "NVIDIA_MIG_MONITOR_DEVICES"];
+
+/// What a request needs from a spec, and nothing else.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpecView {
+    /// `root.path` when it is a string.
+    pub root_path: Option<String>,
+    /// The last assignment of each of [`REQUEST_VARS`], in that order.
+    pub request_env: [Option<String>; 4],
+    /// `process.env` entries the caller asked to keep (`keep_env`), each once, in order.
+    pub kept_env: Vec<String>,
+    pub privileged: bool,
+    /// Ids of `/dev/null` mounts onto `/var/run/nvidia-container-devices/<id>`,
+    /// each once, in order, joined with `,` (one string, not one allocation per id).
+    pub mount_ids: String,
+    /// `nvidia.com/gpu=<id>` ids of the annotations under the given prefixes, by key order.
+    pub annotation_ids: Vec<String>,
 }
 
-/// `nvidia.com/gpu=<id>` names from annotations whose key starts with a prefix, sorted by key.
-fn annotation_ids(spec: &Value, prefixes: &[String]) -> Vec<String> {
-    let Some(annotations) = spec.get("annotations").and_then(Value::as_object) else { return vec![] };
-    let mut keys: Vec<&String> =
-        annotations.keys().filter(|k| prefixes.iter().any(|p| k.starts_with(p.as_str()))).collect();
-    keys.sort();
-    let mut ids = Vec::new();
-    for key in keys {
-        let Some(value) = annotations[key].as_str() else { continue };
-        for name in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            // Other vendors' CDI devices are the runtime's own business.
-            if let Some(id) = name.strip_prefix(CDI_KIND).and_then(|r| r.strip_prefix('=')) {
-                ids.push(id.to_string());
+impl SpecView {
+    /// Reads `text` in one pass, keeping only what a request needs. `text` must be
+    /// one JSON value (else the error); anything of an unexpected type inside it is
+    /// skipped, as absent. Of duplicate object keys the last counts (as in a `Value`).
+    pub fn parse(
+        text: &str,
+        annotation_prefixes: &[String],
+        keep_env: &dyn Fn(&str) -> bool,
+    ) -> Result<SpecView, serde_json::Error> {
+        // Checks the whole text is JSON without building anything (RawValue only borrows).
+        let top: &RawValue = serde_json::from_str(text)?;
+        let (mut root, mut process, mut mounts, mut annotations) = (None, None, None, None);
+        each_entry(top, |key, value| match &*key {
+            "root" => root = Some(value),
+            "process" => process = Some(value),
+            "mounts" => mounts = Some(value),
+            "annotations" => annotations = Some(value),
+            _ => {}
+        });
+        let mut view = SpecView::default();
+        if let Some(root) = root {
+            each_entry(root, |key, value| {
+                if key == "path" {
+                    view.root_path = text_of(value).map(Cow::into_owned);
+                }
+            });
+        }
+        let (mut env, mut caps) = (None, None);
+        if let Some(process) = process {
+            each_entry(process, |key, value| match &*key {
+                "env" => env = Some(value),
+                "capabilities" => caps = Some(value),
+                _ => {}
+            });
+        }
+        if let Some(env) = env {
+            view.read_env(env, keep_env);
+        }
+        if let Some(caps) = caps {
+            let mut bounding = None;
+            each_entry(caps, |key, value| {
+                if key == "bounding" {
+                    bounding = Some(value)
+                }
+            });
+            // An object's `bounding`, or the pre-1.0 flat list.
+            let list = bounding.or_else(|| caps.get().trim_start().starts_with('[').then_some(caps));
+            if let Some(list) = list {
+                each_element(list, |v| view.privileged |= text_of(v).as_deref() == Some("CAP_SYS_ADMIN"));
+            }
+        }
+        if let Some(mounts) = mounts {
+            view.read_mounts(mounts);
+        }
+        if let Some(annotations) = annotations
+            && !annotation_prefixes.is_empty()
+        {
+            view.read_annotations(annotations, annotation_prefixes);
+        }
+        Ok(view)
+    }
+
+    /// The view of a spec already parsed into a `Value` (the shim's): the same reader, on its text.
+    pub fn from_value(spec: &Value, annotation_prefixes: &[String], keep_env: &dyn Fn(&str) -> bool) -> SpecView {
+        SpecView::parse(&spec.to_string(), annotation_prefixes, keep_env).expect("a Value serializes to one JSON value")
+    }
+
+    fn read_env(&mut self, env: &RawValue, keep_env: &dyn Fn(&str) -> bool) {
+        let mut kept = HashSet::new();
+        each_element(env, |v| {
+            let Some(kv) = text_of(v) else { return };
+            for (slot, key) in self.request_env.iter_mut().zip(REQUEST_VARS) {
+                if let Some(value) = kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')) {
+                    *slot = Some(value.to_string());
+                }
+            }
+            if keep_env(&kv) && kept.insert(kv.to_string()) {
+                self.kept_env.push(kv.into_owned());
+            }
+        });
+    }
+
+    fn read_mounts(&mut self, mounts: &RawValue) {
+        // Borrowed from the text where it has no escapes: the set costs a pointer per id.
+        let mut seen: HashSet<Cow<'_, str>> = HashSet::new();
+        each_element(mounts, |m| {
+            let (mut source, mut destination) = (None, None);
+            each_entry(m, |key, value| match &*key {
+                "source" => source = Some(value),
+                "destination" => destination = Some(value),
+                _ => {}
+            });
+            if source.and_then(text_of).as_deref() != Some("/dev/null") {
+                return;
+            }
+            let Some(dest) = destination.and_then(text_of) else { return };
+            let Some(rest) = dest.strip_prefix(VOLUME_MOUNT_DIR).and_then(|r| r.strip_prefix('/')) else { return };
+            let id = rest.trim_matches('/');
+            if id.is_empty() || seen.contains(id) {
+                return;
+            }
+            if !self.mount_ids.is_empty() {
+                self.mount_ids.push(',');
+            }
+            self.mount_ids.push_str(id);
+            seen.insert(match dest {
+                Cow::Borrowed(d) => Cow::Borrowed(d[d.len() - rest.len()..].trim_matches('/')),
+                Cow::Owned(_) => Cow::Owned(id.to_string()),
+            });
+        });
+    }
+
+    fn read_annotations(&mut self, annotations: &RawValue, prefixes: &[String]) {
+        let mut matching = BTreeMap::new();
+        each_entry(annotations, |key, value| {
+            if prefixes.iter().any(|p| key.starts_with(p.as_str())) {
+                // The last of a duplicate key counts, a non-string one too (it names nothing).
+                matching.insert(key.into_owned(), text_of(value).map(Cow::into_owned));
+            }
+        });
+        for value in matching.into_values().flatten() {
+            for name in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                // Other vendors' CDI devices are the runtime's own business.
+                if let Some(id) = name.strip_prefix(CDI_KIND).and_then(|r| r.strip_prefix('=')) {
+                    self.annotation_ids.push(id.to_string());
+                }
             }
         }
     }
-    ids
 }
 
-/// Reads the request out of a spec under the admin's policy.
+/// Text that borrows from the input when it has no escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> de::Deserialize<'de> for Text<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(s)))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(s.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A JSON string's text; `None` for any other value.
+fn text_of(raw: &RawValue) -> Option<Cow<'_, str>> {
+    serde_json::from_str::<Text<'_>>(raw.get()).ok().map(|t| t.0)
+}
+
+/// Calls `f` with each key and value of a JSON object, in order; nothing for any other value.
+fn each_entry<'a>(raw: &'a RawValue, f: impl FnMut(Cow<'a, str>, &'a RawValue)) {
+    struct Entries<F>(F);
+    impl<'de, F: FnMut(Cow<'de, str>, &'de RawValue)> Visitor<'de> for Entries<F> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+            while let Some(Text(key)) = map.next_key()? {
+                let value: &'de RawValue = map.next_value()?;
+                (self.0)(key, value);
+            }
+            Ok(())
+        }
+    }
+    // The text is already known to be JSON: an error here is only "not an object".
+    let _ = serde_json::Deserializer::from_str(raw.get()).deserialize_map(Entries(f));
+}
+
+/// Calls `f` with each element of a JSON array, in order; nothing for any other value.
+fn each_element<'a>(raw: &'a RawValue, f: impl FnMut(&'a RawValue)) {
+    struct Elements<F>(F);
+    impl<'de, F: FnMut(&'de RawValue)> Visitor<'de> for Elements<F> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an array")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(v) = seq.next_element::<&'de RawValue>()? {
+                (self.0)(v);
+            }
+            Ok(())
+        }
+    }
+    let _ = serde_json::Deserializer::from_str(raw.get()).deserialize_seq(Elements(f));
+}
+
+/// Reads the request out of a spec `Value` under the admin's policy (the shim's path).
 pub fn from_spec(spec: &Value, policy: &SourcePolicy) -> SpecRequest {
-    let privileged = is_privileged(spec);
-    let env = |k| env_value(spec, k).map(str::to_string);
+    from_view(SpecView::from_value(spec, &policy.annotation_prefixes, &|_| false), policy)
+}
+
+/// Reads the request out of a spec's view under the admin's policy. The view must
+/// have been read with the policy's `annotation_prefixes`.
+pub fn from_view(view: SpecView, policy: &SourcePolicy) -> SpecRequest {
+    let SpecView { request_env: [visible, driver_capabilities, mig_config, mig_monitor], privileged, .. } = view;
     let mut notes = Vec::new();
     let mut visible_devices = None;
     let mut origin = Origin::Nothing;
-    let annotations = annotation_ids(spec, &policy.annotation_prefixes);
-    let mounts = if policy.accept_volume_mounts { volume_mount_ids(spec) } else { vec![] };
-    if !annotations.is_empty() {
-        visible_devices = Some(annotations.join(","));
+    if !view.annotation_ids.is_empty() {
+        visible_devices = Some(view.annotation_ids.join(","));
         origin = Origin::Annotations;
-    } else if !mounts.is_empty() {
-        visible_devices = Some(mounts.join(","));
+    } else if policy.accept_volume_mounts && !view.mount_ids.is_empty() {
+        visible_devices = Some(view.mount_ids);
         origin = Origin::VolumeMounts;
-    } else if let Some(v) = env("NVIDIA_VISIBLE_DEVICES") {
+    } else if let Some(v) = visible {
         if privileged || policy.accept_envvar_when_unprivileged {
             visible_devices = Some(v);
             origin = Origin::Env;
@@ -136,15 +336,7 @@ pub fn from_spec(spec: &Value, policy: &SourcePolicy) -> SpecRequest {
             ));
         }
     }
-    SpecRequest {
-        visible_devices,
-        driver_capabilities: env("NVIDIA_DRIVER_CAPABILITIES"),
-        mig_config: env("NVIDIA_MIG_CONFIG_DEVICES"),
-        mig_monitor: env("NVIDIA_MIG_MONITOR_DEVICES"),
-        privileged,
-        origin,
-        notes,
-    }
+    SpecRequest { visible_devices, driver_capabilities, mig_config, mig_monitor, privileged, origin, notes }
 }
 
 #[cfg(test)]
@@ -223,5 +415,50 @@ mod tests {
         let s = json!({"process": {"env": [1, null, "NVIDIA_VISIBLE_DEVICES=0"]}, "mounts": "x", "annotations": []});
         assert_eq!(from_spec(&s, &policy()).visible_devices.as_deref(), Some("0"));
         assert_eq!(from_spec(&json!(null), &policy()).origin, Origin::Nothing);
+    }
+
+    fn view(text: &str) -> SpecView {
+        SpecView::parse(text, &["cdi.k8s.io/".to_string()], &|kv| kv.starts_with("MIGHOOK_")).unwrap()
+    }
+
+    #[test]
+    fn the_view_reads_what_a_value_reads() {
+        // Escapes, a duplicate key (the last counts), odd types, a flat capability list.
+        let text = r#"{"root":{"path":"x"},"root":{"path":"ro\u006ftfs"},"junk":[[[{}]]],
+            "process":{"env":["NVIDIA_VISIBLE_DEVICES=0","B",7,"NVIDIA_VISIBLE_DEVICES=0:\u0031","MIGHOOK_CONFIG=/x","MIGHOOK_CONFIG=/x"],
+            "capabilities":["CAP_KILL","CAP_SYS_\u0041DMIN"]},
+            "mounts":[{"source":"/dev/null","destination":"/var/run/nvidia-container-devices/1/"},
+                      {"source":"/dev/null","destination":"/var/run/nvidia-container-devices/1"},5,
+                      {"source":"/dev/null","destination":"/var/run/nvidia-container-devices/GPU-\u0078"}],
+            "annotations":{"cdi.k8s.io/b":"nvidia.com/gpu=1","cdi.k8s.io/a":"nvidia.com/gpu=0,x=y","cdi.k8s.io/c":5}}"#;
+        let v = view(text);
+        assert_eq!(v.root_path.as_deref(), Some("rootfs"));
+        assert_eq!(v.request_env[0].as_deref(), Some("0:1"));
+        assert_eq!(v.kept_env, ["MIGHOOK_CONFIG=/x"]);
+        assert!(v.privileged);
+        assert_eq!(v.mount_ids, "1,GPU-x");
+        assert_eq!(v.annotation_ids, ["0", "1"]);
+        let value: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(env_value(&value, "NVIDIA_VISIBLE_DEVICES"), Some("0:1"));
+        assert_eq!(is_privileged(&value), v.privileged);
+    }
+
+    #[test]
+    fn the_view_of_anything_but_an_object_is_empty_and_bad_json_is_an_error() {
+        for text in ["null", "[1,2]", "\"x\"", r#"{"process":"x","root":[]}"#] {
+            assert_eq!(view(text), SpecView::default(), "{text}");
+        }
+        assert!(SpecView::parse("{", &[], &|_| false).is_err());
+        assert!(SpecView::parse("{} x", &[], &|_| false).is_err());
+    }
+
+    #[test]
+    fn the_view_keeps_nothing_per_env_entry_or_value_it_skips() {
+        // 100,000 env entries and a 100,000-element array elsewhere: the view holds one value.
+        let env: Vec<String> = (0..100_000).map(|i| format!("NVIDIA_VISIBLE_DEVICES={i}")).collect();
+        let spec = json!({"process": {"env": env}, "junk": vec![0; 100_000]});
+        let v = SpecView::parse(&spec.to_string(), &[], &|_| false).unwrap();
+        assert_eq!(v.request_env[0].as_deref(), Some("99999"));
+        assert!(v.kept_env.is_empty() && v.mount_ids.is_empty());
     }
 }
