@@ -131,29 +131,6 @@ fn assert_refused(rt: Runtime, out: &Output, message: &str) {
 // ---------------------------------------------------------------------------
 // Host snapshots: nothing outside the container root may change.
 
-/// `rel path -> kind, size, mode, mtime, symlink target` of everything under `dir`, without following links.
-fn tree(dir: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&d) else { continue };
-        for e in entries.flatten() {
-            let path = e.path();
-            let Ok(m) = fs::symlink_metadata(&path) else { continue };
-            let rel = path.strip_prefix(dir).unwrap().display().to_string();
-            let link = fs::read_link(&path).map(|t| t.display().to_string()).unwrap_or_default();
-            out.insert(
-                rel,
-                format!("{:o} {} {} {}", m.mode(), m.size(), m.mtime_nsec() + m.mtime() * 1_000_000_000, link),
-            );
-            if m.is_dir() {
-                stack.push(path);
-            }
-        }
-    }
-    out
-}
-
 /// `/etc`'s own mtime and its entry names, plus full trees of the host dirs a test hands the image.
 struct HostGuard {
     etc: (SystemTime, Vec<String>),
@@ -170,7 +147,7 @@ fn etc_state() -> (SystemTime, Vec<String>) {
 
 impl HostGuard {
     fn watch(dirs: &[&Path]) -> HostGuard {
-        HostGuard { etc: etc_state(), dirs: dirs.iter().map(|d| (d.to_path_buf(), tree(d))).collect() }
+        HostGuard { etc: etc_state(), dirs: dirs.iter().map(|d| (d.to_path_buf(), support::tree(d))).collect() }
     }
 
     /// What changed since [`HostGuard::watch`], one line per finding.
@@ -186,7 +163,7 @@ impl HostGuard {
             found.push("/etc was modified".to_string());
         }
         for (dir, before) in &self.dirs {
-            let after = tree(dir);
+            let after = support::tree(dir);
             for (path, was) in before {
                 match after.get(path) {
                     None => found.push(format!("{}/{path}: removed", dir.display())),
@@ -303,24 +280,6 @@ fn host_dir_mounted_at_dev_nvidia_caps_is_never_changed() {
     host_dir_mounted_in_dev("/dev/nvidia-caps", ["nvidia-cap345", "nvidia-cap346", "nvidia-cap347"]);
 }
 
-/// A shared object whose constructor creates `marker`: proof that someone loaded it.
-fn marker_so(dir: &Path, name: &str, marker: &Path) -> PathBuf {
-    let src = dir.join(format!("{name}.c"));
-    let so = dir.join(format!("{name}.so"));
-    fs::write(
-        &src,
-        format!(
-            "#include <fcntl.h>\n#include <unistd.h>\n__attribute__((constructor)) static void mark(void) {{ \
-             int fd = open(\"{}\", O_CREAT | O_WRONLY, 0644); if (fd >= 0) close(fd); }}\n",
-            marker.display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new(support::tool("gcc")).args(["-shared", "-fPIC", "-o"]).arg(&so).arg(&src).output().unwrap();
-    assert!(out.status.success(), "gcc {name}.so: {}", String::from_utf8_lossy(&out.stderr));
-    so
-}
-
 // ---------------------------------------------------------------------------
 // The image's filesystem.
 
@@ -345,7 +304,7 @@ fn dev_symlink_to_host_dir_without_dev_tmpfs() {
     let image = image_with_link();
     let baseline = without_dev_tmpfs(image_bundle(image.path(), &env, &mig_0_1_args()));
     let plain = rt.run(&baseline);
-    let runtime_wrote = tree(host.path());
+    let runtime_wrote = support::tree(host.path());
     assert!(!runtime_wrote.keys().any(|n| n.contains("nvidia")), "no hook, no nvidia nodes: {runtime_wrote:?}");
     let _ = fs::remove_dir_all(host.path());
     fs::create_dir(host.path()).unwrap();
@@ -365,7 +324,7 @@ fn dev_symlink_to_host_dir_without_dev_tmpfs() {
     } else if plain.status.success() {
         assert_refused(rt, &out, "/dev");
     }
-    let wrote: Vec<String> = tree(host.path()).into_keys().collect();
+    let wrote: Vec<String> = support::tree(host.path()).into_keys().collect();
     assert_eq!(
         wrote,
         runtime_wrote.into_keys().collect::<Vec<_>>(),
@@ -694,7 +653,7 @@ fn image_env_cannot_point_mighook_at_evil_files() {
     let evil = tempfile::tempdir().unwrap();
     let proc_root = evil_proc_root(&node);
     let loaded = evil.path().join("nvml-was-loaded");
-    let nvml = marker_so(evil.path(), "evil-nvml", &loaded);
+    let nvml = support::marker_so(evil.path(), "evil-nvml", &loaded);
     let log = evil.path().join("owned.log");
     let config = evil.path().join("config.toml");
     fs::write(
@@ -768,7 +727,7 @@ fn leaked_container_env_in_the_hook_env_refuses_the_start() {
     let evil = tempfile::tempdir().unwrap();
     let proc_root = evil_proc_root(&node);
     let loaded = evil.path().join("nvml-was-loaded");
-    let nvml = marker_so(evil.path(), "evil-nvml", &loaded);
+    let nvml = support::marker_so(evil.path(), "evil-nvml", &loaded);
     let bin = evil_bin_dir(evil.path());
     let admin = tempfile::tempdir().unwrap();
     let config = admin.path().join("config.toml");
@@ -818,7 +777,7 @@ fn hook_without_env_does_not_inherit_the_image_env(rt: Runtime) {
     let node = SimNode::new("a100x8");
     let evil = tempfile::tempdir().unwrap();
     let loaded = evil.path().join("preload-was-loaded");
-    let so = marker_so(evil.path(), "preload", &loaded);
+    let so = support::marker_so(evil.path(), "preload", &loaded);
     let proc_root = evil_proc_root(&node);
     let env = [
         "NVIDIA_VISIBLE_DEVICES=0:1".to_string(),
@@ -1064,13 +1023,13 @@ fn one_mb_of_garbage_direct_prestart_is_refused() {
         ("first valid, then junk", format!("0:1,{}", junk(1 << 20, 0x4d, printable_no_comma))),
     ] {
         let hook = DirectHook::new(&[format!("NVIDIA_VISIBLE_DEVICES={garbage}")]);
-        let before = tree(hook.bundle.path());
+        let before = support::tree(hook.bundle.path());
         let (out, took) = hook.run(&node);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{name}: {}", &stderr[..stderr.len().min(300)]);
         assert!(stderr.starts_with("mighook: ") && stderr.lines().count() == 1, "{name}: one error line");
         assert!(took < Duration::from_secs(20), "{name}: took {took:?}");
-        assert_eq!(tree(hook.bundle.path()), before, "{name}: nothing may be written into the bundle or root");
+        assert_eq!(support::tree(hook.bundle.path()), before, "{name}: nothing may be written into the bundle or root");
     }
 }
 

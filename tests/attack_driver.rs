@@ -38,29 +38,6 @@ use support::{Bundle, Runtime, SimNode};
 /// One test at a time: `/run/mighook` and the host mount table are shared.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// `rel path -> mode size mtime link` of everything under `dir`, links not followed.
-fn tree(dir: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&d) else { continue };
-        for e in entries.flatten() {
-            let path = e.path();
-            let Ok(m) = fs::symlink_metadata(&path) else { continue };
-            let rel = path.strip_prefix(dir).unwrap().display().to_string();
-            let link = fs::read_link(&path).map(|t| t.display().to_string()).unwrap_or_default();
-            out.insert(
-                rel,
-                format!("{:o} {} {} {}", m.mode(), m.size(), m.mtime_nsec() + m.mtime() * 1_000_000_000, link),
-            );
-            if m.is_dir() {
-                stack.push(path);
-            }
-        }
-    }
-    out
-}
-
 fn etc_state() -> (SystemTime, Vec<String>) {
     let mtime = fs::metadata("/etc").unwrap().modified().unwrap();
     let mut names: Vec<String> =
@@ -88,7 +65,7 @@ impl HostGuard {
         all.push(Path::new(mighook::apply::STATE_DIR));
         HostGuard {
             etc: etc_state(),
-            dirs: all.iter().map(|d| (d.to_path_buf(), tree(d))).collect(),
+            dirs: all.iter().map(|d| (d.to_path_buf(), support::tree(d))).collect(),
             files: files
                 .iter()
                 .map(|f| (f.to_path_buf(), fs::read(f).unwrap(), fs::metadata(f).unwrap().ino()))
@@ -105,7 +82,7 @@ impl HostGuard {
             found.push(format!("/etc changed: new {new:?}, gone {gone:?}"));
         }
         for (dir, before) in &self.dirs {
-            let after = tree(dir);
+            let after = support::tree(dir);
             if &after != before {
                 found.push(format!("{} changed: {before:?} -> {after:?}", dir.display()));
             }
@@ -511,24 +488,6 @@ fn directory_image_cache_is_refused() {
 // ---------------------------------------------------------------------------
 // The container's environment.
 
-/// A shared object whose constructor creates `marker`.
-fn marker_so(dir: &Path, marker: &Path) -> PathBuf {
-    let src = dir.join("evil.c");
-    let so = dir.join("evil.so");
-    fs::write(
-        &src,
-        format!(
-            "#include <fcntl.h>\n#include <unistd.h>\n__attribute__((constructor)) static void mark(void) {{ \
-             int fd = open(\"{}\", O_CREAT | O_WRONLY, 0644); if (fd >= 0) close(fd); }}\n",
-            marker.display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new(support::tool("gcc")).args(["-shared", "-fPIC", "-o"]).arg(&so).arg(&src).output().unwrap();
-    assert!(out.status.success(), "gcc: {}", String::from_utf8_lossy(&out.stderr));
-    so
-}
-
 /// `LD_PRELOAD` and `MIGHOOK_DRIVER_ROOT` in the container's env: mighook (hook and
 /// shim) loads nothing from there and takes its driver files from its own settings.
 #[test]
@@ -538,7 +497,7 @@ fn container_env_does_not_steer_mighook() {
     let node = SimNode::with_driver_root("a100x8", Layout::Debian);
     let evil = tempfile::Builder::new().prefix("mighook-evil").tempdir().unwrap();
     let marker = evil.path().join("loaded");
-    let so = marker_so(evil.path(), &marker);
+    let so = support::marker_so(evil.path(), "evil", &marker);
     // An evil driver root: a copy of the real one with a different nvidia-smi.
     let evil_root = evil.path().join("root");
     let out = Command::new("cp").arg("-a").arg(node.driver_root()).arg(&evil_root).output().unwrap();

@@ -48,23 +48,6 @@ fn script(image: Layout) -> String {
     )
 }
 
-/// Every path under `root` with its kind, size and mtime: a driver root must be unchanged by a run.
-fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u32, u64, i64)> {
-    let mut out = BTreeMap::new();
-    let mut todo = vec![root.to_path_buf()];
-    while let Some(dir) = todo.pop() {
-        for e in fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            let m = fs::symlink_metadata(&p).unwrap();
-            if m.is_dir() {
-                todo.push(p.clone());
-            }
-            out.insert(p, (m.mode(), m.size(), m.mtime()));
-        }
-    }
-    out
-}
-
 fn lines(text: &str) -> Vec<&str> {
     text.lines().collect()
 }
@@ -132,14 +115,14 @@ fn hook_serves_nvidia_smi_and_libcuda_in_a_plain_image() {
     }
     for (image_layout, driver_layout) in [(Layout::Debian, Layout::Rhel), (Layout::Rhel, Layout::Debian)] {
         let node = SimNode::with_driver_root("a100x8", driver_layout);
-        let before = snapshot(&node.driver_root());
+        let before = support::tree(&node.driver_root());
         for rt in supported_runtimes() {
             let image = copy_glibc_image(image_layout);
             let bundle = with_hook(bundle_for(image.path(), image_layout, &["NVIDIA_VISIBLE_DEVICES=0:1"]), &node);
             let out = rt.run(&bundle);
             assert_served(&format!("hook {} image {image_layout:?}", rt.name()), &out, image_layout);
         }
-        assert_eq!(snapshot(&node.driver_root()), before, "the driver root changed");
+        assert_eq!(support::tree(&node.driver_root()), before, "the driver root changed");
     }
 }
 
@@ -152,7 +135,7 @@ fn shim_serves_nvidia_smi_and_libcuda_in_a_plain_image() {
     }
     for (image_layout, driver_layout) in [(Layout::Rhel, Layout::Debian), (Layout::Debian, Layout::Rhel)] {
         let node = SimNode::with_driver_root("a100x8", driver_layout);
-        let before = snapshot(&node.driver_root());
+        let before = support::tree(&node.driver_root());
         for rt in supported_runtimes() {
             let image = copy_glibc_image(image_layout);
             // A read-only root here (the hook test has a writable one): links and mount points
@@ -161,7 +144,7 @@ fn shim_serves_nvidia_smi_and_libcuda_in_a_plain_image() {
             let out = rt.run_shim(&bundle, &node.mighook_args());
             assert_served(&format!("shim {} image {image_layout:?}", rt.name()), &out, image_layout);
         }
-        assert_eq!(snapshot(&node.driver_root()), before, "the driver root changed");
+        assert_eq!(support::tree(&node.driver_root()), before, "the driver root changed");
     }
 }
 
@@ -183,23 +166,32 @@ fn capabilities_choose_the_files_and_no_request_gets_none() {
     assert!(text.contains("\nlibcuda.so.1 error "), "{text}");
 
     let image = copy_glibc_image(Layout::Debian);
-    let before = snapshot(image.path());
+    let before = support::tree(image.path());
     let out = rt.run(&with_hook(bundle_for(image.path(), Layout::Debian, &[]), &node));
     let text = stdout(&out);
     assert!(text.starts_with("smi=127\ncuInit error"), "{text}");
     assert!(text.contains("\n/usr/bin/nvidia-smi ENOENT\n"), "{text}");
     assert!(text.contains("\nown ok\n"), "{text}");
-    assert_eq!(snapshot(image.path()), before, "a container that asks for nothing got something");
+    assert_eq!(support::tree(image.path()), before, "a container that asks for nothing got something");
 }
 
 /// Every path under `root` (not following links) with its mode, and size for non-dirs:
 /// what a failed start must leave as it was (a dir's mtime changes when an entry is
 /// made and removed again, so times are not compared).
 fn entries(root: &Path) -> BTreeMap<PathBuf, (u32, u64)> {
-    snapshot(root)
-        .into_iter()
-        .map(|(p, (mode, size, _))| (p, (mode, if mode & 0o170000 == 0o040000 { 0 } else { size })))
-        .collect()
+    let mut out = BTreeMap::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for e in fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                todo.push(p.clone());
+            }
+            out.insert(p, (m.mode(), if m.is_dir() { 0 } else { m.size() }));
+        }
+    }
+    out
 }
 
 /// A hook that fails late leaves nothing behind: with the container's `/dev` in the

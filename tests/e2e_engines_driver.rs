@@ -25,8 +25,6 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use engines::{CdiDir, Containerd, Dockerd, MIG_0_1_UUID, MighookInstall, Podman};
@@ -103,27 +101,10 @@ fn assert_not_served(what: &str, out: &Output) {
     assert!(text.contains("\nlibcuda.so.1 error "), "{what}: got libcuda:\n{text}");
 }
 
-/// Every path under `root` with its mode, size and mtime: a driver root must be unchanged by a run.
-fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u32, u64, i64)> {
-    let mut out = BTreeMap::new();
-    let mut todo = vec![root.to_path_buf()];
-    while let Some(dir) = todo.pop() {
-        for e in fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            let m = fs::symlink_metadata(&p).unwrap();
-            if m.is_dir() {
-                todo.push(p.clone());
-            }
-            out.insert(p, (m.mode(), m.size(), m.mtime()));
-        }
-    }
-    out
-}
-
 /// The simulated node with its driver root, and that root's snapshot before any container.
-fn node() -> (SimNode, BTreeMap<PathBuf, (u32, u64, i64)>) {
+fn node() -> (SimNode, BTreeMap<String, String>) {
     let node = SimNode::with_driver_root(TOPOLOGY, DRIVER);
-    let before = snapshot(&node.driver_root());
+    let before = support::tree(&node.driver_root());
     (node, before)
 }
 
@@ -190,7 +171,7 @@ fn podman_cdi_serves_nvidia_smi_and_libcuda_in_a_plain_image() {
     let yaml = CdiDir::new();
     generate_spec(&node, &yaml, "nvidia.yaml");
     assert_served("podman runc, YAML spec", &run(&yaml, "runc", Some("nvidia.com/gpu=0:1")), lib);
-    assert_eq!(snapshot(&node.driver_root()), before, "the driver root changed");
+    assert_eq!(support::tree(&node.driver_root()), before, "the driver root changed");
 }
 
 /// hooks.d: mighook as the prestart hook of every container; `-e NVIDIA_VISIBLE_DEVICES=0:1`.
@@ -225,7 +206,7 @@ fn podman_hooks_dir_serves_nvidia_smi_and_libcuda_in_a_plain_image() {
         assert_served(&format!("podman {runtime} hooks.d"), &run(&["-e", "NVIDIA_VISIBLE_DEVICES=0:1"]), lib);
         assert_not_served(&format!("podman {runtime} hooks.d, no request"), &run(&[]));
     }
-    assert_eq!(snapshot(&node.driver_root()), before, "the driver root changed");
+    assert_eq!(support::tree(&node.driver_root()), before, "the driver root changed");
 }
 
 // ---------------------------------------------------------------------------
@@ -259,7 +240,7 @@ fn containerd_shim_serves_nvidia_smi_and_libcuda_in_a_plain_image() {
     assert_served("containerd shim", &run(&["NVIDIA_VISIBLE_DEVICES=0:1"]), lib);
     assert_not_served("containerd shim, no request", &run(&[]));
     drop(containerd);
-    assert_eq!(snapshot(&node.driver_root()), before, "the driver root changed");
+    assert_eq!(support::tree(&node.driver_root()), before, "the driver root changed");
 }
 
 // ---------------------------------------------------------------------------
@@ -301,5 +282,5 @@ fn docker_runtime_and_gpus_serve_nvidia_smi_and_libcuda_in_a_plain_image() {
     assert_not_served("docker --runtime=nvidia, no request", &run(&["--runtime=nvidia"]));
     assert_not_served("docker, no request", &run(&[]));
     drop(dockerd);
-    assert_eq!(snapshot(&node.driver_root()), before, "the driver root changed");
+    assert_eq!(support::tree(&node.driver_root()), before, "the driver root changed");
 }

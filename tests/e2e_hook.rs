@@ -509,29 +509,6 @@ fn evil_proc_root(node: &SimNode, dest: &Path) {
     assert!(rewritten > 0, "the node's proc tree has no DeviceFileMinor file to poison");
 }
 
-/// A shared object whose constructor creates `marker`: proof that someone loaded it.
-fn marker_preload(dir: &Path, marker: &Path) -> std::path::PathBuf {
-    let src = dir.join("preload.c");
-    let so = dir.join("preload.so");
-    fs::write(
-        &src,
-        format!(
-            "#include <fcntl.h>\n#include <unistd.h>\n__attribute__((constructor)) static void mark(void) {{ \
-             int fd = open(\"{}\", O_CREAT | O_WRONLY, 0644); if (fd >= 0) close(fd); }}\n",
-            marker.display()
-        ),
-    )
-    .unwrap();
-    let out = std::process::Command::new(support::tool("gcc"))
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(&so)
-        .arg(&src)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "gcc preload.so: {}", String::from_utf8_lossy(&out.stderr));
-    so
-}
-
 fn image_env_cannot_steer_the_hook(preload: impl FnOnce(&Path) -> (String, Option<std::path::PathBuf>)) {
     let rt = Runtime::RuncV1;
     if !can_run(rt) {
@@ -571,7 +548,7 @@ fn image_env_cannot_steer_the_hook_nonexistent_preload() {
 fn image_env_cannot_steer_the_hook_marker_preload() {
     image_env_cannot_steer_the_hook(|dir| {
         let marker = dir.join("preload-was-loaded");
-        let so = marker_preload(dir, &marker);
+        let so = support::marker_so(dir, "preload", &marker);
         (so.display().to_string(), Some(marker))
     });
 }

@@ -26,6 +26,9 @@ pub use rootfs::{busybox_rootfs, copy_rootfs, openprobe_binary};
 pub use runtime::{Runtime, crun_v2_supported, run_crun_v1, run_crun_v2, run_runc_v1, run_runc_v2};
 pub use simnode::SimNode;
 
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// Root of the cargo workspace (where the top `Cargo.toml` is).
@@ -169,4 +172,47 @@ pub fn unique_id(label: &str) -> String {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     format!("mh-{label}-{}-{n}-{nanos:x}", std::process::id())
+}
+
+/// `rel path -> mode size mtime-ns symlink-target` of everything under `dir`, without following
+/// links: two snapshots compare equal only if nothing under `dir` was made, removed or changed.
+pub fn tree(dir: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let path = e.path();
+            let Ok(m) = fs::symlink_metadata(&path) else { continue };
+            let rel = path.strip_prefix(dir).unwrap().display().to_string();
+            let link = fs::read_link(&path).map(|t| t.display().to_string()).unwrap_or_default();
+            out.insert(
+                rel,
+                format!("{:o} {} {} {}", m.mode(), m.size(), m.mtime_nsec() + m.mtime() * 1_000_000_000, link),
+            );
+            if m.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// A shared object whose constructor creates `marker`: proof that someone loaded it.
+pub fn marker_so(dir: &Path, name: &str, marker: &Path) -> PathBuf {
+    let src = dir.join(format!("{name}.c"));
+    let so = dir.join(format!("{name}.so"));
+    fs::write(
+        &src,
+        format!(
+            "#include <fcntl.h>\n#include <unistd.h>\n__attribute__((constructor)) static void mark(void) {{ \
+             int fd = open(\"{}\", O_CREAT | O_WRONLY, 0644); if (fd >= 0) close(fd); }}\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let out =
+        std::process::Command::new(tool("gcc")).args(["-shared", "-fPIC", "-o"]).arg(&so).arg(&src).output().unwrap();
+    assert!(out.status.success(), "gcc {name}.so: {}", String::from_utf8_lossy(&out.stderr));
+    so
 }
