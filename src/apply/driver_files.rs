@@ -23,7 +23,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use super::rootfs::{RootfsError, ensure_parent, on_container_mount};
+use super::rootfs::{RootfsError, ensure_parent};
 use super::undo::{self, Made};
 use crate::driver_files::{DriverEdits, FileMount, LibraryDir, MountKind, Symlink};
 use crate::ldcache::{self, Entry, LdCache};
@@ -254,9 +254,7 @@ fn parent_dir<'p, S: FsOps>(
     if let Some(at) = parents.iter().position(|(p, _)| *p == rel) {
         return Ok((at, name));
     }
-    let dir = ensure_parent(sys, root, &comps, made)?;
-    on_container_mount(sys, root, &dir, path)?;
-    parents.push((rel, dir));
+    parents.push((rel, ensure_parent(sys, root, &comps, made)?));
     Ok((parents.len() - 1, name))
 }
 
@@ -401,7 +399,6 @@ fn mount_cache<S: FsOps>(
         }
         let target = Path::new("/etc/ld.so.cache");
         let etc = ensure_parent(sys, root, &[OsStr::new("etc")], made)?;
-        on_container_mount(sys, root, &etc, target)?;
         let file = OsStr::new("ld.so.cache");
         // A cache already mounted by an earlier run is covered by the new one.
         let st = sys.stat_at(&etc, file).map_err(|source| InjectError::Stat { path: shown(target), source })?;

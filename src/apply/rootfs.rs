@@ -220,7 +220,7 @@ fn mountinfo_line(line: &str) -> Option<(u64, &str, &str, &str)> {
 /// namespace has (the runtime's own tmpfs on `/dev` or `/run`) is the
 /// container's. Decided from mountinfo: this thread's namespace against host
 /// init's (`/proc/1`, before `pivot_root` still the host's proc); when in doubt, refused.
-pub(crate) fn on_container_mount<S: FsOps>(sys: &S, root: &S::Fd, dir: &S::Fd, path: &Path) -> Result<(), RootfsError> {
+fn on_container_mount<S: FsOps>(sys: &S, root: &S::Fd, dir: &S::Fd, path: &Path) -> Result<(), RootfsError> {
     let stat = |fd| sys.fstat(fd).map_err(|source| RootfsError::Stat { path: path.display().to_string(), source });
     let dir_mnt = stat(dir)?.mnt_id;
     if dir_mnt == stat(root)?.mnt_id {
@@ -269,7 +269,9 @@ fn split_node_path(node: &DeviceNode) -> Result<(Vec<&OsStr>, &OsStr), RootfsErr
 }
 
 /// Resolve (creating as needed) each parent directory inside the root; return the last one.
-/// Every directory made is recorded in `made`, for a rollback.
+/// Every directory made is recorded in `made`, for a rollback. No directory is made in,
+/// and none returned that is, a mount the host also has ([`on_container_mount`]): every
+/// change mighook makes in a container happens in a directory this returned.
 pub(crate) fn ensure_parent<S: FsOps>(
     sys: &S,
     root: &S::Fd,
@@ -282,6 +284,7 @@ pub(crate) fn ensure_parent<S: FsOps>(
         // the error names the component that failed and missing ones are made.
         let full: PathBuf = parents.iter().collect();
         if let Ok(fd) = sys.open_dir_in_root(root, &full) {
+            on_container_mount(sys, root, &fd, &Path::new("/").join(&full))?;
             return Ok(fd);
         }
     }
@@ -290,11 +293,14 @@ pub(crate) fn ensure_parent<S: FsOps>(
         .open_dir_in_root(root, Path::new("/"))
         .map_err(|source| RootfsError::Resolve { path: "/".into(), source })?;
     for comp in parents {
+        let parent_shown = format!("/{}", rel.display());
         rel.push(comp);
         let shown = format!("/{}", rel.display());
         dir = match sys.open_dir_in_root(root, &rel) {
             Ok(fd) => fd,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                // Making a dir is a change too: never on a mount the host has.
+                on_container_mount(sys, root, &dir, Path::new(&parent_shown))?;
                 // mkdirat on the resolved parent never follows a symlink named `comp`.
                 match sys.mkdir_at(&dir, comp, 0o755) {
                     Ok(()) => {
@@ -317,6 +323,7 @@ pub(crate) fn ensure_parent<S: FsOps>(
             Err(source) => return Err(RootfsError::Resolve { path: shown, source }),
         };
     }
+    on_container_mount(sys, root, &dir, Path::new(&format!("/{}", rel.display())))?;
     Ok(dir)
 }
 
@@ -336,9 +343,7 @@ fn place_node<S: FsOps>(
     let at = match resolved.iter().position(|(p, _)| *p == rel) {
         Some(at) => at,
         None => {
-            let dir = ensure_parent(sys, root, &parents, made)?;
-            on_container_mount(sys, root, &dir, Path::new(&node.path))?;
-            resolved.push((rel, dir));
+            resolved.push((rel, ensure_parent(sys, root, &parents, made)?));
             resolved.len() - 1
         }
     };
@@ -482,6 +487,16 @@ mod tests {
         assert!(matches!(&err, RootfsError::HostMount { fstype, .. } if fstype == "tmpfs"), "{err}");
         assert_eq!(fs.changes(), ["setns /proc/42/ns/mnt"]);
         assert_eq!(fs.describe(&format!("{ROOT}/dev/nvidia0")), Some("file \"host data\"".into()));
+    }
+
+    #[test]
+    fn no_dir_is_made_on_a_mount_the_host_has() {
+        let fs = dev_on_mount("0:50");
+        let caps = node("/dev/nvidia-caps/nvidia-cap345", 508, 345, 0o444);
+        let err = run(&fs, &[caps]).unwrap_err();
+        assert!(matches!(&err, RootfsError::HostMount { path, .. } if path == "/dev"), "{err}");
+        assert_eq!(fs.changes(), ["setns /proc/42/ns/mnt"]);
+        assert_eq!(fs.describe(&format!("{ROOT}/dev/nvidia-caps")), None);
     }
 
     #[test]
