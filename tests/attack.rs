@@ -137,23 +137,18 @@ struct HostGuard {
     dirs: Vec<(PathBuf, BTreeMap<String, String>)>,
 }
 
-fn etc_state() -> (SystemTime, Vec<String>) {
-    let mtime = fs::metadata("/etc").unwrap().modified().unwrap();
-    let mut names: Vec<String> =
-        fs::read_dir("/etc").unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    names.sort();
-    (mtime, names)
-}
-
 impl HostGuard {
     fn watch(dirs: &[&Path]) -> HostGuard {
-        HostGuard { etc: etc_state(), dirs: dirs.iter().map(|d| (d.to_path_buf(), support::tree(d))).collect() }
+        HostGuard {
+            etc: support::etc_state(),
+            dirs: dirs.iter().map(|d| (d.to_path_buf(), support::tree(d))).collect(),
+        }
     }
 
     /// What changed since [`HostGuard::watch`], one line per finding.
     fn changes(&self) -> Vec<String> {
         let mut found = vec![];
-        let (mtime, names) = etc_state();
+        let (mtime, names) = support::etc_state();
         let new: Vec<&String> = names.iter().filter(|n| !self.etc.1.contains(n)).collect();
         let gone: Vec<&String> = self.etc.1.iter().filter(|n| !names.contains(n)).collect();
         if !new.is_empty() || !gone.is_empty() {

@@ -38,14 +38,6 @@ use support::{Bundle, Runtime, SimNode};
 /// One test at a time: `/run/mighook` and the host mount table are shared.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn etc_state() -> (SystemTime, Vec<String>) {
-    let mtime = fs::metadata("/etc").unwrap().modified().unwrap();
-    let mut names: Vec<String> =
-        fs::read_dir("/etc").unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    names.sort();
-    (mtime, names)
-}
-
 /// Host mounts whose mount point or root mentions any of `paths`.
 fn host_mounts_of(paths: &[&Path]) -> Vec<String> {
     let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -64,7 +56,7 @@ impl HostGuard {
         let mut all: Vec<&Path> = dirs.to_vec();
         all.push(Path::new(mighook::apply::STATE_DIR));
         HostGuard {
-            etc: etc_state(),
+            etc: support::etc_state(),
             dirs: all.iter().map(|d| (d.to_path_buf(), support::tree(d))).collect(),
             files: files
                 .iter()
@@ -75,7 +67,7 @@ impl HostGuard {
 
     fn changes(&self) -> Vec<String> {
         let mut found = vec![];
-        let (mtime, names) = etc_state();
+        let (mtime, names) = support::etc_state();
         let new: Vec<&String> = names.iter().filter(|n| !self.etc.1.contains(n)).collect();
         let gone: Vec<&String> = self.etc.1.iter().filter(|n| !names.contains(n)).collect();
         if !new.is_empty() || !gone.is_empty() || mtime != self.etc.0 {

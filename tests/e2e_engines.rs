@@ -36,30 +36,13 @@ fn can_run(tools: &[&str]) -> bool {
 // ---------------------------------------------------------------------------
 // podman
 
-/// A hooks.d dir holding one hook that runs mighook as a prestart hook for every container.
-fn podman_hooks_dir(node: &SimNode) -> tempfile::TempDir {
-    let dir = tempfile::Builder::new().prefix("mighook-e2e-hooksd").tempdir().unwrap();
-    let mut args = vec!["mighook".to_string()];
-    args.extend(node.mighook_args());
-    args.push("prestart".into());
-    // hooks.d `when` has no env condition: `always`, and mighook itself ignores containers that ask for nothing.
-    let hook = serde_json::json!({
-        "version": "1.0.0",
-        "hook": { "path": support::mighook_bin(), "args": args, "timeout": 30 },
-        "when": { "always": true },
-        "stages": ["prestart"]
-    });
-    std::fs::write(dir.path().join("50-mighook.json"), serde_json::to_string_pretty(&hook).unwrap()).unwrap();
-    dir
-}
-
 #[test]
 fn podman_hooks_dir_hook_gives_exactly_mig_0_1() {
     if !can_run(&["podman"]) {
         return;
     }
     let node = SimNode::new(TOPOLOGY);
-    let hooks = podman_hooks_dir(&node);
+    let hooks = engines::podman_hooks_dir(&node);
     let podman = Podman::new();
     let image = podman.import_busybox();
     let hooks_dir = hooks.path().to_str().unwrap();
@@ -84,7 +67,7 @@ fn podman_hooks_dir_bad_request_fails_with_mighooks_line() {
         return;
     }
     let node = SimNode::new(TOPOLOGY);
-    let hooks = podman_hooks_dir(&node);
+    let hooks = engines::podman_hooks_dir(&node);
     let podman = Podman::new();
     let image = podman.import_busybox();
     let out = podman.run(&[

@@ -24,7 +24,6 @@ mod engines;
 mod support;
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::process::{Command, Output};
 
 use engines::{CdiDir, Containerd, Dockerd, MIG_0_1_UUID, MighookInstall, Podman};
@@ -181,18 +180,7 @@ fn podman_hooks_dir_serves_nvidia_smi_and_libcuda_in_a_plain_image() {
         return;
     }
     let (node, before) = node();
-    let hooks = tempfile::Builder::new().prefix("mighook-e2e-hooksd").tempdir().unwrap();
-    let mut args = vec!["mighook".to_string()];
-    args.extend(node.mighook_args());
-    args.push("prestart".into());
-    // hooks.d `when` has no env condition: `always`, and mighook ignores containers that ask for nothing.
-    let hook = serde_json::json!({
-        "version": "1.0.0",
-        "hook": { "path": support::mighook_bin(), "args": args, "timeout": 30 },
-        "when": { "always": true },
-        "stages": ["prestart"]
-    });
-    fs::write(hooks.path().join("50-mighook.json"), hook.to_string()).unwrap();
+    let hooks = engines::podman_hooks_dir(&node);
     let podman = Podman::new();
     let image = podman.import_glibc(IMAGE);
     let lib = IMAGE.lib_dir();

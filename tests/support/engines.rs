@@ -697,3 +697,20 @@ impl Drop for Dockerd {
         }
     }
 }
+
+/// A hooks.d dir holding one hook that runs mighook as a prestart hook for every container.
+pub fn podman_hooks_dir(node: &support::SimNode) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new().prefix("mighook-e2e-hooksd").tempdir().unwrap();
+    let mut args = vec!["mighook".to_string()];
+    args.extend(node.mighook_args());
+    args.push("prestart".into());
+    // hooks.d `when` has no env condition: `always`, and mighook itself ignores containers that ask for nothing.
+    let hook = serde_json::json!({
+        "version": "1.0.0",
+        "hook": { "path": support::mighook_bin(), "args": args, "timeout": 30 },
+        "when": { "always": true },
+        "stages": ["prestart"]
+    });
+    std::fs::write(dir.path().join("50-mighook.json"), serde_json::to_string_pretty(&hook).unwrap()).unwrap();
+    dir
+}

@@ -216,3 +216,12 @@ pub fn marker_so(dir: &Path, name: &str, marker: &Path) -> PathBuf {
     assert!(out.status.success(), "gcc {name}.so: {}", String::from_utf8_lossy(&out.stderr));
     so
 }
+
+/// The host's `/etc`: its mtime and its entry names (a change there is a change of the host).
+pub fn etc_state() -> (std::time::SystemTime, Vec<String>) {
+    let mtime = fs::metadata("/etc").unwrap().modified().unwrap();
+    let mut names: Vec<String> =
+        fs::read_dir("/etc").unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    (mtime, names)
+}
