@@ -497,18 +497,16 @@ fn in_namespace<S: FsOps>(
 ) -> Result<InjectReport, InjectError> {
     let dir_err = |source| InjectError::WriteCache { dir: cache_dir.to_path_buf(), source };
     let cache_fd = sys.open_dir(cache_dir).map_err(dir_err)?;
-    std::thread::scope(|s| {
-        let worker = s.spawn(move || {
-            // This thread's namespace change dies with it; the hook's other threads stay on the host.
-            if let Some(pid) = pid {
-                sys.enter_mount_ns(pid).map_err(|source| InjectError::EnterNamespace { pid, source })?;
-            }
-            let root = sys.open_dir(rootfs).map_err(|source| RootfsError::OpenRoot { root: rootfs.into(), source })?;
-            let edits = place(&root);
-            inject_in_root(sys, rootfs, &edits, &cache_fd, cache_dir)
-        });
-        worker.join().unwrap_or(Err(InjectError::ThreadPanicked { pid: pid.unwrap_or(0) }))
-    })
+    let run = super::in_mount_ns(sys, pid, move || {
+        let root = sys.open_dir(rootfs).map_err(|source| RootfsError::OpenRoot { root: rootfs.into(), source })?;
+        let edits = place(&root);
+        inject_in_root(sys, rootfs, &edits, &cache_fd, cache_dir)
+    });
+    match run {
+        Some(Ok(result)) => result,
+        Some(Err(source)) => Err(InjectError::EnterNamespace { pid: pid.unwrap_or(0), source }),
+        None => Err(InjectError::ThreadPanicked { pid: pid.unwrap_or(0) }),
+    }
 }
 
 #[cfg(test)]

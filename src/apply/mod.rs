@@ -29,6 +29,26 @@ use crate::sys::{FsOps, Sys};
 /// write and its bind mount (then it is unlinked).
 pub const STATE_DIR: &str = "/run/mighook";
 
+/// Runs `f` on a thread of its own that first joins the mount namespace of `pid`
+/// (`None`: stays in the caller's), so the namespace change dies with the thread and
+/// the hook's other threads stay on the host. `Err` when joining failed, `None`
+/// when the thread panicked.
+pub(crate) fn in_mount_ns<S: crate::sys::FsOps, T: Send>(
+    sys: &S,
+    pid: Option<i32>,
+    f: impl FnOnce() -> T + Send,
+) -> Option<std::io::Result<T>> {
+    std::thread::scope(|s| {
+        let worker = s.spawn(move || {
+            if let Some(pid) = pid {
+                sys.enter_mount_ns(pid)?;
+            }
+            Ok(f())
+        });
+        worker.join().ok()
+    })
+}
+
 /// [`STATE_DIR`], made (mode 0700) when missing.
 pub fn state_dir() -> Result<&'static Path, ApplyError> {
     let dir = Path::new(STATE_DIR);

@@ -161,18 +161,18 @@ pub fn create_nodes_recorded(
     if nodes.is_empty() {
         return Ok((Vec::new(), Vec::new()));
     }
-    std::thread::scope(|s| {
-        let worker = s.spawn(|| {
-            // This thread's namespace change dies with it; the hook's other threads stay on the host.
-            sys.enter_mount_ns(pid).map_err(|source| RootfsError::EnterNamespace { pid, source })?;
-            let mut made = Vec::new();
-            match create_nodes_in_root(sys, rootfs, nodes, host_dev_root, &mut made) {
-                Ok(reports) => Ok((reports, made)),
-                Err(error) => Err(rolled_back(error, undo::undo_here(sys, rootfs, &made))),
-            }
-        });
-        worker.join().unwrap_or(Err(RootfsError::ThreadPanicked { pid }))
-    })
+    let run = super::in_mount_ns(sys, Some(pid), || {
+        let mut made = Vec::new();
+        match create_nodes_in_root(sys, rootfs, nodes, host_dev_root, &mut made) {
+            Ok(reports) => Ok((reports, made)),
+            Err(error) => Err(rolled_back(error, undo::undo_here(sys, rootfs, &made))),
+        }
+    });
+    match run {
+        Some(Ok(result)) => result,
+        Some(Err(source)) => Err(RootfsError::EnterNamespace { pid, source }),
+        None => Err(RootfsError::ThreadPanicked { pid }),
+    }
 }
 
 /// `error`, or when the rollback after it left something, both.

@@ -88,17 +88,11 @@ pub fn undo<S: FsOps>(sys: &S, pid: Option<i32>, rootfs: &Path, made: &[Made]) -
     if made.is_empty() {
         return Vec::new();
     }
-    std::thread::scope(|s| {
-        let worker = s.spawn(|| {
-            if let Some(pid) = pid
-                && let Err(e) = sys.enter_mount_ns(pid)
-            {
-                return vec![format!("cannot join the mount namespace of pid {pid} to roll back: {e}")];
-            }
-            undo_here(sys, rootfs, made)
-        });
-        worker.join().unwrap_or_else(|_| vec!["the rollback thread panicked".into()])
-    })
+    match super::in_mount_ns(sys, pid, || undo_here(sys, rootfs, made)) {
+        Some(Ok(left)) => left,
+        Some(Err(e)) => vec![format!("cannot join the mount namespace of pid {} to roll back: {e}", pid.unwrap_or(0))],
+        None => vec!["the rollback thread panicked".into()],
+    }
 }
 
 /// [`undo_in_root`] of `rootfs` as the calling thread's namespace sees it.
