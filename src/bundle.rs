@@ -213,7 +213,7 @@ pub fn plan_from_view<D: Driver + ?Sized>(
         crate::log::info(note);
     }
     let request = Request::parse(&found.raw(), default_capabilities)?;
-    Ok(crate::resolve::plan(&request, driver)?)
+    Ok(crate::resolve::plan_checked(&request, &found.image, driver)?)
 }
 
 #[cfg(test)]

@@ -18,6 +18,13 @@ pub struct FakeDriver {
     pub failing_mig_slot: Option<(u32, u32)>,
     /// What `/proc/driver/nvidia/params` says; `None`: no params file.
     pub params: Option<DeviceFileParams>,
+    /// `nvmlSystemGetDriverVersion`.
+    pub driver_version: String,
+    /// `nvmlSystemGetCudaDriverVersion_v2` (12040 is 12.4).
+    pub cuda_version: u32,
+    /// Per GPU index: brand name and compute capability (`nvmlDeviceGetBrand`,
+    /// `nvmlDeviceGetCudaComputeCapability`); a GPU past the end has neither (NOT_SUPPORTED).
+    pub gpu_facts: Vec<(&'static str, (u32, u32))>,
 }
 
 fn mig(slot: u32, gi: u32, ci: u32) -> Option<MigDevice> {
@@ -28,6 +35,10 @@ fn mig(slot: u32, gi: u32, ci: u32) -> Option<MigDevice> {
         ci,
         profile: Some("1g.5gb".into()),
     })
+}
+
+fn not_supported(call: &str) -> DriverError {
+    DriverError::Nvml { call: call.into(), reason: "Not Supported".into() }
 }
 
 fn gpu(index: u32, minor: u32, mig_mode: MigMode) -> Gpu {
@@ -66,6 +77,10 @@ impl FakeDriver {
             calls: RefCell::new(vec![]),
             failing_mig_slot: None,
             params: Some(DeviceFileParams::DEFAULT),
+            driver_version: "550.54.15".into(),
+            cuda_version: 12040,
+            // Data-center A100s report NVML_BRAND_NVIDIA on current drivers.
+            gpu_facts: vec![("Nvidia", (8, 0)); 4],
         }
     }
 
@@ -83,7 +98,8 @@ impl FakeDriver {
 
 impl Driver for FakeDriver {
     fn driver_version(&self) -> Result<String, DriverError> {
-        Ok("550.54.15".into())
+        self.call("driver-version".into());
+        Ok(self.driver_version.clone())
     }
     fn gpu_count(&self) -> Result<u32, DriverError> {
         self.call("count".into());
@@ -141,6 +157,21 @@ impl Driver for FakeDriver {
     }
     fn device_file_params(&self) -> Result<Option<DeviceFileParams>, DriverError> {
         Ok(self.params)
+    }
+    fn cuda_driver_version(&self) -> Result<u32, DriverError> {
+        self.call("cuda-version".into());
+        Ok(self.cuda_version)
+    }
+    fn gpu_brand(&self, gpu_index: u32) -> Result<&'static str, DriverError> {
+        self.call(format!("brand {gpu_index}"));
+        self.gpu_facts.get(gpu_index as usize).map(|f| f.0).ok_or_else(|| not_supported("nvmlDeviceGetBrand"))
+    }
+    fn compute_capability(&self, gpu_index: u32) -> Result<(u32, u32), DriverError> {
+        self.call(format!("arch {gpu_index}"));
+        self.gpu_facts
+            .get(gpu_index as usize)
+            .map(|f| f.1)
+            .ok_or_else(|| not_supported("nvmlDeviceGetCudaComputeCapability"))
     }
     fn cap_file(&self, cap: MigCap) -> Result<Option<CapFile>, DriverError> {
         let mode = if cap == MigCap::Config { 0o400 } else { 0o444 };

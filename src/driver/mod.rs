@@ -164,6 +164,15 @@ pub trait Driver {
     /// a driver that forgot it would silently widen a host's group-only GPUs.
     fn device_file_params(&self) -> Result<Option<DeviceFileParams>, DriverError>;
 
+    // What image requirements (`NVIDIA_REQUIRE_*`, [`crate::resolve::require`]) compare against.
+    /// `nvmlSystemGetCudaDriverVersion_v2`: the CUDA version the driver supports as
+    /// `1000 * major + 10 * minor` (12040 is 12.4; [`cuda_version_text`]).
+    fn cuda_driver_version(&self) -> Result<u32, DriverError>;
+    /// `nvmlDeviceGetBrand` of a GPU, named as NVIDIA's toolkit names it ([`brand_name`]).
+    fn gpu_brand(&self, gpu_index: u32) -> Result<&'static str, DriverError>;
+    /// `nvmlDeviceGetCudaComputeCapability` of a GPU: `(major, minor)`, `(9, 0)` for an H100.
+    fn compute_capability(&self, gpu_index: u32) -> Result<(u32, u32), DriverError>;
+
     /// The driver's user-space files that `caps` asks for; `None` where there are
     /// none to give (no driver root, or nothing of the driver's under it).
     fn driver_files(&self, caps: &DriverCapabilities) -> Result<Option<DriverFiles>, DriverError> {
@@ -184,6 +193,39 @@ pub trait Driver {
     /// (the first in slot order), for legacy `MIG-GPU-<uuid>/<gi>/<ci>` names.
     fn mig_by_instance(&self, gpu_index: u32, gi: u32, ci: u32) -> Result<Option<MigDevice>, DriverError> {
         Ok(self.mig_devices(gpu_index)?.into_iter().find(|m| m.gi == gi && m.ci == ci))
+    }
+}
+
+/// `12.4` for 12040, as libnvidia-container formats `cuDriverGetVersion`: `v / 1000` `.` `v % 100 / 10`.
+pub fn cuda_version_text(version: u32) -> String {
+    format!("{}.{}", version / 1000, version % 100 / 10)
+}
+
+/// A GPU brand (an `nvmlBrandType_t` value) as NVIDIA's toolkit names it for
+/// `brand=` requirements: the names of libnvidia-container (`Quadro`, `Tesla`, `NVS`,
+/// `GRID`, `GeForce`, `TITAN`), and for the newer brands the spellings CUDA images
+/// ask for (`vapps`, `vpc`, `vcs`, `vws`, `cloudgaming`, `quadrortx`, `nvidiartx`,
+/// `nvidia`, `geforcertx`, `titanrtx`); brands compare case-insensitively. A value
+/// this table does not know is `Unknown`, as in libnvidia-container.
+pub fn brand_name(nvml_brand: u32) -> &'static str {
+    match nvml_brand {
+        1 => "Quadro",
+        2 => "Tesla",
+        3 => "NVS",
+        4 => "GRID",
+        5 => "GeForce",
+        6 => "TITAN",
+        7 => "VApps",
+        8 => "VPC",
+        9 => "VCS",
+        10 => "VWS",
+        11 => "CloudGaming",
+        12 => "QuadroRTX",
+        13 => "NvidiaRTX",
+        14 => "Nvidia",
+        15 => "GeForceRTX",
+        16 => "TitanRTX",
+        _ => "Unknown",
     }
 }
 
@@ -265,6 +307,15 @@ impl Driver for HostDriver {
     }
     fn device_file_params(&self) -> Result<Option<DeviceFileParams>, DriverError> {
         self.proc.device_file_params()
+    }
+    fn cuda_driver_version(&self) -> Result<u32, DriverError> {
+        self.nvml.get()?.cuda_driver_version()
+    }
+    fn gpu_brand(&self, gpu_index: u32) -> Result<&'static str, DriverError> {
+        self.nvml.get()?.gpu_brand(gpu_index)
+    }
+    fn compute_capability(&self, gpu_index: u32) -> Result<(u32, u32), DriverError> {
+        self.nvml.get()?.compute_capability(gpu_index)
     }
     fn driver_files(&self, caps: &DriverCapabilities) -> Result<Option<DriverFiles>, DriverError> {
         let Some(root) = &self.driver_root else { return Ok(None) };

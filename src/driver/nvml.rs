@@ -155,6 +155,51 @@ impl NvmlSession {
         Ok(gpu)
     }
 
+    /// `nvmlSystemGetCudaDriverVersion_v2`, or the first version on an NVML without it.
+    pub fn cuda_driver_version(&self) -> Result<u32, DriverError> {
+        let lib = self.nvml.lib();
+        let (call, f) = match lib.nvmlSystemGetCudaDriverVersion_v2.as_ref() {
+            Ok(f) => ("nvmlSystemGetCudaDriverVersion_v2", f),
+            Err(_) => {
+                let f = lib.nvmlSystemGetCudaDriverVersion.as_ref().map_err(|e| DriverError::Nvml {
+                    call: "nvmlSystemGetCudaDriverVersion".into(),
+                    reason: e.to_string(),
+                })?;
+                ("nvmlSystemGetCudaDriverVersion", f)
+            }
+        };
+        let mut version = 0;
+        // SAFETY: the symbol has NVML's signature; `version` outlives the call.
+        nvml_wrapper::error::nvml_try(unsafe { f(&mut version) }).map_err(fail(call))?;
+        u32::try_from(version)
+            .map_err(|_| DriverError::Nvml { call: call.into(), reason: format!("returned {version}") })
+    }
+
+    /// The brand's name; the raw value is read, so a brand newer than nvml-wrapper knows is `Unknown`, not an error.
+    pub fn gpu_brand(&self, gpu_index: u32) -> Result<&'static str, DriverError> {
+        let d = self.device(gpu_index)?;
+        let f = self
+            .nvml
+            .lib()
+            .nvmlDeviceGetBrand
+            .as_ref()
+            .map_err(|e| DriverError::Nvml { call: "nvmlDeviceGetBrand".into(), reason: e.to_string() })?;
+        let mut brand = 0;
+        // SAFETY: `d` is a live handle of this NVML session; `brand` outlives the call.
+        nvml_wrapper::error::nvml_try(unsafe { f(d.handle(), &mut brand) }).map_err(fail("nvmlDeviceGetBrand"))?;
+        Ok(super::brand_name(brand))
+    }
+
+    pub fn compute_capability(&self, gpu_index: u32) -> Result<(u32, u32), DriverError> {
+        let cc =
+            self.device(gpu_index)?.cuda_compute_capability().map_err(fail("nvmlDeviceGetCudaComputeCapability"))?;
+        let bad = || DriverError::Nvml {
+            call: "nvmlDeviceGetCudaComputeCapability".into(),
+            reason: format!("returned {}.{}", cc.major, cc.minor),
+        };
+        Ok((u32::try_from(cc.major).map_err(|_| bad())?, u32::try_from(cc.minor).map_err(|_| bad())?))
+    }
+
     pub fn gpu_index_by_uuid(&self, uuid: &str) -> Result<Option<u32>, DriverError> {
         let Some(d) = absent(self.nvml.device_by_uuid(uuid), "nvmlDeviceGetHandleByUUID")? else { return Ok(None) };
         if d.mig_is_mig_device_handle().unwrap_or(false) {

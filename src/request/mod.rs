@@ -27,6 +27,7 @@
 //! often it repeats it.
 
 pub mod capabilities;
+pub mod require;
 pub mod source;
 
 use std::collections::HashSet;

@@ -22,6 +22,8 @@ use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
+use super::require::ImageEnv;
+
 /// Mount destination prefix of the volume-mount strategy.
 pub const VOLUME_MOUNT_DIR: &str = "/var/run/nvidia-container-devices";
 /// CDI kind whose names the runtime shim accepts in annotations.
@@ -54,6 +56,8 @@ pub struct SpecRequest {
     pub mig_monitor: Option<String>,
     pub privileged: bool,
     pub origin: Origin,
+    /// The image's requirement variables (`NVIDIA_REQUIRE_*`, `NVIDIA_DISABLE_REQUIRE`, `CUDA_VERSION`).
+    pub image: ImageEnv,
     /// Said in the log: why an env request was ignored, and the like.
     pub notes: Vec<String>,
 }
@@ -109,6 +113,8 @@ pub struct SpecView {
     pub mount_ids: String,
     /// `nvidia.com/gpu=<id>` ids of the annotations under the given prefixes, by key order.
     pub annotation_ids: Vec<String>,
+    /// The image's requirement variables, bounded ([`ImageEnv::record`]).
+    pub image_env: ImageEnv,
 }
 
 impl SpecView {
@@ -187,6 +193,7 @@ impl SpecView {
                     *slot = Some(value.to_string());
                 }
             }
+            self.image_env.record(&kv);
             if keep_env(&kv) && kept.insert(kv.to_string()) {
                 self.kept_env.push(kv.into_owned());
             }
@@ -314,8 +321,14 @@ pub fn from_spec(spec: &Value, policy: &SourcePolicy) -> SpecRequest {
 
 /// Reads the request out of a spec's view under the admin's policy. The view must
 /// have been read with the policy's `annotation_prefixes`.
-pub fn from_view(view: SpecView, policy: &SourcePolicy) -> SpecRequest {
+pub fn from_view(mut view: SpecView, policy: &SourcePolicy) -> SpecRequest {
+    let image = std::mem::take(&mut view.image_env);
     let SpecView { request_env: [visible, driver_capabilities, mig_config, mig_monitor], privileged, .. } = view;
+    // A legacy CUDA image (CUDA_VERSION, no NVIDIA_REQUIRE_CUDA): unset means `all`, as in NVIDIA's stack.
+    let (visible, driver_capabilities) = (
+        visible.or_else(|| image.legacy_visible_devices()),
+        driver_capabilities.or_else(|| image.legacy_capabilities()),
+    );
     let mut notes = Vec::new();
     let mut visible_devices = None;
     let mut origin = Origin::Nothing;
@@ -336,7 +349,7 @@ pub fn from_view(view: SpecView, policy: &SourcePolicy) -> SpecRequest {
             ));
         }
     }
-    SpecRequest { visible_devices, driver_capabilities, mig_config, mig_monitor, privileged, origin, notes }
+    SpecRequest { visible_devices, driver_capabilities, mig_config, mig_monitor, privileged, origin, image, notes }
 }
 
 #[cfg(test)]

@@ -7,9 +7,11 @@
 //! gives its node only, with a warning.
 
 pub mod nodes;
+pub mod require;
 
 use crate::driver::{Driver, DriverError, Gpu, MigDevice, MigMode};
 use crate::edits::ContainerEdits;
+use crate::request::require::ImageEnv;
 use crate::request::{DeviceId, DeviceList, Entry, Request};
 use serde::Serialize;
 use thiserror::Error;
@@ -22,6 +24,8 @@ pub enum ResolveError {
     Driver { context: String, source: DriverError },
     #[error("{0}")]
     Node(String),
+    #[error(transparent)]
+    Requirement(#[from] require::RequirementError),
 }
 
 fn entry_err(entry: &Entry, reason: String) -> ResolveError {
@@ -252,7 +256,17 @@ pub struct Plan {
 
 /// Request → selection → container edits.
 pub fn plan<D: Driver + ?Sized>(request: &Request, driver: &D) -> Result<Plan, ResolveError> {
+    plan_checked(request, &ImageEnv::default(), driver)
+}
+
+/// [`plan`] for a container whose image may carry requirements: they are checked
+/// against the selected GPUs once the selection is known (a GPU container only),
+/// before any edit is built, as libnvidia-container does.
+pub fn plan_checked<D: Driver + ?Sized>(request: &Request, image: &ImageEnv, driver: &D) -> Result<Plan, ResolveError> {
     let mut selection = select(request, driver)?;
+    if selection.gpu_container {
+        require::check(image, &selection.gpus, driver)?;
+    }
     let mut edits = nodes::build(request, &mut selection, driver)?;
     if selection.gpu_container {
         edits.driver_files = driver
