@@ -466,6 +466,47 @@ mod tests {
     }
 
     #[test]
+    fn the_view_keeps_the_image_requirement_variables() {
+        let v = view(
+            r#"{"process":{"env":["NVIDIA_REQUIRE_CUDA=cuda>=12.4","CUDA_VERSION=12.4.1","NVIDIA_REQUIRE_JETPACK=x",
+                "NVIDIA_DISABLE_REQUIRE=true","PATH=/bin"]}}"#,
+        );
+        let env = ["NVIDIA_REQUIRE_CUDA=cuda>=12.4", "CUDA_VERSION=12.4.1", "NVIDIA_DISABLE_REQUIRE=true"];
+        assert_eq!(v.image_env, ImageEnv::from_env(env));
+        let r = from_view(v, &policy());
+        assert!(r.image.requirements().unwrap().disabled);
+    }
+
+    #[test]
+    fn a_legacy_image_without_visible_devices_asks_for_all_with_all_capabilities() {
+        let legacy = from_spec(&spec(&["CUDA_VERSION=11.0.3"]), &policy());
+        assert_eq!(legacy.visible_devices.as_deref(), Some("all"));
+        assert_eq!(legacy.driver_capabilities.as_deref(), Some("all"));
+        assert_eq!(legacy.origin, Origin::Env);
+        // Set values win; an empty one is set (void, and the default capabilities).
+        let set = from_spec(
+            &spec(&["CUDA_VERSION=11.0.3", "NVIDIA_VISIBLE_DEVICES=0", "NVIDIA_DRIVER_CAPABILITIES=utility"]),
+            &policy(),
+        );
+        assert_eq!((set.visible_devices.as_deref(), set.driver_capabilities.as_deref()), (Some("0"), Some("utility")));
+        let empty = from_spec(
+            &spec(&["CUDA_VERSION=11.0.3", "NVIDIA_VISIBLE_DEVICES=", "NVIDIA_DRIVER_CAPABILITIES="]),
+            &policy(),
+        );
+        assert_eq!((empty.visible_devices.as_deref(), empty.driver_capabilities.as_deref()), (Some(""), Some("")));
+        // Not legacy: NVIDIA_REQUIRE_CUDA set, or no CUDA_VERSION.
+        let modern = from_spec(&spec(&["CUDA_VERSION=12.4.1", "NVIDIA_REQUIRE_CUDA=cuda>=12.4"]), &policy());
+        assert_eq!((modern.visible_devices, modern.driver_capabilities), (None, None));
+        // The unprivileged-env policy applies to the legacy default too.
+        let p = SourcePolicy { accept_envvar_when_unprivileged: false, ..policy() };
+        assert_eq!(from_spec(&spec(&["CUDA_VERSION=11.0.3"]), &p).visible_devices, None);
+        // Mounts and annotations still win over it.
+        let mut s = spec(&["CUDA_VERSION=11.0.3"]);
+        s["mounts"] = json!([{"source": "/dev/null", "destination": "/var/run/nvidia-container-devices/1"}]);
+        assert_eq!(from_spec(&s, &policy()).visible_devices.as_deref(), Some("1"));
+    }
+
+    #[test]
     fn the_view_keeps_nothing_per_env_entry_or_value_it_skips() {
         // 100,000 env entries and a 100,000-element array elsewhere: the view holds one value.
         let env: Vec<String> = (0..100_000).map(|i| format!("NVIDIA_VISIBLE_DEVICES={i}")).collect();

@@ -650,6 +650,35 @@ pub unsafe extern "C" fn nvmlDeviceGetDeviceHandleFromMigDeviceHandle(
 }
 
 #[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetBrand(device: NvmlDevice, brand: *mut c_uint) -> NvmlReturn {
+    guard(|| {
+        // A MIG device reports its parent's brand.
+        let (_, d) = tri!(device_call("nvmlDeviceGetBrand", device));
+        unsafe { put(brand, d.gpu.brand().nvml_value()) }
+    })
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetCudaComputeCapability(
+    device: NvmlDevice,
+    major: *mut c_int,
+    minor: *mut c_int,
+) -> NvmlReturn {
+    guard(|| {
+        let (_, d) = tri!(device_call("nvmlDeviceGetCudaComputeCapability", device));
+        let Some((ma, mi)) = d.gpu.compute_capability() else { return NVML_ERROR_NOT_SUPPORTED };
+        if major.is_null() || minor.is_null() {
+            return NVML_ERROR_INVALID_ARGUMENT;
+        }
+        unsafe {
+            major.write(ma as c_int);
+            minor.write(mi as c_int);
+        }
+        NVML_SUCCESS
+    })
+}
+
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn nvmlDeviceGetGpuInstanceId(device: NvmlDevice, id: *mut c_uint) -> NvmlReturn {
     guard(|| {
         let (_, d) = tri!(device_call("nvmlDeviceGetGpuInstanceId", device));

@@ -36,6 +36,8 @@ pub fn a100x32() -> Topology {
                 pending_mig_mode: None,
                 max_mig_devices: 7,
                 mig_devices,
+                brand: None,
+                compute_capability: None,
             }
         })
         .collect();

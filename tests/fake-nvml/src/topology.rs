@@ -34,6 +34,8 @@ pub const FUNCTIONS: &[&str] = &[
     "nvmlDeviceGetDeviceHandleFromMigDeviceHandle",
     "nvmlDeviceGetGpuInstanceId",
     "nvmlDeviceGetComputeInstanceId",
+    "nvmlDeviceGetBrand",
+    "nvmlDeviceGetCudaComputeCapability",
 ];
 
 /// The driver numbers caps for this many GPUs in `mig-minors`, so a GPU
@@ -83,6 +85,42 @@ pub struct Gpu {
     pub max_mig_devices: u32,
     #[serde(default)]
     pub mig_devices: Vec<MigDevice>,
+    /// `nvmlDeviceGetBrand`; defaults by model ([`Gpu::brand`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand: Option<Brand>,
+    /// `nvmlDeviceGetCudaComputeCapability` as `"major.minor"`; defaults by model ([`Gpu::compute_capability`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute_capability: Option<String>,
+}
+
+/// `nvmlBrandType_t`, named after its `NVML_BRAND_*` constant in snake case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Brand {
+    Unknown,
+    Quadro,
+    Tesla,
+    Nvs,
+    Grid,
+    Geforce,
+    Titan,
+    NvidiaVapps,
+    NvidiaVpc,
+    NvidiaVcs,
+    NvidiaVws,
+    NvidiaCloudGaming,
+    QuadroRtx,
+    NvidiaRtx,
+    Nvidia,
+    GeforceRtx,
+    TitanRtx,
+}
+
+impl Brand {
+    /// The `nvmlBrandType_t` value (the enum's order is NVML's).
+    pub fn nvml_value(self) -> u32 {
+        self as u32
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,6 +199,12 @@ impl PciAddr {
     }
 }
 
+/// `"9.0"` as `(9, 0)`.
+fn parse_compute_capability(s: &str) -> Option<(u32, u32)> {
+    let (major, minor) = s.split_once('.')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
 fn hex(s: &str, max_len: usize) -> Option<u32> {
     if s.is_empty() || s.len() > max_len || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
@@ -173,6 +217,31 @@ impl Gpu {
         // load() validated every bus id, so this only fails on a Topology
         // built by hand in code; fall back to 0 rather than panic in FFI.
         PciAddr::parse(&self.pci_bus_id).unwrap_or(PciAddr { domain: 0, bus: 0, device: 0, function: 0 })
+    }
+
+    /// The brand: `brand`, else what the model reports on current drivers (data-center
+    /// GPUs say `NVML_BRAND_NVIDIA`, "Product Brand: NVIDIA" in `nvidia-smi -q`), else unknown.
+    pub fn brand(&self) -> Brand {
+        self.brand.unwrap_or(if self.known_model() { Brand::Nvidia } else { Brand::Unknown })
+    }
+
+    /// The compute capability: `computeCapability`, else the model's (A100 and A30 8.0,
+    /// H100 and H200 9.0); `None` for another model (the call answers NOT_SUPPORTED).
+    pub fn compute_capability(&self) -> Option<(u32, u32)> {
+        if let Some(cc) = &self.compute_capability {
+            return parse_compute_capability(cc);
+        }
+        if self.name.contains("A100") || self.name.contains("A30") {
+            Some((8, 0))
+        } else if self.name.contains("H100") || self.name.contains("H200") {
+            Some((9, 0))
+        } else {
+            None
+        }
+    }
+
+    fn known_model(&self) -> bool {
+        ["A100", "A30", "H100", "H200"].iter().any(|m| self.name.contains(m))
     }
 
     pub fn pending_mode(&self) -> MigMode {
@@ -252,6 +321,11 @@ impl Topology {
                 PciAddr::parse(&gpu.pci_bus_id).ok_or_else(|| format!("{at}: bad pciBusId {:?}", gpu.pci_bus_id))?;
             if !buses.insert(pci) {
                 return Err(format!("{at}: duplicate pciBusId {}", gpu.pci_bus_id));
+            }
+            if let Some(cc) = &gpu.compute_capability
+                && parse_compute_capability(cc).is_none()
+            {
+                return Err(format!("{at}: computeCapability {cc:?} is not major.minor"));
             }
             if gpu.mig_mode != MigMode::Enabled && !gpu.mig_devices.is_empty() {
                 return Err(format!("{at}: MIG devices listed but migMode is not enabled"));
@@ -375,6 +449,25 @@ mod tests {
     }
 
     #[test]
+    fn brand_and_compute_capability_default_by_model() {
+        let h = load("h100x4-nomig.json");
+        assert_eq!((h.gpus[0].brand(), h.gpus[0].compute_capability()), (Brand::Nvidia, Some((9, 0))));
+        let a = load("a100x8.json");
+        assert_eq!((a.gpus[0].brand(), a.gpus[0].compute_capability()), (Brand::Nvidia, Some((8, 0))));
+        let mut other = a.gpus[0].clone();
+        other.name = "NVIDIA GeForce RTX 4090".into();
+        assert_eq!((other.brand(), other.compute_capability()), (Brand::Unknown, None));
+        other.brand = Some(Brand::GeforceRtx);
+        other.compute_capability = Some("8.9".into());
+        assert_eq!((other.brand().nvml_value(), other.compute_capability()), (15, Some((8, 9))));
+        let parsed: Gpu = serde_json::from_str(
+            r#"{"minor":0,"uuid":"GPU-x","pciBusId":"0:1:0.0","name":"n","migMode":"disabled","brand":"quadro_rtx","computeCapability":"7.5"}"#,
+        )
+        .unwrap();
+        assert_eq!((parsed.brand().nvml_value(), parsed.compute_capability()), (12, Some((7, 5))));
+    }
+
+    #[test]
     fn pci_addr_parses_nvml_spellings() {
         let want = PciAddr { domain: 0, bus: 0x0f, device: 0, function: 0 };
         assert_eq!(PciAddr::parse("00000000:0F:00.0"), Some(want));
@@ -411,6 +504,7 @@ mod tests {
         assert!(invalid(|t| t.gpus[0].mig_mode = MigMode::Disabled).contains("migMode is not enabled"));
         assert!(invalid(|t| t.gpus[0].minor = 32).contains("below 32"));
         assert!(invalid(|t| t.gpus[6].minor = 254).contains("above 253"));
+        assert!(invalid(|t| t.gpus[0].compute_capability = Some("9".into())).contains("not major.minor"));
         assert!(
             invalid(|t| t.failures.push(Failure { function: "nvmlNope".into(), gpu: None, slot: None, code: 1 }))
                 .contains("unknown function")

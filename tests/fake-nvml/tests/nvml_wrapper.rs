@@ -48,6 +48,23 @@ fn system_and_gpu_identity() {
 }
 
 #[test]
+fn brand_and_compute_capability_by_model_and_mig_devices_report_their_parents() {
+    use nvml_wrapper::enum_wrappers::device::Brand;
+    let (_tmp, node) = make_node("a100x8.json");
+    let nvml = open(&node);
+    let gpu0 = nvml.device_by_index(0).unwrap();
+    assert_eq!(gpu0.brand().unwrap(), Brand::Nvidia);
+    let cc = gpu0.cuda_compute_capability().unwrap();
+    assert_eq!((cc.major, cc.minor), (8, 0));
+    let mig = gpu0.mig_device_by_index(1).unwrap();
+    assert_eq!(mig.brand().unwrap(), Brand::Nvidia);
+    let (_tmp, node) = make_node("h100x4-nomig.json");
+    let nvml = open(&node);
+    let cc = nvml.device_by_index(3).unwrap().cuda_compute_capability().unwrap();
+    assert_eq!((cc.major, cc.minor), (9, 0));
+}
+
+#[test]
 fn mig_modes() {
     let (_tmp, node) = make_node("a100x8.json");
     let nvml = open(&node);
