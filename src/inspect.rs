@@ -7,6 +7,7 @@
 use crate::driver::{Driver, DriverError, Gpu, MigDevice, MigMode};
 use crate::driver_files::{DriverEdits, FileMount, LibraryDir, Symlink, place};
 use crate::edits::ContainerEdits;
+use crate::request::require::ImageEnv;
 use crate::request::{RawRequest, Request, RequestError};
 use crate::resolve::{Plan, ResolveError, Resolved};
 use crate::settings::Settings;
@@ -20,6 +21,8 @@ pub enum InspectError {
     Request(#[from] RequestError),
     #[error(transparent)]
     Resolve(#[from] ResolveError),
+    #[error("--image-env {0}: not NVIDIA_REQUIRE_*=..., NVIDIA_DISABLE_REQUIRE=... or CUDA_VERSION=...")]
+    ImageEnv(String),
 }
 
 /// A `mighook resolve` question: a device list and the variables that go with it.
@@ -35,6 +38,8 @@ pub struct ResolveQuery {
     pub mig_config: Option<String>,
     /// `NVIDIA_MIG_MONITOR_DEVICES`.
     pub mig_monitor: Option<String>,
+    /// Image variables whose requirements are checked (`NAME=VALUE`).
+    pub image_env: Vec<String>,
     /// `NVIDIA_VISIBLE_DEVICES`.
     pub devices: String,
 }
@@ -150,7 +155,7 @@ pub fn resolve(query: &ResolveQuery, settings: &Settings, driver: &dyn Driver) -
         privileged: query.privileged,
     };
     let request = Request::parse(&raw, &settings.default_capabilities)?;
-    let plan = crate::resolve::plan(&request, driver)?;
+    let plan = crate::resolve::plan_checked(&request, &image_env(&query.image_env)?, driver)?;
     if query.json {
         let placed = host_relative(&plan);
         let j = ResolveJson {
@@ -164,6 +169,19 @@ pub fn resolve(query: &ResolveQuery, settings: &Settings, driver: &dyn Driver) -
         return Ok(serde_json::to_string_pretty(&j).expect("plan serializes") + "\n");
     }
     Ok(describe_plan(&plan))
+}
+
+/// The image variables of `--image-env`; anything but a requirement variable is an error.
+fn image_env(vars: &[String]) -> Result<ImageEnv, InspectError> {
+    for kv in vars {
+        let name = kv.split_once('=').map(|(n, _)| n);
+        if !name
+            .is_some_and(|n| n.starts_with("NVIDIA_REQUIRE_") || n == "NVIDIA_DISABLE_REQUIRE" || n == "CUDA_VERSION")
+        {
+            return Err(InspectError::ImageEnv(crate::request::shown(kv)));
+        }
+    }
+    Ok(ImageEnv::from_env(vars.iter().map(String::as_str)))
 }
 
 /// The driver files of a plan as CDI places them.

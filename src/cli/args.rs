@@ -79,6 +79,9 @@ pub struct ResolveArgs {
     /// NVIDIA_MIG_MONITOR_DEVICES value (only `all`)
     #[arg(long, value_name = "all")]
     pub mig_monitor: Option<String>,
+    /// An image variable whose requirements are checked: NVIDIA_REQUIRE_*, NVIDIA_DISABLE_REQUIRE or CUDA_VERSION
+    #[arg(long = "image-env", value_name = "NAME=VALUE")]
+    pub image_env: Vec<String>,
     /// The device list, e.g. `0:1`, `MIG-<uuid>`, `0,GPU-<uuid>`, `all`
     #[arg(allow_hyphen_values = true)]
     pub devices: String,

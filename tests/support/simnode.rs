@@ -118,6 +118,18 @@ impl SimNode {
         self.driver_root().join(layout.lib_dir())
     }
 
+    /// Rewrites `<out>/topology.json`, which the fake NVML beside it reads when a
+    /// process first initialises it (not a driver root's copy: that one has its own):
+    /// for a node whose driver reports another CUDA version, driver version or brand.
+    /// The /proc files stay as generated.
+    pub fn edit_topology(&self, f: impl FnOnce(&mut serde_json::Value)) {
+        let path = self.dir.path().join("topology.json");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let mut json: serde_json::Value = serde_json::from_str(&text).expect("topology.json is JSON");
+        f(&mut json);
+        std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).expect("write topology.json");
+    }
+
     /// `["--nvml-lib", L, "--proc-root", P]`; with a driver root `["--proc-root", P,
     /// "--driver-root", D]`, so NVML is loaded the way a real node's is: through the
     /// driver root's own ld.so.cache.
