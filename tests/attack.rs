@@ -1163,6 +1163,21 @@ fn fill(item: &str, sep: &str, len: usize) -> String {
     vec![item; len / (item.len() + sep.len())].join(sep)
 }
 
+/// `NVIDIA_VISIBLE_DEVICES=0`, then `entry(0)`, `entry(1)`, ... to about `len` bytes of JSON.
+fn env_filling(len: usize, entry: impl Fn(usize) -> String) -> Vec<String> {
+    let mut env = vec!["NVIDIA_VISIBLE_DEVICES=0".to_string()];
+    let mut size = 0;
+    for i in 0.. {
+        let e = entry(i);
+        size += e.len() + 3;
+        if size > len {
+            break;
+        }
+        env.push(e);
+    }
+    env
+}
+
 /// Finding 7: every shape of config.json just under the 2 MiB limit keeps the hook's peak RSS
 /// under 16 MiB (a `Value` of a 2 MiB array of zeros alone is 32 MiB; collecting a million
 /// device entries 16 MiB), and one over the limit is refused. Measures memory, never time.
@@ -1230,6 +1245,26 @@ fn worst_case_config_json_keeps_the_hook_under_16_mib() {
                         .collect::<Vec<_>>()
                         .join(",")
                 ),
+            ),
+        ),
+        (
+            "sixteen NVIDIA_REQUIRE_* values of 16 KiB, each 1820 alternatives, assigned over and over",
+            config_json(
+                &env_filling(NEAR_LIMIT - 20_000, |i| {
+                    format!("NVIDIA_REQUIRE_{}={}", i % 16, "cuda>=99 ".repeat(1820))
+                }),
+                &["CAP_KILL"],
+                "rootfs",
+                "",
+            ),
+        ),
+        (
+            "seventy thousand distinct NVIDIA_REQUIRE_* names",
+            config_json(
+                &env_filling(NEAR_LIMIT - 20_000, |i| format!("NVIDIA_REQUIRE_{i}=cuda>=99")),
+                &["CAP_KILL"],
+                "rootfs",
+                "",
             ),
         ),
     ];

@@ -36,6 +36,7 @@
 //! Evaluation against the driver is [`crate::resolve::require`].
 
 use super::shown;
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 use thiserror::Error;
@@ -164,8 +165,10 @@ impl ImageEnv {
         self.is_legacy().then(|| "all".to_string())
     }
 
-    /// The requirements to check, parsed; none when `NVIDIA_DISABLE_REQUIRE` is true.
-    pub fn requirements(&self) -> Result<Requirements, RequireError> {
+    /// The requirements to check, every one parsed once to find errors (nothing per
+    /// term is kept: [`Requirement::alternatives`] parses again as it goes); none when
+    /// `NVIDIA_DISABLE_REQUIRE` is true.
+    pub fn requirements(&self) -> Result<Requirements<'_>, RequireError> {
         if self.disable_require {
             return Ok(Requirements { disabled: true, list: vec![] });
         }
@@ -182,8 +185,8 @@ impl ImageEnv {
                     return Err(RequireError::TooLong { var, bytes: *bytes, limit: MAX_VALUE_BYTES });
                 }
                 EnvText::Text(text) => {
-                    let alternatives = parse_value(&var, text)?;
-                    list.push(Requirement { source: Source::Variable(var), alternatives });
+                    validate(&var, text)?;
+                    list.push(Requirement { source: Source::Variable(var), value: Cow::Borrowed(text) });
                 }
             }
         }
@@ -198,9 +201,8 @@ impl ImageEnv {
             };
             let version = legacy_major_minor(value)
                 .ok_or_else(|| RequireError::LegacyCudaVersion { value: shown_value.clone() })?;
-            let term =
-                Term { rule: Rule::Cuda, op: Op::Ge, text: format!("cuda>={version}"), value: version.to_string() };
-            list.push(Requirement { source: Source::LegacyCudaVersion(shown_value), alternatives: vec![vec![term]] });
+            let value = Cow::Owned(format!("cuda>={version}"));
+            list.push(Requirement { source: Source::LegacyCudaVersion(shown_value), value });
         }
         Ok(Requirements { disabled: false, list })
     }
@@ -263,25 +265,25 @@ impl Op {
     }
 }
 
-/// One `<rule><op><value>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Term {
+/// One `<rule><op><value>`, borrowed from the variable's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Term<'a> {
     pub rule: Rule,
     pub op: Op,
     /// A version (digits and dots) for `cuda`, `driver` and `arch`; a brand name for `brand`.
-    pub value: String,
-    /// As written, in its shown form (errors name it).
-    pub text: String,
+    pub value: &'a str,
+    /// As written (errors show it through [`shown`]).
+    pub text: &'a str,
 }
 
-impl Term {
+impl Term<'_> {
     /// Whether the term holds for `found` (a version for the version rules, a brand for `brand`).
     pub fn holds(&self, found: &str) -> bool {
         match self.rule {
             Rule::Brand => {
-                self.op.holds(if found.eq_ignore_ascii_case(&self.value) { Ordering::Equal } else { Ordering::Less })
+                self.op.holds(if found.eq_ignore_ascii_case(self.value) { Ordering::Equal } else { Ordering::Less })
             }
-            _ => self.op.holds(compare_versions(found, &self.value)),
+            _ => self.op.holds(compare_versions(found, self.value)),
         }
     }
 }
@@ -306,37 +308,60 @@ impl fmt::Display for Source {
 
 /// One variable's requirement: one of the alternatives must hold, every term of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Requirement {
+pub struct Requirement<'a> {
     pub source: Source,
-    pub alternatives: Vec<Vec<Term>>,
+    /// The value, known to parse ([`validate`]).
+    pub value: Cow<'a, str>,
+}
+
+impl Requirement<'_> {
+    /// The alternatives, each the terms that must all hold, parsed as they are walked.
+    pub fn alternatives(&self) -> impl Iterator<Item = impl Iterator<Item = Term<'_>>> {
+        // The value was validated when the requirement was made: every term parses.
+        term_texts(&self.value).map(|terms| terms.filter_map(|t| parse_term("", t).ok()))
+    }
+
+    pub fn alternative_count(&self) -> usize {
+        term_texts(&self.value).count()
+    }
 }
 
 /// Every requirement of an image; all must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Requirements {
+pub struct Requirements<'a> {
     /// `NVIDIA_DISABLE_REQUIRE` said to skip them.
     pub disabled: bool,
-    pub list: Vec<Requirement>,
+    pub list: Vec<Requirement<'a>>,
 }
 
-/// Parses one value: space-separated alternatives of comma-separated terms
-/// (empty ones skipped: `a  b,,c` is `a` or `b and c`). `var` is the shown name, for errors.
-pub fn parse_value(var: &str, value: &str) -> Result<Vec<Vec<Term>>, RequireError> {
-    let mut alternatives = Vec::new();
-    for group in value.split(' ').filter(|g| !g.is_empty()) {
-        let terms = group.split(',').filter(|t| !t.is_empty()).map(|t| parse_term(var, t));
-        let terms = terms.collect::<Result<Vec<Term>, RequireError>>()?;
-        if !terms.is_empty() {
-            alternatives.push(terms);
+/// The raw terms of a value: space-separated alternatives of comma-separated terms,
+/// empty ones skipped (`a  b,,c` is `a` or `b and c`; an alternative of only commas is none).
+pub fn term_texts(value: &str) -> impl Iterator<Item = impl Iterator<Item = &str>> {
+    fn terms(group: &str) -> impl Iterator<Item = &str> {
+        group.split(',').filter(|t| !t.is_empty())
+    }
+    value.split(' ').filter(|g| terms(g).next().is_some()).map(terms)
+}
+
+/// Checks that every term of a value parses; `var` is the shown name, for errors.
+pub fn validate(var: &str, value: &str) -> Result<(), RequireError> {
+    for alternative in term_texts(value) {
+        for term in alternative {
+            parse_term(var, term)?;
         }
     }
-    Ok(alternatives)
+    Ok(())
+}
+
+/// Parses one value whole (for tests and tools; checking walks [`Requirement::alternatives`]).
+pub fn parse_value<'a>(var: &str, value: &'a str) -> Result<Vec<Vec<Term<'a>>>, RequireError> {
+    term_texts(value).map(|terms| terms.map(|t| parse_term(var, t)).collect()).collect()
 }
 
 const OPERATOR_CHARS: &[char] = &['<', '>', '=', '!'];
 
 /// Parses one non-empty term.
-pub fn parse_term(var: &str, text: &str) -> Result<Term, RequireError> {
+pub fn parse_term<'a>(var: &str, text: &'a str) -> Result<Term<'a>, RequireError> {
     let err = |reason: String| RequireError::Term { var: var.to_string(), term: shown(text), reason };
     let Some(op_at) = text.find(OPERATOR_CHARS) else {
         return Err(err("no operator (one of = != < <= > >=)".into()));
@@ -360,7 +385,7 @@ pub fn parse_term(var: &str, text: &str) -> Result<Term, RequireError> {
     if rule != Rule::Brand && !is_version(value) {
         return Err(err(format!("'{}' is not a version (digits and dots, e.g. 12.4)", shown(value))));
     }
-    Ok(Term { rule, op, value: value.to_string(), text: shown(text) })
+    Ok(Term { rule, op, value, text })
 }
 
 /// Digits separated by single dots: `12`, `12.4`, `550.54.15`.
@@ -442,13 +467,16 @@ mod tests {
 
     fn terms(value: &str) -> Vec<Vec<String>> {
         let parsed = parse_value("NVIDIA_REQUIRE_CUDA", value).unwrap();
-        parsed.iter().map(|g| g.iter().map(|t| t.text.clone()).collect()).collect()
+        parsed.iter().map(|g| g.iter().map(|t| t.text.to_string()).collect()).collect()
     }
     fn err(value: &str) -> String {
         parse_value("NVIDIA_REQUIRE_CUDA", value).unwrap_err().to_string()
     }
-    fn term(text: &str) -> Term {
+    fn term(text: &str) -> Term<'_> {
         parse_term("V", text).unwrap()
+    }
+    fn texts(r: &Requirement<'_>) -> Vec<Vec<String>> {
+        r.alternatives().map(|g| g.map(|t| t.text.to_string()).collect()).collect()
     }
     fn env(vars: &[&str]) -> ImageEnv {
         ImageEnv::from_env(vars.iter().copied())
@@ -575,7 +603,7 @@ mod tests {
         let image = env(&["NVIDIA_REQUIRE_CUDA=cuda>=99", "NVIDIA_REQUIRE_CUDA=cuda>=12.4"]);
         let r = image.requirements().unwrap();
         assert_eq!(r.list.len(), 1);
-        assert_eq!(r.list[0].alternatives[0][0].text, "cuda>=12.4");
+        assert_eq!(texts(&r.list[0]), [["cuda>=12.4"]]);
         assert!(
             !env(&["NVIDIA_DISABLE_REQUIRE=true", "NVIDIA_DISABLE_REQUIRE=false"]).requirements().unwrap().disabled
         );
@@ -614,13 +642,15 @@ mod tests {
 
     #[test]
     fn a_legacy_image_requires_the_major_minor_of_its_cuda_version() {
-        let r = env(&["CUDA_VERSION=11.0.3", "NVIDIA_REQUIRE_CUDA="]).requirements().unwrap();
+        let image = env(&["CUDA_VERSION=11.0.3", "NVIDIA_REQUIRE_CUDA="]);
+        let r = image.requirements().unwrap();
         assert_eq!(
             sources(&env(&["CUDA_VERSION=11.0.3"])),
             ["CUDA_VERSION=11.0.3 of an image without NVIDIA_REQUIRE_CUDA"]
         );
         let legacy = r.list.last().unwrap();
-        assert_eq!(legacy.alternatives, [vec![term("cuda>=11.0")]]);
+        assert_eq!(texts(legacy), [["cuda>=11.0"]]);
+        assert_eq!(legacy.alternatives().next().unwrap().next().unwrap(), term("cuda>=11.0"));
     }
 
     #[test]

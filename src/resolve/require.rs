@@ -14,6 +14,7 @@
 
 use crate::driver::{Driver, DriverError, Gpu, cuda_version_text};
 use crate::request::require::{ImageEnv, RequireError, Requirement, Rule, Term, is_version};
+use crate::request::shown;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -47,10 +48,10 @@ impl<D: Driver + ?Sized> Facts<'_, D> {
     /// no device for a device rule (the term holds).
     fn found(
         &mut self,
-        term: &Term,
+        term: &Term<'_>,
         gpu: Option<(&Gpu, &mut GpuFacts)>,
     ) -> Result<Option<(String, String)>, RequirementError> {
-        let driver_err = |source| RequirementError::Driver { term: term.text.clone(), source };
+        let driver_err = |source| RequirementError::Driver { term: shown(term.text), source };
         let value = match (term.rule, gpu) {
             (Rule::Cuda, _) => {
                 if self.cuda.is_none() {
@@ -67,7 +68,7 @@ impl<D: Driver + ?Sized> Facts<'_, D> {
                 if !is_version(&v) {
                     let value = crate::request::shown(&v);
                     return Err(RequirementError::NotAVersion {
-                        term: term.text.clone(),
+                        term: shown(term.text),
                         what: "the driver version",
                         value,
                     });
@@ -98,19 +99,19 @@ impl<D: Driver + ?Sized> Facts<'_, D> {
     /// of the first alternative with what was found.
     fn evaluate(
         &mut self,
-        req: &Requirement,
+        req: &Requirement<'_>,
         gpu: Option<&Gpu>,
         gpu_facts: &mut GpuFacts,
     ) -> Result<Option<(String, String)>, RequirementError> {
         let mut first_failure = None;
-        for alternative in &req.alternatives {
+        for alternative in req.alternatives() {
             let mut failed = None;
             for term in alternative {
-                let found = self.found(term, gpu.map(|g| (g, &mut *gpu_facts)))?;
+                let found = self.found(&term, gpu.map(|g| (g, &mut *gpu_facts)))?;
                 if let Some((said, value)) = found
                     && !term.holds(&value)
                 {
-                    failed = Some((term.text.clone(), said));
+                    failed = Some((shown(term.text), said));
                     break;
                 }
             }
@@ -138,7 +139,7 @@ pub fn check<D: Driver + ?Sized>(image: &ImageEnv, gpus: &[Gpu], driver: &D) -> 
         let mut gpu_facts = GpuFacts::default();
         for req in &requirements.list {
             if let Some((term, found)) = facts.evaluate(req, gpu, &mut gpu_facts)? {
-                let n = req.alternatives.len();
+                let n = req.alternative_count();
                 let others = if n > 1 { format!(", none of its {n} alternatives holds") } else { String::new() };
                 return Err(RequirementError::Unmet { term, found, origin: req.source.to_string(), others });
             }
