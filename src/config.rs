@@ -59,6 +59,8 @@ pub struct ConfigFile {
     pub annotation_prefixes: Option<Vec<String>>,
     /// Driver capabilities when a container sets none (default `utility,compute`).
     pub default_driver_capabilities: Option<String>,
+    /// Check no image requirement (`NVIDIA_REQUIRE_*`, legacy `CUDA_VERSION`), as NVIDIA's `disable-require` (default false).
+    pub disable_require: Option<bool>,
 }
 
 impl ConfigFile {
@@ -97,6 +99,7 @@ accept-envvar-when-unprivileged = false
 accept-volume-mounts = true
 annotation-prefixes = ["cdi.k8s.io/", "example.com/"]
 default-driver-capabilities = "utility"
+disable-require = true
 "#,
         )
         .unwrap();
@@ -105,6 +108,7 @@ default-driver-capabilities = "utility"
         assert_eq!(c.accept_envvar_when_unprivileged, Some(false));
         assert_eq!(c.driver_root, Some(PathBuf::from("/run/nvidia/driver")));
         assert_eq!(c.missing_driver_files, Some(MissingDriverFiles::Error));
+        assert_eq!(c.disable_require, Some(true));
     }
 
     #[test]

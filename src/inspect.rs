@@ -155,7 +155,11 @@ pub fn resolve(query: &ResolveQuery, settings: &Settings, driver: &dyn Driver) -
         privileged: query.privileged,
     };
     let request = Request::parse(&raw, &settings.default_capabilities)?;
-    let plan = crate::resolve::plan_checked(&request, &image_env(&query.image_env)?, driver)?;
+    let mut image = image_env(&query.image_env)?;
+    if settings.policy.disable_require {
+        image.disable_require();
+    }
+    let plan = crate::resolve::plan_checked(&request, &image, driver)?;
     if query.json {
         let placed = host_relative(&plan);
         let j = ResolveJson {

@@ -151,6 +151,7 @@ impl Settings {
                 // Opt-in, like the device plugin's cdi-annotations strategy: an annotation is
                 // a request channel a careful admin enables knowingly.
                 annotation_prefixes: file.annotation_prefixes.unwrap_or_default(),
+                disable_require: file.disable_require.unwrap_or(false),
             },
             default_capabilities,
         })

@@ -154,6 +154,7 @@ fn policies() -> Vec<SourcePolicy> {
             accept_envvar_when_unprivileged: bits & 1 != 0,
             accept_volume_mounts: bits & 2 != 0,
             annotation_prefixes: if bits & 4 != 0 { vec!["cdi.k8s.io/".into()] } else { vec![] },
+            disable_require: false,
         });
     }
     v

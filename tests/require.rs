@@ -227,6 +227,20 @@ fn the_shim_skips_requirements_when_disabled() {
 }
 
 #[test]
+fn the_admins_disable_require_skips_requirements() {
+    let node = SimNode::new("a100x8");
+    let shim = Shim::new();
+    let config = shim.dir.path().join("mighook.toml");
+    let mut text = fs::read_to_string(&config).unwrap();
+    text.push_str("disable-require = true\n");
+    fs::write(&config, text).unwrap();
+    shim.write_spec(&["NVIDIA_VISIBLE_DEVICES=0:1", "NVIDIA_REQUIRE_CUDA=cuda>=12.6", "CUDA_VERSION=99.0"]);
+    let out = shim.create(&node);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(shim.spec_devices().contains(&"/dev/nvidia2".to_string()), "{:?}", shim.spec_devices());
+}
+
+#[test]
 fn the_shim_gives_a_legacy_image_every_gpu_and_checks_its_cuda_version() {
     let node = SimNode::new("h100x4-nomig");
     let shim = Shim::new();

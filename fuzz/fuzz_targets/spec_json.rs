@@ -32,6 +32,7 @@ fuzz_target!(|data: &[u8]| {
         accept_envvar_when_unprivileged: bits & 1 != 0,
         accept_volume_mounts: bits & 2 != 0,
         annotation_prefixes: if bits & 4 != 0 { vec!["cdi.k8s.io/".into()] } else { vec![] },
+        disable_require: false,
     };
     let found = from_spec(&spec, &policy);
     if mode & 1 == 0 {

@@ -149,6 +149,11 @@ impl ImageEnv {
         image
     }
 
+    /// Skips every check, as `NVIDIA_DISABLE_REQUIRE=true` does (the admin's `disable-require`).
+    pub fn disable_require(&mut self) {
+        self.disable_require = true;
+    }
+
     /// `CUDA_VERSION` non-empty and `NVIDIA_REQUIRE_CUDA` unset or empty.
     pub fn is_legacy(&self) -> bool {
         let cuda_required = self.require.iter().any(|(n, v)| n == REQUIRE_CUDA && !v.is_empty());

@@ -36,6 +36,8 @@ pub struct SourcePolicy {
     pub accept_volume_mounts: bool,
     /// Empty for the hook (annotations are the shim's business).
     pub annotation_prefixes: Vec<String>,
+    /// `disable-require`: no image requirement is checked, as if every image said `NVIDIA_DISABLE_REQUIRE=true`.
+    pub disable_require: bool,
 }
 
 /// Which part of the spec the device list came from.
@@ -322,7 +324,10 @@ pub fn from_spec(spec: &Value, policy: &SourcePolicy) -> SpecRequest {
 /// Reads the request out of a spec's view under the admin's policy. The view must
 /// have been read with the policy's `annotation_prefixes`.
 pub fn from_view(mut view: SpecView, policy: &SourcePolicy) -> SpecRequest {
-    let image = std::mem::take(&mut view.image_env);
+    let mut image = std::mem::take(&mut view.image_env);
+    if policy.disable_require {
+        image.disable_require();
+    }
     let SpecView { request_env: [visible, driver_capabilities, mig_config, mig_monitor], privileged, .. } = view;
     // A legacy CUDA image (CUDA_VERSION, no NVIDIA_REQUIRE_CUDA): unset means `all`, as in NVIDIA's stack.
     let (visible, driver_capabilities) = (
@@ -362,6 +367,7 @@ mod tests {
             accept_envvar_when_unprivileged: true,
             accept_volume_mounts: true,
             annotation_prefixes: vec!["cdi.k8s.io/".into()],
+            disable_require: false,
         }
     }
     fn spec(env: &[&str]) -> Value {
@@ -475,6 +481,11 @@ mod tests {
         assert_eq!(v.image_env, ImageEnv::from_env(env));
         let r = from_view(v, &policy());
         assert!(r.image.requirements().unwrap().disabled);
+        // The admin's disable-require does what the variable does.
+        let v = view(r#"{"process":{"env":["NVIDIA_REQUIRE_CUDA=cuda>=99"]}}"#);
+        assert!(!from_view(v.clone(), &policy()).image.requirements().unwrap().disabled);
+        let off = SourcePolicy { disable_require: true, ..policy() };
+        assert!(from_view(v, &off).image.requirements().unwrap().disabled);
     }
 
     #[test]
