@@ -330,6 +330,7 @@ pub fn from_view(mut view: SpecView, policy: &SourcePolicy) -> SpecRequest {
     }
     let SpecView { request_env: [visible, driver_capabilities, mig_config, mig_monitor], privileged, .. } = view;
     // A legacy CUDA image (CUDA_VERSION, no NVIDIA_REQUIRE_CUDA): unset means `all`, as in NVIDIA's stack.
+    let legacy_default = visible.is_none() && image.is_legacy();
     let (visible, driver_capabilities) = (
         visible.or_else(|| image.legacy_visible_devices()),
         driver_capabilities.or_else(|| image.legacy_capabilities()),
@@ -348,9 +349,14 @@ pub fn from_view(mut view: SpecView, policy: &SourcePolicy) -> SpecRequest {
             visible_devices = Some(v);
             origin = Origin::Env;
         } else {
+            let what = if legacy_default {
+                "the legacy CUDA image default NVIDIA_VISIBLE_DEVICES=all (CUDA_VERSION without NVIDIA_REQUIRE_CUDA)"
+                    .to_string()
+            } else {
+                format!("NVIDIA_VISIBLE_DEVICES={}", super::shown(&v))
+            };
             notes.push(format!(
-                "ignoring NVIDIA_VISIBLE_DEVICES={} in an unprivileged container (accept-envvar-when-unprivileged = false)",
-                super::shown(&v)
+                "ignoring {what} in an unprivileged container (accept-envvar-when-unprivileged = false)"
             ));
         }
     }
@@ -510,7 +516,14 @@ mod tests {
         assert_eq!((modern.visible_devices, modern.driver_capabilities), (None, None));
         // The unprivileged-env policy applies to the legacy default too.
         let p = SourcePolicy { accept_envvar_when_unprivileged: false, ..policy() };
-        assert_eq!(from_spec(&spec(&["CUDA_VERSION=11.0.3"]), &p).visible_devices, None);
+        let refused = from_spec(&spec(&["CUDA_VERSION=11.0.3"]), &p);
+        assert_eq!(refused.visible_devices, None);
+        assert_eq!(
+            refused.notes,
+            [
+                "ignoring the legacy CUDA image default NVIDIA_VISIBLE_DEVICES=all (CUDA_VERSION without NVIDIA_REQUIRE_CUDA) in an unprivileged container (accept-envvar-when-unprivileged = false)"
+            ]
+        );
         // Mounts and annotations still win over it.
         let mut s = spec(&["CUDA_VERSION=11.0.3"]);
         s["mounts"] = json!([{"source": "/dev/null", "destination": "/var/run/nvidia-container-devices/1"}]);
