@@ -9,7 +9,8 @@
 //!
 //! The reading itself is [`SpecView::parse`]: one pass over config.json's text
 //! that keeps only what a request needs (the root path, the last assignment of
-//! each request variable, `CAP_SYS_ADMIN` or not, the volume-mount ids, the
+//! each request variable, the image's requirement variables within their bounds
+//! ([`super::require::ImageEnv`]), `CAP_SYS_ADMIN` or not, the volume-mount ids, the
 //! matching annotations) and skips the rest without building it. The prestart
 //! hook reads config.json this way only, so its memory is the file plus what it
 //! keeps, whatever the file's shape: a `serde_json::Value` of a 2 MiB array of
