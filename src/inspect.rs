@@ -148,6 +148,7 @@ pub fn resolve(query: &ResolveQuery, settings: &Settings, driver: &dyn Driver) -
         mig_config: query.mig_config.as_deref(),
         mig_monitor: query.mig_monitor.as_deref(),
         privileged: query.privileged,
+        imex_channels: None,
     };
     let request = Request::parse(&raw, &settings.default_capabilities)?;
     let plan = crate::resolve::plan(&request, driver)?;
