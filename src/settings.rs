@@ -180,6 +180,7 @@ impl Settings {
             &self.driver_root,
             self.missing_driver_files,
         )
+        .with_dev_root(&self.dev_root)
     }
 }
 

@@ -119,6 +119,10 @@ pub struct GenerateArgs {
     /// Write nothing: exit 0 if FILE already holds exactly this spec, 1 if it is stale
     #[arg(long, requires = "output")]
     pub check: bool,
+    /// The spec's CDI kind: GPUs and MIG devices (nvidia-ctk's, or the device plugin's
+    /// names), or the host's IMEX channels (as `nvidia-ctk cdi generate --mode imex`)
+    #[arg(long, default_value = crate::cdi::spec::KIND, value_parser = crate::cdi::spec::GENERATED_KINDS)]
+    pub kind: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

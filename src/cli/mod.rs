@@ -85,6 +85,7 @@ fn cdi_command(a: CdiArgs) -> crate::cdi::CdiCommand {
                 FormatArg::Yaml => crate::cdi::Format::Yaml,
             }),
             check: g.check,
+            kind: crate::cdi::spec::generated_kind(&g.kind),
         },
     }
 }

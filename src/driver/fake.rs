@@ -18,6 +18,12 @@ pub struct FakeDriver {
     pub failing_mig_slot: Option<(u32, u32)>,
     /// What `/proc/driver/nvidia/params` says; `None`: no params file.
     pub params: Option<DeviceFileParams>,
+    /// The host's IMEX channel nodes: channels 0 and 3, major 509, 0:0 0666.
+    pub imex: Vec<imex::ImexNode>,
+}
+
+fn imex_node(channel: u32) -> imex::ImexNode {
+    imex::ImexNode { channel, major: 509, minor: channel, mode: 0o666, uid: 0, gid: 0 }
 }
 
 fn mig(slot: u32, gi: u32, ci: u32) -> Option<MigDevice> {
@@ -66,6 +72,7 @@ impl FakeDriver {
             calls: RefCell::new(vec![]),
             failing_mig_slot: None,
             params: Some(DeviceFileParams::DEFAULT),
+            imex: vec![imex_node(0), imex_node(3)],
         }
     }
 
@@ -141,6 +148,14 @@ impl Driver for FakeDriver {
     }
     fn device_file_params(&self) -> Result<Option<DeviceFileParams>, DriverError> {
         Ok(self.params)
+    }
+    fn imex_channel(&self, channel: u32) -> Result<Option<imex::ImexNode>, DriverError> {
+        self.call(format!("imex {channel}"));
+        Ok(self.imex.iter().find(|c| c.channel == channel).copied())
+    }
+    fn imex_channels(&self) -> Result<Vec<imex::ImexNode>, DriverError> {
+        self.call("imex all".into());
+        Ok(self.imex.clone())
     }
     fn cap_file(&self, cap: MigCap) -> Result<Option<CapFile>, DriverError> {
         let mode = if cap == MigCap::Config { 0o400 } else { 0o444 };

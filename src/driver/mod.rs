@@ -8,6 +8,7 @@
 //! device's worth of driver calls. [`HostDriver`] is the real thing; tests use
 //! an in-memory fake.
 
+pub mod imex;
 pub mod nvml;
 pub mod procfs;
 
@@ -163,6 +164,11 @@ pub trait Driver {
     /// `None` when there is no params file (no driver loaded). No default body:
     /// a driver that forgot it would silently widen a host's group-only GPUs.
     fn device_file_params(&self) -> Result<Option<DeviceFileParams>, DriverError>;
+    /// The host's node of IMEX channel `channel`; `None` when the host has none.
+    /// No default body, like the params: a driver that forgot it must not compile.
+    fn imex_channel(&self, channel: u32) -> Result<Option<imex::ImexNode>, DriverError>;
+    /// Every IMEX channel node the host has, by channel number.
+    fn imex_channels(&self) -> Result<Vec<imex::ImexNode>, DriverError>;
 
     /// The driver's user-space files that `caps` asks for; `None` where there are
     /// none to give (no driver root, or nothing of the driver's under it).
@@ -194,6 +200,8 @@ pub struct HostDriver {
     proc: procfs::ProcFs,
     driver_root: Option<PathBuf>,
     missing_files: MissingDriverFiles,
+    /// Where the host's device nodes are (IMEX channels are known by their nodes).
+    dev_root: PathBuf,
 }
 
 /// The library each capability cannot do without, for `missing-driver-files = "error"`.
@@ -208,6 +216,7 @@ impl HostDriver {
             proc: procfs::ProcFs::new(proc_root),
             driver_root: None,
             missing_files: MissingDriverFiles::Warn,
+            dev_root: PathBuf::from("/dev"),
         }
     }
 
@@ -219,7 +228,14 @@ impl HostDriver {
             proc: procfs::ProcFs::new(proc_root),
             driver_root: Some(driver_root.to_path_buf()),
             missing_files: missing,
+            dev_root: PathBuf::from("/dev"),
         }
+    }
+
+    /// The host's device nodes under `dev_root` instead of `/dev`.
+    pub fn with_dev_root(mut self, dev_root: &Path) -> Self {
+        self.dev_root = dev_root.to_path_buf();
+        self
     }
 }
 
@@ -265,6 +281,12 @@ impl Driver for HostDriver {
     }
     fn device_file_params(&self) -> Result<Option<DeviceFileParams>, DriverError> {
         self.proc.device_file_params()
+    }
+    fn imex_channel(&self, channel: u32) -> Result<Option<imex::ImexNode>, DriverError> {
+        imex::channel(&self.dev_root, channel)
+    }
+    fn imex_channels(&self) -> Result<Vec<imex::ImexNode>, DriverError> {
+        imex::channels(&self.dev_root)
     }
     fn driver_files(&self, caps: &DriverCapabilities) -> Result<Option<DriverFiles>, DriverError> {
         let Some(root) = &self.driver_root else { return Ok(None) };
