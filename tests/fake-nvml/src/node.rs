@@ -336,6 +336,11 @@ pub fn device_nodes(topo: &Topology) -> Vec<DevNode> {
         out.push(node("dev/nvidia-uvm".into(), uvm, 0, 0o666));
         out.push(node("dev/nvidia-uvm-tools".into(), uvm, 1, 0o666));
     }
+    if let Some(&imex) = topo.chardev_majors.get("nvidia-caps-imex-channels") {
+        for &channel in &topo.imex_channels {
+            out.push(node(format!("dev/nvidia-caps-imex-channels/channel{channel}"), imex, channel, 0o666));
+        }
+    }
     if let Some(&caps) = topo.chardev_majors.get("nvidia-caps") {
         let cap = |minor: u32| format!("dev/nvidia-caps/nvidia-cap{minor}");
         out.push(node(cap(CONFIG_MINOR), caps, CONFIG_MINOR, CONFIG_MODE));
@@ -557,9 +562,13 @@ mod tests {
         assert_eq!(find("dev/nvidia-caps/nvidia-cap2").mode, 0o444);
         let gi8 = mig_minor(2, 8, None);
         assert_eq!(find(&format!("dev/nvidia-caps/nvidia-cap{gi8}")).major, 508);
-        // 2 control + 8 GPUs + 2 uvm + config/monitor + the GI/CI caps.
+        assert_eq!(
+            find("dev/nvidia-caps-imex-channels/channel1"),
+            &DevNode { path: "dev/nvidia-caps-imex-channels/channel1".into(), major: 509, minor: 1, mode: 0o666 }
+        );
+        // 2 control + 8 GPUs + 2 uvm + IMEX channels 0 and 1 + config/monitor + the GI/CI caps.
         let caps: usize = a100x8().gpus.iter().map(|g| mig_caps(g).len()).sum();
-        assert_eq!(nodes.len(), 2 + 8 + 2 + 2 + caps);
+        assert_eq!(nodes.len(), 2 + 8 + 2 + 2 + 2 + caps);
     }
 
     #[test]
