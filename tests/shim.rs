@@ -355,6 +355,37 @@ fn annotations_are_ignored_unless_enabled() {
     assert_eq!(fs::read(w.config_json()).unwrap(), written);
 }
 
+/// The device plugin's cdi-annotations strategy: its own kind, a random key per response.
+#[test]
+fn the_device_plugins_annotation_kind_names_the_device() {
+    let w = World::new();
+    w.enable_annotations();
+    let mut before = docker_spec(&[]);
+    before["annotations"]["cdi.k8s.io/nvidia-device-plugin_5b2e7a1c-1f0e-4b8e-9a55-0c1d2e3f4a5b"] =
+        json!(format!("k8s.device-plugin.nvidia.com/gpu={MIG_0_1_UUID}"));
+    w.write_spec(&before);
+    ok(&w.shim(&["create", "--bundle", &w.bundle_str(), "c20"]));
+    assert_eq!(devices(&w.spec()), expected_devices_after(&before));
+}
+
+/// An NVIDIA kind mighook cannot give is refused by name, never silently granted nothing.
+#[test]
+fn an_nvidia_annotation_kind_mighook_does_not_serve_refuses_the_start() {
+    let w = World::new();
+    w.enable_annotations();
+    let mut before = docker_spec(&[]);
+    before["annotations"]["cdi.k8s.io/x"] = json!("k8s.device-plugin.nvidia.com/gds=all");
+    w.write_spec(&before);
+    let before = mtime_and_bytes(&w.config_json());
+    let out = w.shim(&["create", "--bundle", &w.bundle_str(), "c21"]);
+    assert_refused(
+        &w,
+        &out,
+        &before,
+        "mighook: k8s.device-plugin.nvidia.com/gds=all: CDI kind k8s.device-plugin.nvidia.com/gds is not one mighook serves",
+    );
+}
+
 #[test]
 fn annotations_win_over_the_image_env() {
     let w = World::new();
