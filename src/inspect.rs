@@ -35,6 +35,8 @@ pub struct ResolveQuery {
     pub mig_config: Option<String>,
     /// `NVIDIA_MIG_MONITOR_DEVICES`.
     pub mig_monitor: Option<String>,
+    /// `NVIDIA_IMEX_CHANNELS`.
+    pub imex_channels: Option<String>,
     /// `NVIDIA_VISIBLE_DEVICES`.
     pub devices: String,
 }
@@ -148,7 +150,7 @@ pub fn resolve(query: &ResolveQuery, settings: &Settings, driver: &dyn Driver) -
         mig_config: query.mig_config.as_deref(),
         mig_monitor: query.mig_monitor.as_deref(),
         privileged: query.privileged,
-        imex_channels: None,
+        imex_channels: query.imex_channels.as_deref(),
     };
     let request = Request::parse(&raw, &settings.default_capabilities)?;
     let plan = crate::resolve::plan(&request, driver)?;

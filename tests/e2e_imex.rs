@@ -230,3 +230,37 @@ fn podman_cdi_imex_channel_gives_exactly_it() {
     let out = podman.run_in_ns(Some(&cdi), "runc", &args);
     assert_exactly_channel_1("podman CDI", &probe_output(&out, "podman --device nvidia.com/imex-channel=1"));
 }
+
+/// `mighook resolve --imex-channels`: what a container asking for channels would get.
+#[test]
+fn resolve_shows_the_channel_nodes_and_rules() {
+    if !support::require_root_and(&[]) {
+        return;
+    }
+    let node = SimNode::new(TOPOLOGY);
+    let config = config_for(&node);
+    let out = Command::new(support::mighook_bin())
+        .arg("--config")
+        .arg(&config)
+        .args(node.mighook_args())
+        .args(["resolve", "--imex-channels", "1", "0:1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", support::runtime::describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("  c 509:1 0666 /dev/nvidia-caps-imex-channels/channel1\n"), "{text}");
+    assert!(text.contains("  allow c 509:1 rw\n"), "{text}");
+    assert!(!text.contains("509:0"), "{text}");
+    let missing = Command::new(support::mighook_bin())
+        .arg("--config")
+        .arg(&config)
+        .args(node.mighook_args())
+        .args(["resolve", "--imex-channels", "2", "0:1"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&missing.stderr),
+        "mighook: IMEX channel 2: not on this host (no /dev/nvidia-caps-imex-channels/channel<N>; it has 0, 1)\n"
+    );
+}

@@ -79,6 +79,9 @@ pub struct ResolveArgs {
     /// NVIDIA_MIG_MONITOR_DEVICES value (only `all`)
     #[arg(long, value_name = "all")]
     pub mig_monitor: Option<String>,
+    /// NVIDIA_IMEX_CHANNELS value (`0,3` or `all`): the host's channel nodes it gives
+    #[arg(long, value_name = "LIST")]
+    pub imex_channels: Option<String>,
     /// The device list, e.g. `0:1`, `MIG-<uuid>`, `0,GPU-<uuid>`, `all`
     #[arg(allow_hyphen_values = true)]
     pub devices: String,

@@ -71,6 +71,7 @@ fn resolve_query(a: ResolveArgs) -> crate::inspect::ResolveQuery {
         driver_capabilities: a.driver_capabilities,
         mig_config: a.mig_config,
         mig_monitor: a.mig_monitor,
+        imex_channels: a.imex_channels,
         devices: a.devices,
     }
 }
