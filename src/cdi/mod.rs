@@ -127,6 +127,9 @@ fn describe_difference(current: &str, spec: &Spec) -> String {
     if parts.is_empty() {
         // Same names: say which devices' edits changed when the file is JSON.
         if let Ok(v) = serde_json::from_str::<Value>(current) {
+            if v["kind"] != spec.kind {
+                return format!("its kind is {}, not {}", v["kind"], spec.kind);
+            }
             let now = serde_json::to_value(spec).expect("spec serializes");
             let changed: Vec<&str> = spec
                 .devices
@@ -220,6 +223,17 @@ mod tests {
         write_spec(&path, Format::Json, &old).unwrap();
         let e = check_spec(&path, Format::Json, &spec()).unwrap_err().to_string();
         assert!(e.ends_with("is stale: device edits changed: 0:0"), "{e}");
+    }
+
+    #[test]
+    fn check_names_another_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nvidia.json");
+        let mut other = spec();
+        other.kind = spec::PLUGIN_KIND;
+        write_spec(&path, Format::Json, &other).unwrap();
+        let e = check_spec(&path, Format::Json, &spec()).unwrap_err().to_string();
+        assert!(e.ends_with("is stale: its kind is \"k8s.device-plugin.nvidia.com/gpu\", not nvidia.com/gpu"), "{e}");
     }
 
     #[test]
