@@ -12,9 +12,10 @@
 //! a mount id is a plain id (`MIG-<uuid>`, `0:1`), `cdi/<vendor>/<class>/<name>`
 //! or `cdi/<kind>=<name>` (a CDI name), or `imex/<n>`. CDI names of NVIDIA's
 //! kinds are kept whole for the grammar (which serves the GPU kinds and names
-//! any other NVIDIA kind in an error); other vendors' names are the engine's. The spec is read leniently: unknown fields
-//! and odd values never break reading. Nothing here is ever used for mighook's
-//! own settings.
+//! any other NVIDIA kind in an error); other vendors' names are the engine's.
+//!
+//! The spec is read leniently: unknown fields and odd values never break
+//! reading. Nothing here is ever used for mighook's own settings.
 //!
 //! The reading itself is [`SpecView::parse`]: one pass over config.json's text
 //! that keeps only what a request needs (the root path, the last assignment of
