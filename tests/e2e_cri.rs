@@ -17,7 +17,10 @@
 //! exactly its GPU and MIG device. With volume-mounts and cdi-annotations the node runs the
 //! recommended policy (`accept-envvar-when-unprivileged = false`), and a third pod that sets
 //! `NVIDIA_VISIBLE_DEVICES=all` in its own spec must get no GPU at all. Pods are stopped and
-//! removed through CRI, and nothing stays mounted.
+//! removed through CRI, and nothing stays mounted. Ids are the plugin's default `MIG-<uuid>`,
+//! and `<gpu>:<mig>` (`DEVICE_ID_STRATEGY=index`) in the `_index_ids` cases. In the mixed
+//! `_two_resource_types` cases one container asks for both resource types: the kubelet merges
+//! the two answers, and the container gets both devices and not the GPU's third.
 //!
 //! The cdi-annotations case uses the plugin's own CDI kind `k8s.device-plugin.nvidia.com/gpu`.
 //! Root, containerd and runc are required (scripts/install-deps.sh); without them each test
@@ -80,9 +83,21 @@ impl MigStrategy {
     }
 }
 
+/// `DEVICE_ID_STRATEGY` of the device plugin: the ids its answer carries.
+#[derive(Debug, Clone, Copy)]
+enum Ids {
+    /// `MIG-<uuid>` (the plugin's default).
+    Uuid,
+    /// `<gpu index>:<mig index>`.
+    Index,
+}
+
 /// One MIG device of the simulated node, from its topology file and its mig-minors.
 #[derive(Debug, Clone)]
 struct Mig {
+    /// The plugin's index id, `<gpu index>:<slot>`.
+    index: String,
+    slot: u32,
     uuid: String,
     profile: String,
     gpu_uuid: String,
@@ -106,6 +121,8 @@ impl Mig {
             line.trim().parse().unwrap()
         };
         Mig {
+            index: format!("{gpu_index}:{slot}"),
+            slot,
             uuid: mig["uuid"].as_str().unwrap().into(),
             profile: mig["profile"].as_str().unwrap().into(),
             gpu_uuid: gpu["uuid"].as_str().unwrap().into(),
@@ -116,83 +133,114 @@ impl Mig {
         }
     }
 
-    /// The nodes a container of this device gets: (path, major, minor).
-    fn nodes(&self) -> Vec<(String, u32, u32)> {
-        vec![
-            ("/dev/nvidiactl".into(), 195, 255),
-            ("/dev/nvidia-uvm".into(), 511, 0),
-            ("/dev/nvidia-uvm-tools".into(), 511, 1),
-            (format!("/dev/nvidia{}", self.gpu_minor), 195, self.gpu_minor),
-            (format!("/dev/nvidia-caps/nvidia-cap{}", self.gi_cap), 508, self.gi_cap),
-            (format!("/dev/nvidia-caps/nvidia-cap{}", self.ci_cap), 508, self.ci_cap),
-        ]
-    }
-
-    /// Nodes the probe mknods and that must stay denied: `other`'s capabilities (a device of
-    /// the same GPU), two other GPUs, modeset, MIG config/monitor, another uvm minor.
-    fn neighbours(&self, other: &Mig) -> Vec<(String, u32, u32)> {
-        assert!(other.gi_cap != self.gi_cap && other.ci_cap != self.ci_cap, "the two devices share an instance");
-        let mut out = vec![
-            ("/dev/nb-other-gi".to_string(), 508, other.gi_cap),
-            ("/dev/nb-other-ci".into(), 508, other.ci_cap),
-            ("/dev/nb-modeset".into(), 195, 254),
-            ("/dev/nb-mig-config".into(), 508, 1),
-            ("/dev/nb-mig-monitor".into(), 508, 2),
-            ("/dev/nb-uvm2".into(), 511, 2),
-        ];
-        for minor in (0..8).filter(|m| *m != self.gpu_minor).take(2) {
-            out.push((format!("/dev/nb-gpu{minor}"), 195, minor));
+    fn id(&self, ids: Ids) -> &str {
+        match ids {
+            Ids::Uuid => &self.uuid,
+            Ids::Index => &self.index,
         }
-        out
-    }
-
-    /// `nvidia-smi -L` in a container that sees only this device.
-    fn smi(&self) -> String {
-        format!(
-            "GPU 0: {} (UUID: {})\n  MIG {:<11} Device {:>2}: (UUID: {})\n",
-            self.gpu_name, self.gpu_uuid, self.profile, 0, self.uuid
-        )
     }
 }
 
-/// The probe's argv: listings, the device's nodes, then the mknod'ed neighbours (0444: a
+/// The nodes a container of `migs` gets: (path, major, minor), in the probe's order.
+fn nodes(migs: &[&Mig]) -> Vec<(String, u32, u32)> {
+    let mut out: Vec<(String, u32, u32)> = vec![
+        ("/dev/nvidiactl".into(), 195, 255),
+        ("/dev/nvidia-uvm".into(), 511, 0),
+        ("/dev/nvidia-uvm-tools".into(), 511, 1),
+    ];
+    for m in migs {
+        out.push((format!("/dev/nvidia{}", m.gpu_minor), 195, m.gpu_minor));
+        out.push((format!("/dev/nvidia-caps/nvidia-cap{}", m.gi_cap), 508, m.gi_cap));
+        out.push((format!("/dev/nvidia-caps/nvidia-cap{}", m.ci_cap), 508, m.ci_cap));
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Nodes the probe mknods and that must stay denied: the capabilities of `others` (devices of
+/// the same GPU), two other GPUs, modeset, MIG config/monitor, another uvm minor.
+fn neighbours(migs: &[&Mig], others: &[&Mig]) -> Vec<(String, u32, u32)> {
+    let mine: Vec<u32> = migs.iter().flat_map(|m| [m.gi_cap, m.ci_cap]).collect();
+    let mut out = vec![];
+    for (i, o) in others.iter().enumerate() {
+        assert!(!mine.contains(&o.gi_cap) && !mine.contains(&o.ci_cap), "{} shares an instance", o.uuid);
+        out.push((format!("/dev/nb-other{i}-gi"), 508, o.gi_cap));
+        out.push((format!("/dev/nb-other{i}-ci"), 508, o.ci_cap));
+    }
+    out.extend([
+        ("/dev/nb-modeset".to_string(), 195, 254),
+        ("/dev/nb-mig-config".into(), 508, 1),
+        ("/dev/nb-mig-monitor".into(), 508, 2),
+        ("/dev/nb-uvm2".into(), 511, 2),
+    ]);
+    for minor in (0..8).filter(|m| migs.iter().all(|mig| mig.gpu_minor != *m)).take(2) {
+        out.push((format!("/dev/nb-gpu{minor}"), 195, minor));
+    }
+    out
+}
+
+/// `nvidia-smi -L` in a container that sees only `migs` (all of one GPU).
+fn smi(migs: &[&Mig]) -> String {
+    let gpu = migs[0];
+    assert!(migs.iter().all(|m| m.gpu_uuid == gpu.gpu_uuid), "one GPU per container here");
+    let mut by_slot = migs.to_vec();
+    by_slot.sort_by_key(|m| m.slot);
+    let mut out = format!("GPU 0: {} (UUID: {})\n", gpu.gpu_name, gpu.gpu_uuid);
+    for (i, m) in by_slot.iter().enumerate() {
+        out.push_str(&format!("  MIG {:<11} Device {i:>2}: (UUID: {})\n", m.profile, m.uuid));
+    }
+    out
+}
+
+/// The probe's argv: listings, the devices' nodes, then the mknod'ed neighbours (0444: a
 /// stray read-only grant would show as ENXIO).
-fn probe_argv(mig: &Mig, other: &Mig) -> Vec<String> {
+fn probe_argv(migs: &[&Mig], others: &[&Mig]) -> Vec<String> {
     let mut args = vec!["/bin/openprobe".to_string(), "ls:/dev".into(), "ls:/dev/nvidia-caps".into()];
-    args.extend(mig.nodes().into_iter().map(|(p, _, _)| p));
-    args.extend(mig.neighbours(other).into_iter().map(|(p, maj, min)| format!("mknod:{p}:{maj}:{min}:0444")));
+    args.extend(nodes(migs).into_iter().map(|(p, _, _)| p));
+    args.extend(neighbours(migs, others).into_iter().map(|(p, maj, min)| format!("mknod:{p}:{maj}:{min}:0444")));
     args
 }
 
-/// ENXIO on each of the device's nodes, EPERM on each neighbour, and no other NVIDIA node.
-fn assert_exactly(label: &str, p: &ProbeOutput, mig: &Mig, other: &Mig) {
-    for (path, major, minor) in mig.nodes() {
+/// ENXIO on each of the devices' nodes, EPERM on each neighbour, and no other NVIDIA node.
+fn assert_exactly(label: &str, p: &ProbeOutput, migs: &[&Mig], others: &[&Mig]) {
+    for (path, major, minor) in nodes(migs) {
         assert_eq!(
             p.summary_of(&path),
             format!("c {major}:{minor} errno=6"),
             "{label}: {path} must exist and be allowed"
         );
     }
-    for (path, major, minor) in mig.neighbours(other) {
+    for (path, major, minor) in neighbours(migs, others) {
         assert_eq!(
             p.summary_of(&path),
             format!("c {major}:{minor} errno=1"),
             "{label}: neighbour {path} must be denied"
         );
     }
-    let mut want_dev = vec![
-        "nvidia-caps".to_string(),
-        "nvidia-uvm".into(),
-        "nvidia-uvm-tools".into(),
-        format!("nvidia{}", mig.gpu_minor),
-        "nvidiactl".into(),
-    ];
+    let mut want_dev: Vec<String> =
+        ["nvidia-caps", "nvidia-uvm", "nvidia-uvm-tools", "nvidiactl"].map(String::from).into();
+    want_dev.extend(migs.iter().map(|m| format!("nvidia{}", m.gpu_minor)));
     want_dev.sort();
+    want_dev.dedup();
     let nvidia: Vec<String> = p.ls_or_empty("/dev").into_iter().filter(|n| n.starts_with("nvidia")).collect();
     assert_eq!(nvidia, want_dev, "{label}: /dev");
-    let mut want_caps = vec![format!("nvidia-cap{}", mig.gi_cap), format!("nvidia-cap{}", mig.ci_cap)];
+    let mut want_caps: Vec<String> =
+        migs.iter().flat_map(|m| [m.gi_cap, m.ci_cap]).map(|c| format!("nvidia-cap{c}")).collect();
     want_caps.sort();
+    want_caps.dedup();
     assert_eq!(p.ls("/dev/nvidia-caps"), want_caps, "{label}: /dev/nvidia-caps");
+}
+
+/// Probe and `nvidia-smi -L` in a running container through `ExecSync`: exactly `migs`.
+fn assert_container_sees(ctrd: &CriContainerd, what: &str, container: &str, migs: &[&Mig], others: &[&Mig]) {
+    assert_eq!(ctrd.container_state(container), k8s_cri::v1::ContainerState::ContainerRunning as i32, "{what}");
+    let argv = probe_argv(migs, others);
+    let (code, out, err) = ctrd.exec(container, &argv.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{what}: probe: {err}");
+    assert_exactly(what, &ProbeOutput::parse(&out), migs, others);
+    let (code, out, err) = ctrd.exec(container, &["/usr/bin/nvidia-smi", "-L"]);
+    assert_eq!((code, out.as_str()), (0, smi(migs).as_str()), "{what}: nvidia-smi -L: {err}");
 }
 
 /// The policy of the node's /etc/mighook/config.toml for a strategy.
@@ -208,94 +256,142 @@ fn policy(strategy: Strategy) -> &'static str {
     }
 }
 
+/// The node with a driver root, containerd with CRI and the handler, the glibc image imported.
+fn start(topology: &str, strategy: Strategy) -> (SimNode, CriContainerd, String) {
+    let node = SimNode::with_driver_root(topology, DRIVER);
+    let ctrd = CriContainerd::start(&node, policy(strategy));
+    assert!(ctrd.dropin().contains("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia]"));
+    ctrd.import(&engines::glibc_oci_archive(IMAGE));
+    (node, ctrd, engines::glibc_image_name(IMAGE))
+}
+
+/// Removes `pods` through CRI, stops containerd, and checks that nothing stayed mounted.
+fn finish(ctrd: CriContainerd, pods: &[cri::Pod]) {
+    for pod in pods {
+        ctrd.remove_pod(&pod.id);
+        assert!(!ctrd.pod_ids().contains(&pod.id), "{}: pod still listed after RemovePodSandbox", pod.name);
+    }
+    let dir = ctrd.dir().to_path_buf();
+    drop(ctrd);
+    assert_eq!(cri::mounts_under(&dir), Vec::<std::path::PathBuf>::new(), "mounts left behind");
+}
+
+const SLEEP: [&str; 2] = ["/bin/sleep", "3600"];
+
 /// Two pods on two MIG devices of one GPU under `strategy`, at the same time, each seeing only
 /// its own; with an env-refusing policy a third pod asking by env gets nothing.
-fn two_pods(strategy: Strategy, mig_strategy: MigStrategy) {
+fn two_pods(strategy: Strategy, mig_strategy: MigStrategy, ids: Ids) {
     if !can_run() {
         return;
     }
     let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
-    let node = SimNode::with_driver_root(mig_strategy.topology(), DRIVER);
+    let (node, ctrd, image) = start(mig_strategy.topology(), strategy);
     let driver_before = support::tree(&node.driver_root());
-    let ctrd = CriContainerd::start(&node, policy(strategy));
-    let dir = ctrd.dir().to_path_buf();
-    assert!(ctrd.dropin().contains("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia]"));
-    ctrd.import(&engines::glibc_oci_archive(IMAGE));
-    let image = engines::glibc_image_name(IMAGE);
-    let sleep = ["/bin/sleep", "3600"];
 
     let [(res_a, gpu_a, slot_a), (res_b, gpu_b, slot_b)] = mig_strategy.pods();
     let migs = [Mig::of(&node, gpu_a, slot_a), Mig::of(&node, gpu_b, slot_b)];
     let resources = [res_a, res_b];
     let mut pods = vec![];
     for (i, mig) in migs.iter().enumerate() {
-        let what = format!("{} {:?} {}: {}", strategy.name(), mig_strategy, resources[i], mig.uuid);
+        let what = format!("{} {mig_strategy:?} {ids:?} {}: {}", strategy.name(), resources[i], mig.uuid);
         let pod = ctrd.run_pod(&format!("gpu-{i}"));
-        let container = ctrd.start_container(&pod, &image, &sleep, &[], &Allocation::of(strategy, &[&mig.uuid]));
+        let container = ctrd.start_container(&pod, &image, &SLEEP, &[], &Allocation::of(strategy, &[mig.id(ids)]));
         pods.push((what, pod, container));
     }
     // Both run now; each sees its own device only.
     for (i, (what, _, container)) in pods.iter().enumerate() {
-        let (mig, other) = (&migs[i], &migs[1 - i]);
-        assert_eq!(ctrd.container_state(container), k8s_cri::v1::ContainerState::ContainerRunning as i32, "{what}");
-        let argv = probe_argv(mig, other);
-        let (code, out, err) = ctrd.exec(container, &argv.iter().map(String::as_str).collect::<Vec<_>>());
-        assert_eq!(code, 0, "{what}: probe: {err}");
-        assert_exactly(what, &ProbeOutput::parse(&out), mig, other);
-        let (code, out, err) = ctrd.exec(container, &["/usr/bin/nvidia-smi", "-L"]);
-        assert_eq!((code, out.as_str()), (0, mig.smi().as_str()), "{what}: nvidia-smi -L: {err}");
+        assert_container_sees(&ctrd, what, container, &[&migs[i]], &[&migs[1 - i]]);
     }
+    let mut pods: Vec<cri::Pod> = pods.into_iter().map(|(_, pod, _)| pod).collect();
 
     if strategy != Strategy::Envvar {
         // A pod's own env is no request under this policy: `all` gets no GPU node, no nvidia-smi.
         let pod = ctrd.run_pod("asks-by-env");
-        let container =
-            ctrd.start_container(&pod, &image, &sleep, &[("NVIDIA_VISIBLE_DEVICES", "all")], &Allocation::default());
-        let (code, out, err) = ctrd.exec(container.as_str(), &["/bin/ls", "/dev"]);
+        let env = [("NVIDIA_VISIBLE_DEVICES", "all")];
+        let container = ctrd.start_container(&pod, &image, &SLEEP, &env, &Allocation::default());
+        let (code, out, err) = ctrd.exec(&container, &["/bin/ls", "/dev"]);
         assert_eq!(code, 0, "ls /dev: {err}");
         assert!(!out.contains("nvidia"), "a pod's own NVIDIA_VISIBLE_DEVICES=all was served:\n{out}");
         let (code, _, _) = ctrd.exec(&container, &["/bin/sh", "-c", "test -e /usr/bin/nvidia-smi"]);
         assert_eq!(code, 1, "a pod's own NVIDIA_VISIBLE_DEVICES=all got nvidia-smi");
-        pods.push(("asks-by-env".into(), pod, container));
+        pods.push(pod);
     }
-
-    for (what, pod, _) in &pods {
-        ctrd.remove_pod(&pod.id);
-        assert!(!ctrd.pod_ids().contains(&pod.id), "{what}: pod still listed after RemovePodSandbox");
-    }
-    drop(ctrd);
-    assert_eq!(cri::mounts_under(&dir), Vec::<std::path::PathBuf>::new(), "mounts left behind");
+    finish(ctrd, &pods);
     assert_eq!(support::tree(&node.driver_root()), driver_before, "the driver root changed");
+}
+
+/// Mixed strategy, one container asking for both `nvidia.com/mig-1g.5gb: 1` and
+/// `nvidia.com/mig-2g.10gb: 1`: two Allocate answers that the kubelet merges. The container gets
+/// both devices and not the GPU's third (4g.20gb).
+fn one_container_two_resource_types(strategy: Strategy) {
+    if !can_run() {
+        return;
+    }
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let (node, ctrd, image) = start(MigStrategy::Mixed.topology(), strategy);
+    let [(_, gpu, slot_a), (_, _, slot_b)] = MigStrategy::Mixed.pods();
+    let (a, b, third) = (Mig::of(&node, gpu, slot_a), Mig::of(&node, gpu, slot_b), Mig::of(&node, gpu, 0));
+    let answer = Allocation::merged(&[Allocation::of(strategy, &[&a.uuid]), Allocation::of(strategy, &[&b.uuid])]);
+    let pod = ctrd.run_pod("two-types");
+    let container = ctrd.start_container(&pod, &image, &SLEEP, &[], &answer);
+    let what = format!("{} mig-1g.5gb + mig-2g.10gb in one container", strategy.name());
+    assert_container_sees(&ctrd, &what, &container, &[&a, &b], &[&third]);
+    finish(ctrd, &[pod]);
 }
 
 #[test]
 fn cri_envvar_single() {
-    two_pods(Strategy::Envvar, MigStrategy::Single);
+    two_pods(Strategy::Envvar, MigStrategy::Single, Ids::Uuid);
 }
 
 #[test]
 fn cri_envvar_mixed() {
-    two_pods(Strategy::Envvar, MigStrategy::Mixed);
+    two_pods(Strategy::Envvar, MigStrategy::Mixed, Ids::Uuid);
+}
+
+#[test]
+fn cri_envvar_single_index_ids() {
+    two_pods(Strategy::Envvar, MigStrategy::Single, Ids::Index);
 }
 
 #[test]
 fn cri_volume_mounts_single() {
-    two_pods(Strategy::VolumeMounts, MigStrategy::Single);
+    two_pods(Strategy::VolumeMounts, MigStrategy::Single, Ids::Uuid);
 }
 
 #[test]
 fn cri_volume_mounts_mixed() {
-    two_pods(Strategy::VolumeMounts, MigStrategy::Mixed);
+    two_pods(Strategy::VolumeMounts, MigStrategy::Mixed, Ids::Uuid);
+}
+
+#[test]
+fn cri_volume_mounts_mixed_index_ids() {
+    two_pods(Strategy::VolumeMounts, MigStrategy::Mixed, Ids::Index);
+}
+
+#[test]
+fn cri_volume_mounts_one_container_two_resource_types() {
+    one_container_two_resource_types(Strategy::VolumeMounts);
 }
 
 #[test]
 fn cri_cdi_annotations_single() {
-    two_pods(Strategy::CdiAnnotations, MigStrategy::Single);
+    two_pods(Strategy::CdiAnnotations, MigStrategy::Single, Ids::Uuid);
 }
 
 #[test]
 fn cri_cdi_annotations_mixed() {
-    two_pods(Strategy::CdiAnnotations, MigStrategy::Mixed);
+    two_pods(Strategy::CdiAnnotations, MigStrategy::Mixed, Ids::Uuid);
+}
+
+#[test]
+fn cri_cdi_annotations_mixed_index_ids() {
+    two_pods(Strategy::CdiAnnotations, MigStrategy::Mixed, Ids::Index);
+}
+
+#[test]
+fn cri_cdi_annotations_one_container_two_resource_types() {
+    one_container_two_resource_types(Strategy::CdiAnnotations);
 }
 
 /// The drop-in setup wrote is what containerd runs: `containerd config dump` shows the

@@ -100,6 +100,26 @@ impl Allocation {
     }
 }
 
+impl Allocation {
+    /// The kubelet's merge of the answers for several resources of one container (its device
+    /// manager): envs and annotations by name and mounts by container path, the later answer winning.
+    pub fn merged(answers: &[Allocation]) -> Allocation {
+        fn put<K: PartialEq + Clone, V: Clone>(into: &mut Vec<(K, V)>, (k, v): &(K, V)) {
+            match into.iter_mut().find(|(have, _)| have == k) {
+                Some(slot) => slot.1 = v.clone(),
+                None => into.push((k.clone(), v.clone())),
+            }
+        }
+        let mut out = Allocation::default();
+        for a in answers {
+            a.envs.iter().for_each(|e| put(&mut out.envs, e));
+            a.mounts.iter().for_each(|m| put(&mut out.mounts, m));
+            a.annotations.iter().for_each(|an| put(&mut out.annotations, an));
+        }
+        out
+    }
+}
+
 fn visible(value: &str) -> (String, String) {
     ("NVIDIA_VISIBLE_DEVICES".to_string(), value.to_string())
 }
