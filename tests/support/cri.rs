@@ -102,12 +102,12 @@ impl Allocation {
 
 impl Allocation {
     /// The kubelet's merge of the answers for several resources of one container (its device
-    /// manager): envs and annotations by name and mounts by container path, the later answer winning.
+    /// manager's `deviceRunContainerOptions`): envs and annotations by name and mounts by
+    /// container path, the first answer winning (a conflicting later one is skipped with an error log).
     pub fn merged(answers: &[Allocation]) -> Allocation {
         fn put<K: PartialEq + Clone, V: Clone>(into: &mut Vec<(K, V)>, (k, v): &(K, V)) {
-            match into.iter_mut().find(|(have, _)| have == k) {
-                Some(slot) => slot.1 = v.clone(),
-                None => into.push((k.clone(), v.clone())),
+            if !into.iter().any(|(have, _)| have == k) {
+                into.push((k.clone(), v.clone()));
             }
         }
         let mut out = Allocation::default();
