@@ -28,6 +28,10 @@ pub const CRI_PLUGIN_V2: &str = "io.containerd.grpc.v1.cri";
 /// The CRI runtime plugin's id in version 3 configs (containerd 2.x).
 pub const CRI_PLUGIN_V3: &str = "io.containerd.cri.v1.runtime";
 const RUNC_SHIM: &str = "io.containerd.runc.v2";
+/// CRI hands a container's annotations to a runtime only where its `container_annotations`
+/// lists them; without this entry the device plugin's cdi-annotations never reach the shim
+/// (which reads them only when `annotation-prefixes` enables them).
+const CDI_ANNOTATIONS: &str = "cdi.k8s.io/*";
 
 const HEADER: &str = "# Written by `mighook setup containerd`: the \"nvidia\" runtime runs mighook's shim, which writes\n\
                       # the requested GPUs and MIG devices into config.json and then execs runc.\n";
@@ -70,6 +74,14 @@ fn nvidia_runtime(section: Option<&Table>, shim: &Path) -> Result<Table, String>
     rt.insert("runtime_type".into(), RUNC_SHIM.into());
     let options = sub_table(&mut rt, &["options"])?;
     options.insert("BinaryName".into(), shim.to_str().unwrap_or_default().into());
+    let annotations = rt
+        .entry("container_annotations")
+        .or_insert_with(|| Value::Array(vec![]))
+        .as_array_mut()
+        .ok_or("container_annotations is not an array")?;
+    if !annotations.iter().any(|a| a.as_str() == Some(CDI_ANNOTATIONS)) {
+        annotations.push(CDI_ANNOTATIONS.into());
+    }
     Ok(rt)
 }
 
@@ -373,12 +385,24 @@ mod tests {
         );
         let rt = nvidia_runtime(Some(&cri), Path::new(SHIM)).unwrap();
         assert_eq!(rt["options"]["SystemdCgroup"].as_bool(), Some(true));
+        assert_eq!(rt["container_annotations"].as_array().unwrap(), &[Value::from(CDI_ANNOTATIONS)]);
         assert_eq!(rt["options"]["BinaryName"].as_str(), Some(SHIM));
         let kata = table(
             "[containerd]\ndefault_runtime_name = \"kata\"\n[containerd.runtimes.kata]\nruntime_type = \"io.containerd.kata.v2\"\n[containerd.runtimes.kata.options]\nConfigPath = \"/k\"\n",
         );
         let rt = nvidia_runtime(Some(&kata), Path::new(SHIM)).unwrap();
         assert_eq!(rt["options"].as_table().unwrap().keys().collect::<Vec<_>>(), ["BinaryName"]);
+    }
+
+    #[test]
+    fn nvidia_passes_cdi_annotations_and_keeps_the_admins() {
+        let cri = table("[containerd.runtimes.runc]\ncontainer_annotations = [\"example.com/*\"]\n");
+        let rt = nvidia_runtime(Some(&cri), Path::new(SHIM)).unwrap();
+        let want = [Value::from("example.com/*"), Value::from(CDI_ANNOTATIONS)];
+        assert_eq!(rt["container_annotations"].as_array().unwrap(), &want);
+        let again = table(&format!("[containerd.runtimes.runc]\ncontainer_annotations = [\"{CDI_ANNOTATIONS}\"]\n"));
+        let rt = nvidia_runtime(Some(&again), Path::new(SHIM)).unwrap();
+        assert_eq!(rt["container_annotations"].as_array().unwrap().len(), 1);
     }
 
     #[test]

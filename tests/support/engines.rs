@@ -148,7 +148,7 @@ impl MighookInstall {
 // Images.
 
 /// `target/e2e/<stem>.tar`: `rootfs` as a plain tar, made once (`stem` must name the content).
-fn tar_of(rootfs: &Path, stem: &str) -> PathBuf {
+pub fn tar_of(rootfs: &Path, stem: &str) -> PathBuf {
     let tar = support::rootfs::e2e_dir().join(format!("{stem}.tar"));
     if !tar.exists() {
         let tmp = tar.with_extension(format!("tmp-{}", std::process::id()));
@@ -202,6 +202,12 @@ pub fn oci_archive() -> PathBuf {
 
 /// `<layer stem>-oci.tar` beside `layer`: a one-layer OCI image layout archive named `name`.
 fn oci_archive_of(layer: &Path, name: &str) -> PathBuf {
+    oci_archive_with_cmd(layer, name, &["sh"])
+}
+
+/// Like [`oci_archive_of`], with `cmd` as the image config's `Cmd` (what CRI runs when a
+/// container gives no command, as for a pod's sandbox image).
+pub fn oci_archive_with_cmd(layer: &Path, name: &str, cmd: &[&str]) -> PathBuf {
     let key = layer.file_stem().unwrap().to_string_lossy().into_owned();
     let archive = support::rootfs::e2e_dir().join(format!("{key}-oci.tar"));
     if archive.exists() {
@@ -229,7 +235,7 @@ fn oci_archive_of(layer: &Path, name: &str) -> PathBuf {
     let (layer_digest, layer_size) = blob(None, Some(layer));
     let config = json!({
         "architecture": "amd64", "os": "linux",
-        "config": { "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["sh"] },
+        "config": { "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": cmd },
         "rootfs": { "type": "layers", "diff_ids": [layer_digest] }
     });
     let (config_digest, config_size) = blob(Some(config.to_string().as_bytes()), None);
@@ -301,7 +307,7 @@ fn remove_cgroup_tree(dir: &Path) {
 }
 
 /// SIGTERM, wait up to `grace`, then SIGKILL: a daemon we started never outlives its test.
-fn stop(child: &mut Child, grace: Duration) {
+pub fn stop(child: &mut Child, grace: Duration) {
     if let Ok(Some(_)) = child.try_wait() {
         return;
     }
@@ -319,7 +325,7 @@ fn stop(child: &mut Child, grace: Duration) {
 }
 
 /// Polls `ready` every 50 ms for up to 30 s; panics with the daemon's log when it never is.
-fn wait_ready(what: &str, log: &Path, child: &mut Child, mut ready: impl FnMut() -> bool) {
+pub fn wait_ready(what: &str, log: &Path, child: &mut Child, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if ready() {
@@ -491,11 +497,11 @@ impl Drop for Podman {
 /// /run/containerd, where every containerd's shims keep their sockets.
 static CONTAINERDS: std::sync::Mutex<u32> = std::sync::Mutex::new(0);
 
-fn containerd_started() {
+pub fn containerd_started() {
     *CONTAINERDS.lock().unwrap_or_else(|e| e.into_inner()) += 1;
 }
 
-fn containerd_stopped() {
+pub fn containerd_stopped() {
     let mut live = CONTAINERDS.lock().unwrap_or_else(|e| e.into_inner());
     *live -= 1;
     if *live == 0 {
