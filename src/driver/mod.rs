@@ -8,6 +8,7 @@
 //! device's worth of driver calls. [`HostDriver`] is the real thing; tests use
 //! an in-memory fake.
 
+pub mod kmod;
 pub mod nvml;
 pub mod procfs;
 
@@ -38,6 +39,8 @@ pub enum DriverError {
         root.display()
     )]
     MissingLibrary { capability: &'static str, library: &'static str, root: std::path::PathBuf },
+    #[error("{command} failed: {reason}")]
+    Modprobe { command: String, reason: String },
 }
 
 /// Whether a GPU is partitioned into MIG devices.
@@ -163,6 +166,14 @@ pub trait Driver {
     /// `None` when there is no params file (no driver loaded). No default body:
     /// a driver that forgot it would silently widen a host's group-only GPUs.
     fn device_file_params(&self) -> Result<Option<DeviceFileParams>, DriverError>;
+    /// Loads a missing kernel module (`nvidia-uvm`, `nvidia-modeset`) with the host's
+    /// modprobe when `load-kmods` is on, at most once per module: `Ok(true)` when it was
+    /// loaded (later answers come from freshly read /proc files), `Ok(false)` when
+    /// loading is off. No default body: a driver must say which it does.
+    fn load_kernel_module(&self, module: &str) -> Result<bool, DriverError>;
+    /// Whether a kernel module is loaded, from `/proc/modules`; `None` when there is no
+    /// such file to tell (a simulated /proc).
+    fn kernel_module_loaded(&self, module: &str) -> Result<Option<bool>, DriverError>;
 
     /// The driver's user-space files that `caps` asks for; `None` where there are
     /// none to give (no driver root, or nothing of the driver's under it).
@@ -194,6 +205,8 @@ pub struct HostDriver {
     proc: procfs::ProcFs,
     driver_root: Option<PathBuf>,
     missing_files: MissingDriverFiles,
+    /// The host's modprobe when `load-kmods` is on.
+    modprobe: Option<kmod::Modprobe>,
 }
 
 /// The library each capability cannot do without, for `missing-driver-files = "error"`.
@@ -208,6 +221,7 @@ impl HostDriver {
             proc: procfs::ProcFs::new(proc_root),
             driver_root: None,
             missing_files: MissingDriverFiles::Warn,
+            modprobe: None,
         }
     }
 
@@ -219,7 +233,14 @@ impl HostDriver {
             proc: procfs::ProcFs::new(proc_root),
             driver_root: Some(driver_root.to_path_buf()),
             missing_files: missing,
+            modprobe: None,
         }
+    }
+
+    /// Loads missing kernel modules with the host's `modprobe` (an absolute path); `None`: never.
+    pub fn with_modprobe(mut self, modprobe: Option<&Path>) -> Self {
+        self.modprobe = modprobe.map(kmod::Modprobe::new);
+        self
     }
 }
 
@@ -265,6 +286,16 @@ impl Driver for HostDriver {
     }
     fn device_file_params(&self) -> Result<Option<DeviceFileParams>, DriverError> {
         self.proc.device_file_params()
+    }
+    fn load_kernel_module(&self, module: &str) -> Result<bool, DriverError> {
+        let Some(modprobe) = &self.modprobe else { return Ok(false) };
+        modprobe.load(module)?;
+        // The module registered its major (or not) just now: what was read before is stale.
+        self.proc.forget_devices();
+        Ok(true)
+    }
+    fn kernel_module_loaded(&self, module: &str) -> Result<Option<bool>, DriverError> {
+        Ok(self.proc.modules()?.map(|text| kmod::listed_in_proc_modules(&text, module)))
     }
     fn driver_files(&self, caps: &DriverCapabilities) -> Result<Option<DriverFiles>, DriverError> {
         let Some(root) = &self.driver_root else { return Ok(None) };
