@@ -24,3 +24,4 @@ pub mod settings;
 pub mod setup;
 pub mod shim;
 pub mod sys;
+pub mod system;

@@ -60,6 +60,8 @@ pub enum Command {
     CdiHook(CdiHookArgs),
     /// Register mighook with a container engine
     Setup(SetupArgs),
+    /// Upkeep of the host's NVIDIA device nodes
+    System(SystemArgs),
 }
 
 #[derive(Debug, Args)]
@@ -149,4 +151,25 @@ pub enum EngineArg {
     Containerd,
     Crio,
     Podman,
+}
+
+#[derive(Debug, Args)]
+pub struct SystemArgs {
+    #[command(subcommand)]
+    pub command: SystemSubcommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SystemSubcommand {
+    /// Create the host's /dev/nvidia* nodes (GPUs, control, uvm, modeset, MIG caps) with the driver's owner and mode
+    CreateDeviceNodes(DevRootArgs),
+    /// Create /dev/char/<major>:<minor> links for the NVIDIA nodes (keeps GPUs across `systemctl daemon-reload`)
+    CreateDevCharSymlinks(DevRootArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DevRootArgs {
+    /// The host's /dev [default: the config's dev-root, else /dev]
+    #[arg(long, value_name = "DIR")]
+    pub dev_root: Option<PathBuf>,
 }

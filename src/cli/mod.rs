@@ -30,6 +30,8 @@ pub enum CliError {
     Cdi(#[from] crate::cdi::CdiError),
     #[error(transparent)]
     Setup(#[from] crate::setup::SetupError),
+    #[error(transparent)]
+    System(#[from] crate::system::SystemError),
 }
 
 pub fn flags(global: &GlobalArgs) -> GlobalFlags {
@@ -61,7 +63,17 @@ pub fn run(cli: Cli) -> Result<String, CliError> {
             crate::hook::cdi_hook(&settings, &mut std::io::stdin().lock(), &edits).map(|()| String::new())?
         }
         Command::Setup(args) => crate::setup::run(&settings, &setup_options(args))?,
+        Command::System(args) => system(&settings, args)?,
     })
+}
+
+fn system(settings: &Settings, a: args::SystemArgs) -> Result<String, crate::system::SystemError> {
+    match a.command {
+        args::SystemSubcommand::CreateDeviceNodes(d) => crate::system::create_device_nodes(settings, d.dev_root),
+        args::SystemSubcommand::CreateDevCharSymlinks(d) => {
+            crate::system::create_dev_char_symlinks(settings, d.dev_root)
+        }
+    }
 }
 
 fn resolve_query(a: ResolveArgs) -> crate::inspect::ResolveQuery {

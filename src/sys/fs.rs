@@ -53,6 +53,9 @@ pub struct FileStat {
     pub kind: FileKind,
     /// Permission bits only (`st_mode & 0o7777`).
     pub perm: u32,
+    /// Owner and group (`stx_uid`, `stx_gid`).
+    pub uid: u32,
+    pub gid: u32,
     /// `st_rdev` split; zero unless `kind` is a device.
     pub rdev_major: u32,
     pub rdev_minor: u32,
@@ -210,7 +213,12 @@ fn statx_at(dir: libc::c_int, name: &CString, flags: libc::c_int) -> io::Result<
             dir,
             name.as_ptr(),
             flags | libc::AT_SYMLINK_NOFOLLOW,
-            libc::STATX_TYPE | libc::STATX_MODE | libc::STATX_INO | libc::STATX_MNT_ID,
+            libc::STATX_TYPE
+                | libc::STATX_MODE
+                | libc::STATX_INO
+                | libc::STATX_MNT_ID
+                | libc::STATX_UID
+                | libc::STATX_GID,
             &mut st,
         )
     };
@@ -229,6 +237,8 @@ fn statx_at(dir: libc::c_int, name: &CString, flags: libc::c_int) -> io::Result<
     Ok(FileStat {
         kind,
         perm: mode & 0o7777,
+        uid: st.stx_uid,
+        gid: st.stx_gid,
         rdev_major: if device { st.stx_rdev_major } else { 0 },
         rdev_minor: if device { st.stx_rdev_minor } else { 0 },
         mount_root: st.stx_attributes_mask & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0

@@ -127,6 +127,11 @@ impl RecordingFs {
         self.put(path, Entry::Symlink(target.into()), 0o777);
         self
     }
+    /// Give `path` another owner.
+    pub fn owned(self, path: &str, uid: u32, gid: u32) -> Self {
+        self.update(path, |n| n.owner = (uid, gid)).expect("owned: no such entry");
+        self
+    }
     /// Mark `path` as the root of a mount (as a bind-mounted node would be).
     pub fn mounted(self, path: &str) -> Self {
         self.update(path, |n| n.mount_root = true).expect("mounted: no such entry");
@@ -250,6 +255,8 @@ impl RecordingFs {
         FileStat {
             kind,
             perm: n.perm,
+            uid: n.owner.0,
+            gid: n.owner.1,
             rdev_major: rdev.0,
             rdev_minor: rdev.1,
             mount_root: n.mount_root,
