@@ -113,9 +113,37 @@ pub fn prestart(settings: &Settings, stdin: &mut dyn Read) -> Result<(), HookErr
         files.log_missing();
     }
     let target = Target { pid: state.pid, rootfs: rootfs? };
-    let report = apply::apply(&crate::sys::LinuxSys, &target, &plan.edits, &settings.dev_root)?;
+    let host_proc = settings.proc_root.join("driver/nvidia");
+    let mask = proc_mask(&plan.selection, &host_proc, state.pid);
+    let proc = mask.as_ref().map(|mask| apply::ProcTarget { mask, host_dir: &host_proc });
+    let report = apply::apply_masked(&crate::sys::LinuxSys, &target, &plan.edits, &settings.dev_root, proc)?;
+    if mask.is_some() && !report.proc_driver.masked {
+        crate::log::debug(&format!(
+            "pid {}: the container's /proc has no {}: nothing to mask",
+            state.pid,
+            crate::proc_driver::PROC_DRIVER_NVIDIA
+        ));
+    }
     crate::log::info(&format!("pid {}: applied {report}", state.pid));
     Ok(())
+}
+
+/// What the container's `/proc/driver/nvidia` shows ([`crate::proc_driver`]); `None`
+/// when the host has no `/proc/driver/nvidia` (no driver loaded), so there is nothing to show.
+fn proc_mask(
+    sel: &crate::resolve::Selection,
+    host_proc: &std::path::Path,
+    pid: i32,
+) -> Option<crate::proc_driver::ProcMask> {
+    if !host_proc.is_dir() {
+        crate::log::debug(&format!("pid {pid}: no {} on the host: nothing to mask", host_proc.display()));
+        return None;
+    }
+    let mask = crate::proc_driver::plan(sel, |rel| crate::proc_driver::read_host(host_proc, rel));
+    for line in &mask.skipped {
+        crate::log::warn(&format!("pid {pid}: {line}"));
+    }
+    Some(mask)
 }
 
 #[cfg(test)]

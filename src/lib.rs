@@ -18,6 +18,7 @@ pub mod inspect;
 pub mod ldcache;
 pub mod log;
 pub mod oci;
+pub mod proc_driver;
 pub mod request;
 pub mod resolve;
 pub mod settings;
