@@ -41,6 +41,64 @@ pub const COPIED: [&str; 3] = ["params", "version", "registry"];
 /// A driver proc file is a few KiB; the copy takes no more than this.
 pub const MAX_FILE_BYTES: usize = 64 << 10;
 
+/// What of a selection the mask depends on: the selected GPUs' PCI bus ids, each
+/// MIG device's `(GPU minor, GI, CI)`, and whether the container administers MIG.
+/// The shim hands it to its prestart hook as arguments ([`ProcSelection::to_args`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcSelection {
+    pub gpus: Vec<String>,
+    pub migs: Vec<(u32, u32, u32)>,
+    pub mig_admin: bool,
+}
+
+impl ProcSelection {
+    pub fn of(sel: &Selection) -> Self {
+        ProcSelection {
+            gpus: sel.gpus.iter().map(|g| g.pci_bus_id.clone()).collect(),
+            migs: sel.migs.iter().map(|(g, m)| (g.minor, m.gi, m.ci)).collect(),
+            mig_admin: sel.mig_admin,
+        }
+    }
+
+    /// `--gpu <bus id>`… `--mig <minor>:<gi>:<ci>`… `[--mig-admin]`, as `mighook proc-mask` takes them.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = vec![];
+        for gpu in &self.gpus {
+            args.extend(["--gpu".to_string(), gpu.clone()]);
+        }
+        for (minor, gi, ci) in &self.migs {
+            args.extend(["--mig".to_string(), format!("{minor}:{gi}:{ci}")]);
+        }
+        if self.mig_admin {
+            args.push("--mig-admin".into());
+        }
+        args
+    }
+
+    /// The values of `--gpu` and `--mig`, checked: a bus id is `[0-9a-fA-F:.]` only (it
+    /// becomes a path component), a MIG device three numbers.
+    pub fn from_args(gpus: &[String], migs: &[String], mig_admin: bool) -> Result<Self, String> {
+        let mut sel = ProcSelection { mig_admin, ..Default::default() };
+        for gpu in gpus {
+            let ok = !gpu.is_empty()
+                && gpu.len() <= 16
+                && gpu.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+            if !ok {
+                return Err(format!("--gpu {gpu:?} is not a PCI bus id"));
+            }
+            sel.gpus.push(gpu.clone());
+        }
+        for mig in migs {
+            let parts: Vec<Option<u32>> = mig.split(':').map(|p| p.parse().ok()).collect();
+            match parts[..] {
+                [Some(minor), Some(gi), Some(ci)] => sel.migs.push((minor, gi, ci)),
+                _ => return Err(format!("--mig {mig:?} is not <gpu minor>:<gi>:<ci>")),
+            }
+        }
+        Ok(sel)
+    }
+}
+
 /// What the host's `/proc/driver/nvidia` holds at a relative path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostEntry {
@@ -101,7 +159,7 @@ pub fn gpu_dir_names(pci_bus_id: &str) -> Vec<String> {
 
 /// Which files and mounts the container's `/proc/driver/nvidia` gets for a
 /// selection; `host` says what the host's directory holds at a relative path.
-pub fn plan(sel: &Selection, host: impl Fn(&str) -> Option<HostEntry>) -> ProcMask {
+pub fn plan(sel: &ProcSelection, host: impl Fn(&str) -> Option<HostEntry>) -> ProcMask {
     let mut mask = ProcMask::default();
     for name in COPIED {
         match host(name) {
@@ -113,7 +171,7 @@ pub fn plan(sel: &Selection, host: impl Fn(&str) -> Option<HostEntry>) -> ProcMa
         }
     }
     for gpu in &sel.gpus {
-        let names = gpu_dir_names(&gpu.pci_bus_id);
+        let names = gpu_dir_names(gpu);
         match names.iter().find(|n| host(&format!("gpus/{n}")) == Some(HostEntry::Dir)) {
             Some(name) => mask.binds.push(ProcBind { rel: format!("gpus/{name}"), dir: true }),
             None => mask.skipped.push(format!("{PROC_DRIVER_NVIDIA}/gpus/{}: not on the host", names[names.len() - 1])),
@@ -126,9 +184,9 @@ pub fn plan(sel: &Selection, host: impl Fn(&str) -> Option<HostEntry>) -> ProcMa
         }
         return mask;
     }
-    for (gpu, mig) in &sel.migs {
-        let gi = format!("capabilities/gpu{}/mig/gi{}", gpu.minor, mig.gi);
-        for rel in [format!("{gi}/access"), format!("{gi}/ci{}/access", mig.ci)] {
+    for (minor, gi, ci) in &sel.migs {
+        let gi = format!("capabilities/gpu{minor}/mig/gi{gi}");
+        for rel in [format!("{gi}/access"), format!("{gi}/ci{ci}/access")] {
             match host(&rel) {
                 Some(HostEntry::File(..)) => mask.binds.push(ProcBind { rel, dir: false }),
                 _ => mask.skipped.push(format!("{PROC_DRIVER_NVIDIA}/{rel}: not on the host")),
@@ -185,11 +243,27 @@ mod tests {
         let raw = RawRequest { visible_devices: Some(devices), mig_config, privileged: true, ..Default::default() };
         let request = Request::parse(&raw, &DriverCapabilities::default()).unwrap();
         let sel = crate::resolve::select(&request, &FakeDriver::a100()).unwrap();
-        plan(&sel, |rel| host.get(rel).cloned())
+        plan(&ProcSelection::of(&sel), |rel| host.get(rel).cloned())
     }
 
     fn binds(mask: &ProcMask) -> Vec<&str> {
         mask.binds.iter().map(|b| b.rel.as_str()).collect()
+    }
+
+    #[test]
+    fn a_selection_survives_the_hook_arguments() {
+        let sel = ProcSelection { gpus: vec!["00000000:07:00.0".into()], migs: vec![(2, 8, 0)], mig_admin: true };
+        let args = sel.to_args();
+        assert_eq!(args, ["--gpu", "00000000:07:00.0", "--mig", "2:8:0", "--mig-admin"]);
+        assert_eq!(ProcSelection::from_args(&[args[1].clone()], &[args[3].clone()], true), Ok(sel));
+    }
+
+    #[test]
+    fn hook_arguments_that_could_be_paths_are_refused() {
+        let e = ProcSelection::from_args(&["../../etc".into()], &[], false).unwrap_err();
+        assert_eq!(e, "--gpu \"../../etc\" is not a PCI bus id");
+        let e = ProcSelection::from_args(&[], &["2:8".into()], false).unwrap_err();
+        assert_eq!(e, "--mig \"2:8\" is not <gpu minor>:<gi>:<ci>");
     }
 
     #[test]

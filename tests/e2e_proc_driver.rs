@@ -58,15 +58,30 @@ const PROBE: [&str; 6] = [
     "ls:/proc/driver/nvidia/gpus/0000:07:00.0",
 ];
 
-fn run(rt: Runtime, node: &SimNode, devices: &str, mighook: bool) -> ProbeOutput {
+/// How mighook is put in front of the container.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Via {
+    None,
+    Hook,
+    Shim,
+}
+
+fn run(rt: Runtime, node: &SimNode, devices: &str, how: Via) -> ProbeOutput {
     let env = format!("NVIDIA_VISIBLE_DEVICES={devices}");
     let hook = fake_driver_hook(node.dir(), &node.proc_root().join("driver/nvidia"));
     let bundle = Bundle::probe(&[&env], &PROBE);
     let rootfs = bundle.rootfs();
     let args = ["fake-proc-driver", rootfs.to_str().unwrap()];
     let bundle = bundle.with_prestart_hook(&hook, &args, &[support::bundle::HOOK_PATH_ENV]);
-    let bundle = if mighook { bundle.with_mighook(node) } else { bundle };
-    rt.run_probe(&bundle)
+    match how {
+        Via::None => rt.run_probe(&bundle),
+        Via::Hook => rt.run_probe(&bundle.with_mighook(node)),
+        Via::Shim => {
+            let out = rt.run_shim(&bundle, &node.mighook_args());
+            assert!(out.status.success(), "{}", support::runtime::describe(&out));
+            ProbeOutput::parse(&String::from_utf8_lossy(&out.stdout))
+        }
+    }
 }
 
 fn params_lines(p: &ProbeOutput) -> Vec<&str> {
@@ -79,19 +94,19 @@ fn harness_shows_the_whole_driver_dir(rt: Runtime) {
         return;
     }
     let node = SimNode::new("a100x8");
-    let p = run(rt, &node, "0:1", false);
+    let p = run(rt, &node, "0:1", Via::None);
     assert_eq!(p.ls("/proc/driver/nvidia/gpus").len(), 8, "{}", rt.name());
     assert_eq!(params_lines(&p), ["ModifyDeviceFiles: 1"], "{}", rt.name());
     assert!(p.ls("/proc/driver/nvidia").contains(&"capabilities".to_string()), "{}", rt.name());
     assert!(p.ls("/proc/driver/nvidia").contains(&"suspend".to_string()), "{}", rt.name());
 }
 
-fn mig_device_sees_only_its_gpu_and_caps(rt: Runtime) {
+fn mig_device_sees_only_its_gpu_and_caps(rt: Runtime, how: Via) {
     if !can_run(rt) {
         return;
     }
     let node = SimNode::new("a100x8");
-    let p = run(rt, &node, "0:1", true);
+    let p = run(rt, &node, "0:1", how);
     let rt = rt.name();
     assert_eq!(p.ls("/proc/driver/nvidia"), ["capabilities", "gpus", "params", "registry", "version"], "{rt}");
     assert_eq!(p.ls("/proc/driver/nvidia/gpus"), [GPU0_BUS], "{rt}");
@@ -106,7 +121,7 @@ fn whole_gpu_sees_only_its_gpu(rt: Runtime) {
         return;
     }
     let node = SimNode::new("a100x8");
-    let p = run(rt, &node, "0", true);
+    let p = run(rt, &node, "0", Via::Hook);
     let rt = rt.name();
     assert_eq!(p.ls("/proc/driver/nvidia"), ["gpus", "params", "registry", "version"], "{rt}");
     assert_eq!(p.ls("/proc/driver/nvidia/gpus"), [GPU0_BUS], "{rt}");
@@ -120,7 +135,7 @@ fn harness_shows_the_whole_driver_dir_runc_v1() {
 
 #[test]
 fn mig_device_sees_only_its_gpu_and_caps_runc_v1() {
-    mig_device_sees_only_its_gpu_and_caps(Runtime::RuncV1);
+    mig_device_sees_only_its_gpu_and_caps(Runtime::RuncV1, Via::Hook);
 }
 
 #[test]
@@ -130,12 +145,17 @@ fn whole_gpu_sees_only_its_gpu_runc_v1() {
 
 #[test]
 fn mig_device_sees_only_its_gpu_and_caps_runc_v2() {
-    mig_device_sees_only_its_gpu_and_caps(Runtime::RuncV2);
+    mig_device_sees_only_its_gpu_and_caps(Runtime::RuncV2, Via::Hook);
 }
 
 #[test]
 fn mig_device_sees_only_its_gpu_and_caps_crun_v1() {
-    mig_device_sees_only_its_gpu_and_caps(Runtime::CrunV1);
+    mig_device_sees_only_its_gpu_and_caps(Runtime::CrunV1, Via::Hook);
+}
+
+#[test]
+fn mig_device_sees_only_its_gpu_and_caps_through_the_shim_runc_v1() {
+    mig_device_sees_only_its_gpu_and_caps(Runtime::RuncV1, Via::Shim);
 }
 
 /// Why the shim cannot do this through config.json alone: runc refuses a bind

@@ -62,6 +62,9 @@ pub enum Command {
     Setup(SetupArgs),
     /// Upkeep of the host's NVIDIA device nodes
     System(SystemArgs),
+    /// Prestart hook the shim adds: masks the container's /proc/driver/nvidia (reads the state on stdin)
+    #[command(hide = true)]
+    ProcMask(ProcMaskArgs),
 }
 
 #[derive(Debug, Args)]
@@ -172,4 +175,17 @@ pub struct DevRootArgs {
     /// The host's /dev [default: the config's dev-root, else /dev]
     #[arg(long, value_name = "DIR")]
     pub dev_root: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProcMaskArgs {
+    /// PCI bus id of a selected GPU
+    #[arg(long = "gpu", value_name = "BUS-ID")]
+    pub gpus: Vec<String>,
+    /// A selected MIG device: its GPU's device minor, GPU instance and compute instance
+    #[arg(long = "mig", value_name = "MINOR:GI:CI")]
+    pub migs: Vec<String>,
+    /// The container administers MIG (NVIDIA_MIG_CONFIG_DEVICES / NVIDIA_MIG_MONITOR_DEVICES)
+    #[arg(long)]
+    pub mig_admin: bool,
 }

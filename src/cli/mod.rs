@@ -32,6 +32,8 @@ pub enum CliError {
     Setup(#[from] crate::setup::SetupError),
     #[error(transparent)]
     System(#[from] crate::system::SystemError),
+    #[error("proc-mask: {0}")]
+    ProcMaskArgs(String),
 }
 
 pub fn flags(global: &GlobalArgs) -> GlobalFlags {
@@ -48,7 +50,8 @@ pub fn run(cli: Cli) -> Result<String, CliError> {
     let settings = Settings::resolve(&flags(&cli.global), &OwnEnv::from_process())?;
     // The hook and the shim start the log themselves, once the container's bundle has
     // been checked for copies of mighook's own variables.
-    if !matches!(cli.command, Command::Prestart | Command::Runtime { .. } | Command::CdiHook(_)) {
+    if !matches!(cli.command, Command::Prestart | Command::Runtime { .. } | Command::CdiHook(_) | Command::ProcMask(_))
+    {
         settings.init_log();
     }
     Ok(match cli.command {
@@ -64,6 +67,11 @@ pub fn run(cli: Cli) -> Result<String, CliError> {
         }
         Command::Setup(args) => crate::setup::run(&settings, &setup_options(args))?,
         Command::System(args) => system(&settings, args)?,
+        Command::ProcMask(a) => {
+            let sel = crate::proc_driver::ProcSelection::from_args(&a.gpus, &a.migs, a.mig_admin)
+                .map_err(CliError::ProcMaskArgs)?;
+            crate::hook::proc_mask_hook(&settings, &mut std::io::stdin().lock(), &sel).map(|()| String::new())?
+        }
     })
 }
 
