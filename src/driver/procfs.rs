@@ -31,9 +31,12 @@ use std::sync::{Mutex, OnceLock};
 pub struct ProcFs {
     root: PathBuf,
     /// Read on first use, again after [`ProcFs::forget_devices`] (a module was loaded).
-    devices: Mutex<Option<Result<Vec<(u32, String)>, String>>>,
+    devices: Mutex<Option<CharDevices>>,
     mig_minors: OnceLock<Result<MigMinors, String>>,
 }
+
+/// `/proc/devices`' char majors as read, or why they could not be.
+type CharDevices = Result<Vec<(u32, String)>, String>;
 
 /// Which GPU minor a `mig-minors` line belongs to; `None` for `config`/`monitor`.
 type Owner = Option<u32>;
