@@ -170,7 +170,10 @@ pub fn ensure<S: FsOps>(sys: &S, dev_root: &Path, nodes: &[DeviceNode]) -> Resul
         let dir = match dirs.as_slice() {
             [] => None,
             [d] => Some(open_subdir(sys, &root, dev_root, d, &mut lines)?),
-            _ => unreachable!("NVIDIA nodes are at most one directory deep: {}", node.path),
+            _ => {
+                let path = dev_root.join(node.path.trim_start_matches('/'));
+                return Err(SystemError::Fs { path, reason: "NVIDIA nodes are at most one directory deep".into() });
+            }
         };
         let dir = dir.as_ref().unwrap_or(&root);
         let path = dev_root.join(node.path.strip_prefix("/dev/").unwrap_or(&node.path));
