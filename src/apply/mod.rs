@@ -277,6 +277,53 @@ mod tests {
         assert_eq!(fs.snapshot(), before);
     }
 
+    fn proc_mask() -> crate::proc_driver::ProcMask {
+        crate::proc_driver::ProcMask {
+            files: vec![crate::proc_driver::ProcFile { name: "params", content: b"x\n".to_vec(), mode: 0o444 }],
+            binds: vec![crate::proc_driver::ProcBind { rel: "gpus/0000:07:00.0".into(), dir: true }],
+            skipped: vec![],
+        }
+    }
+
+    #[test]
+    fn a_failed_cgroup_step_detaches_the_proc_mask_too() {
+        let fs = fake().dir("/b/rootfs/proc/driver/nvidia/gpus/0000:0f:00.0").dir("/host/nvidia/gpus/0000:07:00.0");
+        let before = fs.snapshot();
+        let mask = proc_mask();
+        let proc = ProcTarget { mask: &mask, host_dir: Path::new("/host/nvidia") };
+        let target = Target { pid: 42, rootfs: "/b/rootfs".into() };
+        let e = apply_with(
+            &fs,
+            &target,
+            &edits(),
+            Path::new("/dev"),
+            Some(proc),
+            || Ok(Path::new("/run/mighook")),
+            v1_refused,
+        )
+        .unwrap_err();
+        assert!(matches!(e, ApplyError::Cgroup(_)), "{e}");
+        let changes = fs.changes();
+        let undo_at = changes.iter().rposition(|c| c == "setns /proc/42/ns/mnt").unwrap();
+        assert_eq!(changes[undo_at + 1], "umount /b/rootfs/proc/driver/nvidia");
+        assert_eq!(fs.snapshot(), before);
+    }
+
+    #[test]
+    fn a_successful_start_reports_the_proc_mask() {
+        let fs = fake().dir("/b/rootfs/proc/driver/nvidia").dir("/host/nvidia/gpus/0000:07:00.0");
+        let mask = proc_mask();
+        let proc = ProcTarget { mask: &mask, host_dir: Path::new("/host/nvidia") };
+        let target = Target { pid: 42, rootfs: "/b/rootfs".into() };
+        let ok = || Ok(cgroup::CgroupReport::default());
+        let report =
+            apply_with(&fs, &target, &edits(), Path::new("/dev"), Some(proc), || Ok(Path::new("/run/mighook")), ok)
+                .unwrap();
+        assert!(report.proc_driver.masked);
+        assert!(report.to_string().contains("mounted a tmpfs over /proc/driver/nvidia"), "{report}");
+        assert_eq!(fs.describe("/b/rootfs/proc/driver/nvidia/params").unwrap(), "file \"x\\n\"");
+    }
+
     #[test]
     fn a_failed_driver_file_undoes_the_nodes() {
         let fs = fake().fail("bind", "/driver/bin/nvidia-smi", libc::EIO);
