@@ -59,6 +59,10 @@ pub struct ConfigFile {
     pub annotation_prefixes: Option<Vec<String>>,
     /// Driver capabilities when a container sets none (default `utility,compute`).
     pub default_driver_capabilities: Option<String>,
+    /// Load a missing `nvidia-uvm` / `nvidia-modeset` with the host's modprobe (default true, as NVIDIA's `load-kmods`).
+    pub load_kmods: Option<bool>,
+    /// The host's modprobe, an absolute path (default `/sbin/modprobe`).
+    pub modprobe: Option<PathBuf>,
 }
 
 impl ConfigFile {
@@ -73,7 +77,12 @@ impl ConfigFile {
     }
 
     pub fn parse(text: &str) -> Result<ConfigFile, String> {
-        toml::from_str(text).map_err(|e| e.message().to_string())
+        let file: ConfigFile = toml::from_str(text).map_err(|e| e.message().to_string())?;
+        // A relative modprobe would be looked up wherever mighook happens to run.
+        if let Some(m) = file.modprobe.as_ref().filter(|m| !m.is_absolute()) {
+            return Err(format!("modprobe must be an absolute path, not {:?}", m.display().to_string()));
+        }
+        Ok(file)
     }
 }
 
@@ -97,6 +106,8 @@ accept-envvar-when-unprivileged = false
 accept-volume-mounts = true
 annotation-prefixes = ["cdi.k8s.io/", "example.com/"]
 default-driver-capabilities = "utility"
+load-kmods = false
+modprobe = "/usr/sbin/modprobe"
 "#,
         )
         .unwrap();
@@ -105,6 +116,14 @@ default-driver-capabilities = "utility"
         assert_eq!(c.accept_envvar_when_unprivileged, Some(false));
         assert_eq!(c.driver_root, Some(PathBuf::from("/run/nvidia/driver")));
         assert_eq!(c.missing_driver_files, Some(MissingDriverFiles::Error));
+        assert_eq!(c.load_kmods, Some(false));
+        assert_eq!(c.modprobe, Some(PathBuf::from("/usr/sbin/modprobe")));
+    }
+
+    #[test]
+    fn a_relative_modprobe_is_an_error() {
+        let e = ConfigFile::parse("modprobe = \"modprobe\"\n").unwrap_err();
+        assert_eq!(e, "modprobe must be an absolute path, not \"modprobe\"");
     }
 
     #[test]

@@ -60,6 +60,11 @@ pub enum Command {
     CdiHook(CdiHookArgs),
     /// Register mighook with a container engine
     Setup(SetupArgs),
+    /// Upkeep of the host's NVIDIA device nodes
+    System(SystemArgs),
+    /// Prestart hook the shim adds: masks the container's /proc/driver/nvidia (reads the state on stdin)
+    #[command(hide = true)]
+    ProcMask(ProcMaskArgs),
 }
 
 #[derive(Debug, Args)]
@@ -156,4 +161,38 @@ pub enum EngineArg {
     Containerd,
     Crio,
     Podman,
+}
+
+#[derive(Debug, Args)]
+pub struct SystemArgs {
+    #[command(subcommand)]
+    pub command: SystemSubcommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SystemSubcommand {
+    /// Create the host's /dev/nvidia* nodes (GPUs, control, uvm, modeset, MIG caps) with the driver's owner and mode
+    CreateDeviceNodes(DevRootArgs),
+    /// Create /dev/char/<major>:<minor> links for the NVIDIA nodes (keeps GPUs across `systemctl daemon-reload`)
+    CreateDevCharSymlinks(DevRootArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DevRootArgs {
+    /// The host's /dev [default: the config's dev-root, else /dev]
+    #[arg(long, value_name = "DIR")]
+    pub dev_root: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProcMaskArgs {
+    /// PCI bus id of a selected GPU
+    #[arg(long = "gpu", value_name = "BUS-ID")]
+    pub gpus: Vec<String>,
+    /// A selected MIG device: its GPU's device minor, GPU instance and compute instance
+    #[arg(long = "mig", value_name = "MINOR:GI:CI")]
+    pub migs: Vec<String>,
+    /// The container administers MIG (NVIDIA_MIG_CONFIG_DEVICES / NVIDIA_MIG_MONITOR_DEVICES)
+    #[arg(long)]
+    pub mig_admin: bool,
 }

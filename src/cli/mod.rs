@@ -30,6 +30,10 @@ pub enum CliError {
     Cdi(#[from] crate::cdi::CdiError),
     #[error(transparent)]
     Setup(#[from] crate::setup::SetupError),
+    #[error(transparent)]
+    System(#[from] crate::system::SystemError),
+    #[error("proc-mask: {0}")]
+    ProcMaskArgs(String),
 }
 
 pub fn flags(global: &GlobalArgs) -> GlobalFlags {
@@ -46,7 +50,8 @@ pub fn run(cli: Cli) -> Result<String, CliError> {
     let settings = Settings::resolve(&flags(&cli.global), &OwnEnv::from_process())?;
     // The hook and the shim start the log themselves, once the container's bundle has
     // been checked for copies of mighook's own variables.
-    if !matches!(cli.command, Command::Prestart | Command::Runtime { .. } | Command::CdiHook(_)) {
+    if !matches!(cli.command, Command::Prestart | Command::Runtime { .. } | Command::CdiHook(_) | Command::ProcMask(_))
+    {
         settings.init_log();
     }
     Ok(match cli.command {
@@ -61,7 +66,22 @@ pub fn run(cli: Cli) -> Result<String, CliError> {
             crate::hook::cdi_hook(&settings, &mut std::io::stdin().lock(), &edits).map(|()| String::new())?
         }
         Command::Setup(args) => crate::setup::run(&settings, &setup_options(args))?,
+        Command::System(args) => system(&settings, args)?,
+        Command::ProcMask(a) => {
+            let sel = crate::proc_driver::ProcSelection::from_args(&a.gpus, &a.migs, a.mig_admin)
+                .map_err(CliError::ProcMaskArgs)?;
+            crate::hook::proc_mask_hook(&settings, &mut std::io::stdin().lock(), &sel).map(|()| String::new())?
+        }
     })
+}
+
+fn system(settings: &Settings, a: args::SystemArgs) -> Result<String, crate::system::SystemError> {
+    match a.command {
+        args::SystemSubcommand::CreateDeviceNodes(d) => crate::system::create_device_nodes(settings, d.dev_root),
+        args::SystemSubcommand::CreateDevCharSymlinks(d) => {
+            crate::system::create_dev_char_symlinks(settings, d.dev_root)
+        }
+    }
 }
 
 fn resolve_query(a: ResolveArgs) -> crate::inspect::ResolveQuery {

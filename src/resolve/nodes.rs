@@ -10,6 +10,11 @@
 //! channels add `/dev/nvidia-caps-imex-channels/channel<N>`, each only if the
 //! host has that node, with the `nvidia-caps-imex-channels` major.
 //!
+//! A missing `nvidia-uvm` major (compute) or `nvidia-modeset` module (display)
+//! is loaded with the host's modprobe when `load-kmods` is on (NVIDIA's
+//! default), and is otherwise, or if still missing, an error: CUDA cannot run
+//! without `/dev/nvidia-uvm`, and a clear refusal beats a CUDA error at run time.
+//!
 //! Owner and mode follow nvidia-modprobe (nvidia-modprobe-utils.c), which makes
 //! the host's nodes: `/dev/nvidia<N>`, `/dev/nvidiactl` and `/dev/nvidia-modeset`
 //! get the driver's `DeviceFileUID`/`DeviceFileGID`/`DeviceFileMode`
@@ -88,7 +93,48 @@ impl<D: Driver + ?Sized> Caps<'_, D> {
     }
 }
 
-/// Builds the edits for a selection. Adds a warning for missing optional nodes.
+fn kmod_err(module: &str) -> impl FnOnce(crate::driver::DriverError) -> ResolveError + '_ {
+    move |source| ResolveError::Driver { context: format!("loading {module}"), source }
+}
+
+/// The `nvidia-uvm` major, loading the module first when it is missing and
+/// `load-kmods` is on. CUDA cannot start without `/dev/nvidia-uvm`, so a compute
+/// container on a host without it is refused rather than started broken.
+fn uvm_major<D: Driver + ?Sized>(driver: &D) -> Result<u32, ResolveError> {
+    let proc_err = |source| ResolveError::Driver { context: "/proc/devices".into(), source };
+    if let Some(major) = driver.chardev_major("nvidia-uvm").map_err(proc_err)? {
+        return Ok(major);
+    }
+    let why = if driver.load_kernel_module("nvidia-uvm").map_err(kmod_err("nvidia-uvm"))? {
+        match driver.chardev_major("nvidia-uvm").map_err(proc_err)? {
+            Some(major) => return Ok(major),
+            None => "even after loading the nvidia-uvm kernel module",
+        }
+    } else {
+        "and load-kmods is off (load nvidia-uvm on the host, or set load-kmods = true)"
+    };
+    Err(ResolveError::Node(format!("compute needs /dev/nvidia-uvm, but /proc/devices has no nvidia-uvm major, {why}")))
+}
+
+/// `nvidia-modeset` for `display`: loaded when `/proc/modules` says it is missing
+/// and `load-kmods` is on. Where there is no `/proc/modules` to tell, nothing is checked.
+fn ensure_modeset<D: Driver + ?Sized>(driver: &D) -> Result<(), ResolveError> {
+    let loaded = |d: &D| d.kernel_module_loaded("nvidia-modeset").map_err(kmod_err("nvidia-modeset"));
+    if loaded(driver)? != Some(false) {
+        return Ok(());
+    }
+    let why = if driver.load_kernel_module("nvidia-modeset").map_err(kmod_err("nvidia-modeset"))? {
+        if loaded(driver)? != Some(false) {
+            return Ok(());
+        }
+        "even after loading it"
+    } else {
+        "and load-kmods is off (load nvidia-modeset on the host, or set load-kmods = true)"
+    };
+    Err(ResolveError::Node(format!("display needs the nvidia-modeset kernel module, which is not loaded, {why}")))
+}
+
+/// Builds the edits for a selection.
 pub fn build<D: Driver + ?Sized>(
     request: &Request,
     sel: &mut Selection,
@@ -104,27 +150,16 @@ pub fn build<D: Driver + ?Sized>(
     let mut nodes = vec![driver_node("/dev/nvidiactl".into(), NVIDIA_MAJOR, NVIDIACTL_MINOR, &params)];
     let proc_err = |source| ResolveError::Driver { context: "/proc/devices".into(), source };
     if request.capabilities.compute() {
-        match driver.chardev_major("nvidia-uvm").map_err(proc_err)? {
-            // Not the params: nvidia-modprobe's nvidia_uvm_mknod passes no proc path to
-            // mknod_helper (`mknod_helper(major, base_minor, NV_UVM_DEVICE_NAME, NULL)`,
-            // nvidia-modprobe-utils.c), so init_device_file_parameters keeps its
-            // defaults and the host's uvm nodes are always 0:0 0666.
-            Some(uvm) => {
-                nodes.push(driver_node("/dev/nvidia-uvm".into(), uvm, 0, &DeviceFileParams::DEFAULT));
-                nodes.push(driver_node(
-                    "/dev/nvidia-uvm-tools".into(),
-                    uvm,
-                    UVM_TOOLS_MINOR,
-                    &DeviceFileParams::DEFAULT,
-                ));
-            }
-            None => sel.warnings.push(
-                "compute: /proc/devices has no nvidia-uvm major (nvidia-uvm not loaded?): no /dev/nvidia-uvm nodes"
-                    .into(),
-            ),
-        }
+        // Not the params: nvidia-modprobe's nvidia_uvm_mknod passes no proc path to
+        // mknod_helper (`mknod_helper(major, base_minor, NV_UVM_DEVICE_NAME, NULL)`,
+        // nvidia-modprobe-utils.c), so init_device_file_parameters keeps its
+        // defaults and the host's uvm nodes are always 0:0 0666.
+        let uvm = uvm_major(driver)?;
+        nodes.push(driver_node("/dev/nvidia-uvm".into(), uvm, 0, &DeviceFileParams::DEFAULT));
+        nodes.push(driver_node("/dev/nvidia-uvm-tools".into(), uvm, UVM_TOOLS_MINOR, &DeviceFileParams::DEFAULT));
     }
     if request.capabilities.display() {
+        ensure_modeset(driver)?;
         nodes.push(driver_node("/dev/nvidia-modeset".into(), NVIDIA_MAJOR, MODESET_MINOR, &params));
     }
     for gpu in &sel.gpus {

@@ -109,6 +109,11 @@ fn write_node(topo: &Topology, json: &str, out: &Path, lib: Option<&Path>, mknod
     let nv = proc.join("driver/nvidia");
     write(&nv.join("version"), &version(topo), 0o444)?;
     write(&nv.join("params"), &params(DeviceFiles::default()), 0o444)?;
+    // What a driver loaded without NVreg_RegistryDwords shows (nv-procfs.c).
+    write(&nv.join("registry"), "Binary: \"\"\n", 0o444)?;
+    // The driver's other entries, which a container must not see.
+    write(&nv.join("suspend"), "", 0o200)?;
+    write(&nv.join("warnings/README"), "", 0o444)?;
     for (index, gpu) in topo.gpus.iter().enumerate() {
         let dir = nv.join("gpus").join(gpu.pci().proc_name());
         write(&dir.join("information"), &information(gpu, index), 0o444)?;
@@ -506,6 +511,7 @@ mod tests {
         let info = read(r, "proc/driver/nvidia/gpus/0000:0f:00.0/information");
         assert!(info.contains("Device Minor: \t 3\n"), "{info}");
         assert_eq!(fs::read_dir(r.join("proc/driver/nvidia/gpus")).unwrap().count(), 8);
+        assert_eq!(read(r, "proc/driver/nvidia/registry"), "Binary: \"\"\n");
         assert!(read(r, "proc/devices").contains("508 nvidia-caps\n"));
         assert!(!r.join("dev").exists());
         assert!(!node.lib().exists());
