@@ -308,6 +308,7 @@ impl Driver for HostDriver {
     }
     fn imex_channels(&self) -> Result<Vec<imex::ImexNode>, DriverError> {
         imex::channels(&self.dev_root)
+    }
     fn load_kernel_module(&self, module: &str) -> Result<bool, DriverError> {
         let Some(modprobe) = &self.modprobe else { return Ok(false) };
         modprobe.load(module)?;

@@ -336,129 +336,83 @@ fn an_imex_request_asks_only_for_its_channels() {
     assert!(calls.contains(&"imex 3".to_string()));
     assert!(!calls.contains(&"imex all".to_string()), "{calls:?}");
 }
-}
 
 fn with_caps(devices: &str, caps: &str) -> Request {
     request_with(RawRequest { visible_devices: Some(devices), driver_capabilities: Some(caps), ..Default::default() })
-   request_with(RawRequest { visible_devices: Some(devices), driver_capabilities: Some(caps), ..Default::default() })
 }
 
 #[test]
 fn a_missing_uvm_module_is_loaded_once_and_its_nodes_granted() {
     let driver = FakeDriver::a100_without_uvm();
-   let driver = FakeDriver::a100_without_uvm();
     let p = plan(&request("2"), &driver).unwrap();
-   let p = plan(&request("2"), &driver).unwrap();
     let uvm: Vec<String> = p
-   let uvm: Vec<String> = p
         .edits
-       .edits
         .device_nodes
-       .device_nodes
         .iter()
-       .iter()
         .filter(|n| n.path.contains("uvm"))
-       .filter(|n| n.path.contains("uvm"))
         .map(|n| format!("{} {}:{}", n.path, n.major, n.minor))
-       .map(|n| format!("{} {}:{}", n.path, n.major, n.minor))
         .collect();
-       .collect();
     assert_eq!(uvm, ["/dev/nvidia-uvm 511:0", "/dev/nvidia-uvm-tools 511:1"]);
-   assert_eq!(uvm, ["/dev/nvidia-uvm 511:0", "/dev/nvidia-uvm-tools 511:1"]);
     assert_eq!(*driver.loaded.borrow(), ["nvidia-uvm"]);
-   assert_eq!(*driver.loaded.borrow(), ["nvidia-uvm"]);
     assert!(p.selection.warnings.is_empty());
-   assert!(p.selection.warnings.is_empty());
 }
 
 #[test]
 fn a_loaded_uvm_module_is_not_loaded_again() {
     let driver = FakeDriver::a100();
-   let driver = FakeDriver::a100();
     plan(&request("2"), &driver).unwrap();
-   plan(&request("2"), &driver).unwrap();
     assert!(driver.loaded.borrow().is_empty());
-   assert!(driver.loaded.borrow().is_empty());
 }
 
 #[test]
 fn without_load_kmods_a_missing_uvm_refuses_compute() {
     let driver = FakeDriver { load_kmods: false, ..FakeDriver::a100_without_uvm() };
-   let driver = FakeDriver { load_kmods: false, ..FakeDriver::a100_without_uvm() };
     let e = plan(&request("2"), &driver).unwrap_err().to_string();
-   let e = plan(&request("2"), &driver).unwrap_err().to_string();
     assert_eq!(
-   assert_eq!(
         e,
-       e,
         "compute needs /dev/nvidia-uvm, but /proc/devices has no nvidia-uvm major, and load-kmods is off (load nvidia-uvm on the host, or set load-kmods = true)"
-       "compute needs /dev/nvidia-uvm, but /proc/devices has no nvidia-uvm major, and load-kmods is off (load nvidia-uvm on the host, or set load-kmods = true)"
     );
-   );
 }
 
 #[test]
 fn a_uvm_module_that_registers_no_major_refuses_compute() {
     let driver = FakeDriver { loadable: vec![], ..FakeDriver::a100_without_uvm() };
-   let driver = FakeDriver { loadable: vec![], ..FakeDriver::a100_without_uvm() };
     let e = plan(&request("2"), &driver).unwrap_err().to_string();
-   let e = plan(&request("2"), &driver).unwrap_err().to_string();
     assert_eq!(
-   assert_eq!(
         e,
-       e,
         "compute needs /dev/nvidia-uvm, but /proc/devices has no nvidia-uvm major, even after loading the nvidia-uvm kernel module"
-       "compute needs /dev/nvidia-uvm, but /proc/devices has no nvidia-uvm major, even after loading the nvidia-uvm kernel module"
     );
-   );
 }
 
 #[test]
 fn without_compute_a_missing_uvm_is_no_concern() {
     let driver = FakeDriver { load_kmods: false, ..FakeDriver::a100_without_uvm() };
-   let driver = FakeDriver { load_kmods: false, ..FakeDriver::a100_without_uvm() };
     let p = plan(&with_caps("2", "utility"), &driver).unwrap();
-   let p = plan(&with_caps("2", "utility"), &driver).unwrap();
     assert!(p.edits.device_nodes.iter().all(|n| !n.path.contains("uvm")));
-   assert!(p.edits.device_nodes.iter().all(|n| !n.path.contains("uvm")));
     assert!(driver.loaded.borrow().is_empty());
-   assert!(driver.loaded.borrow().is_empty());
 }
 
 #[test]
 fn a_missing_modeset_module_is_loaded_for_display() {
     let driver = FakeDriver::a100_without_uvm();
-   let driver = FakeDriver::a100_without_uvm();
     let p = plan(&with_caps("2", "display"), &driver).unwrap();
-   let p = plan(&with_caps("2", "display"), &driver).unwrap();
     assert!(p.edits.device_nodes.iter().any(|n| n.path == "/dev/nvidia-modeset"));
-   assert!(p.edits.device_nodes.iter().any(|n| n.path == "/dev/nvidia-modeset"));
     assert_eq!(*driver.loaded.borrow(), ["nvidia-modeset"]);
-   assert_eq!(*driver.loaded.borrow(), ["nvidia-modeset"]);
 }
 
 #[test]
 fn without_load_kmods_a_missing_modeset_refuses_display() {
     let driver = FakeDriver { load_kmods: false, ..FakeDriver::a100_without_uvm() };
-   let driver = FakeDriver { load_kmods: false, ..FakeDriver::a100_without_uvm() };
     let e = plan(&with_caps("2", "display"), &driver).unwrap_err().to_string();
-   let e = plan(&with_caps("2", "display"), &driver).unwrap_err().to_string();
     assert_eq!(
-   assert_eq!(
         e,
-       e,
         "display needs the nvidia-modeset kernel module, which is not loaded, and load-kmods is off (load nvidia-modeset on the host, or set load-kmods = true)"
-       "display needs the nvidia-modeset kernel module, which is not loaded, and load-kmods is off (load nvidia-modeset on the host, or set load-kmods = true)"
     );
-   );
 }
 
 #[test]
 fn without_proc_modules_modeset_is_not_checked() {
     let driver = FakeDriver { load_kmods: false, modules: None, ..FakeDriver::a100() };
-   let driver = FakeDriver { load_kmods: false, modules: None, ..FakeDriver::a100() };
     plan(&with_caps("2", "display"), &driver).unwrap();
-   plan(&with_caps("2", "display"), &driver).unwrap();
     assert!(driver.calls.borrow().iter().all(|c| !c.starts_with("load_kernel_module")));
-   assert!(driver.calls.borrow().iter().all(|c| !c.starts_with("load_kernel_module")));
 }
