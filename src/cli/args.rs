@@ -148,6 +148,12 @@ pub struct SetupArgs {
     /// Directory the engine's config files are under; paths written into them point at the files written
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub config_root: PathBuf,
+    /// Make `nvidia` the engine's default runtime (docker, containerd, CRI-O), as `nvidia-ctk runtime configure --set-as-default`
+    #[arg(long, conflicts_with = "undo")]
+    pub set_as_default: bool,
+    /// Put back what an earlier `mighook setup ENGINE` changed (from its backups), and remove what it created
+    #[arg(long, conflicts_with = "binary")]
+    pub undo: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -103,5 +103,7 @@ fn setup_options(a: SetupArgs) -> crate::setup::SetupOptions {
         dry_run: a.dry_run,
         binary: a.binary,
         config_root: a.config_root,
+        set_as_default: a.set_as_default,
+        undo: a.undo,
     }
 }
