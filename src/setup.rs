@@ -398,7 +398,10 @@ mod tests {
             include_str!("../hooks/crio-99-mighook.toml"),
             crio_dropin(shim, Some(Path::new(hooksd::PACKAGED_CONFIG)), false)
         );
-        assert_eq!(include_str!("../hooks/containerd-99-mighook.toml"), containerd_dropin(2, None, shim, ContainerdExtras::default()).unwrap());
+        assert_eq!(
+            include_str!("../hooks/containerd-99-mighook.toml"),
+            containerd_dropin(2, None, shim, ContainerdExtras::default()).unwrap()
+        );
     }
 
     #[test]

@@ -152,7 +152,7 @@ pub struct SetupArgs {
     #[arg(long, conflicts_with = "undo")]
     pub set_as_default: bool,
     /// Put back what an earlier `mighook setup ENGINE` changed (from its backups), and remove what it created
-    #[arg(long, conflicts_with = "binary")]
+    #[arg(long)]
     pub undo: bool,
 }
 

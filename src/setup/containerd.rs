@@ -397,7 +397,10 @@ mod tests {
     fn v2_dropin_copies_the_cri_section_and_keeps_runc() {
         let main = table("version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".cni]\nbin_dir = \"/usr/lib/cni\"\n");
         let cri = get_table(&main, &["plugins", CRI_PLUGIN_V2]).unwrap();
-        let d = table(&dropin(2, Some((cri, Path::new("/etc/containerd/config.toml"))), Path::new(SHIM), Extras::default()).unwrap());
+        let d = table(
+            &dropin(2, Some((cri, Path::new("/etc/containerd/config.toml"))), Path::new(SHIM), Extras::default())
+                .unwrap(),
+        );
         let s = get_table(&d, &["plugins", CRI_PLUGIN_V2]).unwrap();
         assert_eq!(d["version"].as_integer(), Some(2));
         assert_eq!(s["cni"]["bin_dir"].as_str(), Some("/usr/lib/cni"));

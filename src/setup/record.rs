@@ -67,7 +67,9 @@ pub fn path(root: &Path, engine: &str) -> PathBuf {
 
 pub fn load(path: &Path) -> Result<Option<Record>, SetupError> {
     match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| invalid(path, format!("not a setup record: {e}"))),
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).map(Some).map_err(|e| invalid(path, format!("not a setup record: {e}")))
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(SetupError::Read { path: path.display().to_string(), reason: e.to_string() }),
     }
@@ -90,7 +92,10 @@ pub fn save(path: &Path, done: Record) -> Result<(), SetupError> {
 /// What undo does to one recorded file.
 #[derive(Debug, PartialEq, Eq)]
 enum Action {
-    Restore { path: PathBuf, backup: PathBuf },
+    Restore {
+        path: PathBuf,
+        backup: PathBuf,
+    },
     Remove(PathBuf),
     /// Already as it was (the file is gone and setup had created it).
     Gone(PathBuf),
@@ -155,7 +160,8 @@ pub fn undo(root: &Path, engine: &str, dry_run: bool) -> Result<String, SetupErr
                 if !dry_run {
                     fs::rename(backup, path).map_err(|e| write_err(path, e))?;
                 }
-                let _ = writeln!(out, "{} {} from {}", verb("restored", "would restore"), path.display(), backup.display());
+                let _ =
+                    writeln!(out, "{} {} from {}", verb("restored", "would restore"), path.display(), backup.display());
             }
             Action::Remove(path) => {
                 if !dry_run {
