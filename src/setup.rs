@@ -26,6 +26,7 @@ use thiserror::Error;
 pub use containerd::{CRI_PLUGIN_V2, CRI_PLUGIN_V3, Extras as ContainerdExtras, dropin as containerd_dropin};
 pub use docker::daemon_snippet as docker_daemon_snippet;
 pub use hooksd::{crio_dropin, hook_json};
+pub use record::{RECORD_DIR, undo};
 
 /// The name engines run the shim by, next to the mighook binary.
 pub const RUNTIME_LINK: &str = "nvidia-container-runtime";

@@ -60,6 +60,8 @@ pub enum Command {
     CdiHook(CdiHookArgs),
     /// Register mighook with a container engine
     Setup(SetupArgs),
+    /// Installer image entrypoint: install mighook onto the host root mounted at DIR (and configure its engine)
+    Install(InstallArgs),
 }
 
 #[derive(Debug, Args)]
@@ -162,4 +164,17 @@ pub enum EngineArg {
     Containerd,
     Crio,
     Podman,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// The node's root filesystem, as mounted into the installer's container
+    #[arg(long, value_name = "DIR")]
+    pub host_root: PathBuf,
+    /// Register the installed mighook with this engine (`mighook setup ENGINE` on the host)
+    #[arg(long, value_enum)]
+    pub engine: Option<EngineArg>,
+    /// Undo every engine setup and remove what install put on the host
+    #[arg(long, conflicts_with = "engine")]
+    pub uninstall: bool,
 }

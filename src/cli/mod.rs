@@ -10,7 +10,9 @@
 pub mod args;
 
 use crate::settings::{GlobalFlags, OwnEnv, Settings, SettingsError};
-use args::{CdiArgs, CdiSubcommand, Cli, Command, EngineArg, FormatArg, GlobalArgs, ResolveArgs, SetupArgs};
+use args::{
+    CdiArgs, CdiSubcommand, Cli, Command, EngineArg, FormatArg, GlobalArgs, InstallArgs, ResolveArgs, SetupArgs,
+};
 use thiserror::Error;
 
 /// Any command's error; its text is already the one line that names what is wrong.
@@ -30,6 +32,8 @@ pub enum CliError {
     Cdi(#[from] crate::cdi::CdiError),
     #[error(transparent)]
     Setup(#[from] crate::setup::SetupError),
+    #[error(transparent)]
+    Install(#[from] crate::install::InstallError),
 }
 
 pub fn flags(global: &GlobalArgs) -> GlobalFlags {
@@ -61,6 +65,7 @@ pub fn run(cli: Cli) -> Result<String, CliError> {
             crate::hook::cdi_hook(&settings, &mut std::io::stdin().lock(), &edits).map(|()| String::new())?
         }
         Command::Setup(args) => crate::setup::run(&settings, &setup_options(args))?,
+        Command::Install(args) => crate::install::run(&flags(&cli.global), &install_options(args))?,
     })
 }
 
@@ -91,15 +96,23 @@ fn cdi_command(a: CdiArgs) -> crate::cdi::CdiCommand {
     }
 }
 
-fn setup_options(a: SetupArgs) -> crate::setup::SetupOptions {
+fn engine(e: EngineArg) -> crate::setup::Engine {
     use crate::setup::Engine;
+    match e {
+        EngineArg::Docker => Engine::Docker,
+        EngineArg::Containerd => Engine::Containerd,
+        EngineArg::Crio => Engine::Crio,
+        EngineArg::Podman => Engine::Podman,
+    }
+}
+
+fn install_options(a: InstallArgs) -> crate::install::InstallOptions {
+    crate::install::InstallOptions { host_root: a.host_root, engine: a.engine.map(engine), uninstall: a.uninstall }
+}
+
+fn setup_options(a: SetupArgs) -> crate::setup::SetupOptions {
     crate::setup::SetupOptions {
-        engine: match a.engine {
-            EngineArg::Docker => Engine::Docker,
-            EngineArg::Containerd => Engine::Containerd,
-            EngineArg::Crio => Engine::Crio,
-            EngineArg::Podman => Engine::Podman,
-        },
+        engine: engine(a.engine),
         dry_run: a.dry_run,
         binary: a.binary,
         config_root: a.config_root,
