@@ -4,8 +4,11 @@
 # says it loads (the glibc files: libc, libgcc_s, the dynamic loader), each at
 # the path ldd printed, links resolved. mighook loads libnvidia-ml only after it
 # has chrooted into the host root, so no NVIDIA file belongs in the image.
+# The static busybox (Debian's busybox-static) goes in as /bin/sh, sleep and
+# chroot for the DaemonSet's CDI refresh loop.
 #
 # Usage: image-context.sh BINARY DIR    (DIR is emptied first)
+#        BUSYBOX=/path/to/static/busybox overrides /bin/busybox
 set -eu
 [ $# = 2 ] || { echo "usage: image-context.sh BINARY DIR" >&2; exit 2; }
 bin=$1 dir=$2
@@ -25,4 +28,15 @@ for lib in $libs; do
   mkdir -p "$dir/rootfs$(dirname "$lib")"
   cp -L "$lib" "$dir/rootfs$lib"
   echo "image-context.sh: $lib"
+done
+
+busybox=${BUSYBOX:-/bin/busybox}
+if ldd "$busybox" >/dev/null 2>&1; then
+  echo "image-context.sh: $busybox is not a static binary (install busybox-static)" >&2
+  exit 1
+fi
+mkdir -p "$dir/rootfs/bin"
+cp -L "$busybox" "$dir/rootfs/bin/busybox"
+for applet in sh sleep chroot; do
+  ln -s busybox "$dir/rootfs/bin/$applet"
 done

@@ -623,11 +623,35 @@ impl Dockerd {
             "runtimes": runtimes,
         });
         std::fs::write(d.join("daemon.json"), serde_json::to_string_pretty(&config).unwrap()).unwrap();
+        let args = vec!["--config-file".into(), d.join("daemon.json").into_os_string()];
+        Dockerd::spawn(dir, args, env)
+    }
+
+    /// Starts dockerd reading `config_file` (the host's /etc/docker/daemon.json, as a
+    /// package's `mighook setup docker` left it) for its runtimes, with the private dirs,
+    /// socket and networking of [`Dockerd::start`] given as flags (so the file must not set them).
+    pub fn start_with_config_file(config_file: &Path, env: &[(String, String)]) -> Dockerd {
+        let dir = tempfile::Builder::new().prefix("mighook-e2e-dockerd").tempdir().unwrap();
+        let d = dir.path();
+        let mut args: Vec<std::ffi::OsString> = vec!["--config-file".into(), config_file.into()];
+        for (flag, value) in [("--data-root", "root"), ("--exec-root", "exec"), ("--pidfile", "dockerd.pid")] {
+            args.push(flag.into());
+            args.push(d.join(value).into_os_string());
+        }
+        args.push(format!("--host=unix://{}", d.join("docker.sock").display()).into());
+        for flag in ["--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false"] {
+            args.push(flag.into());
+        }
+        args.extend(["--bridge=none".into(), "--storage-driver=vfs".into()]);
+        Dockerd::spawn(dir, args, env)
+    }
+
+    fn spawn(dir: tempfile::TempDir, args: Vec<std::ffi::OsString>, env: &[(String, String)]) -> Dockerd {
+        let d = dir.path();
         let had_run_docker = Path::new("/run/docker").exists();
         let log = d.join("dockerd.log");
         let child = Command::new(support::tool("dockerd"))
-            .arg("--config-file")
-            .arg(d.join("daemon.json"))
+            .args(&args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
