@@ -13,6 +13,7 @@
 #   podman containerd docker.io   engine-level tests (docker.io pulls iptables and tini)
 #   bpftool            inspecting the cgroup v2 BPF device programs
 #   jq                 scripts that edit config.json
+#   rpm                `rpm -qlp` of the .rpm scripts/package.sh builds (tests/packages.rs)
 # Not listed on purpose: uidmap (rootless podman only; the tests run as root),
 # iptables (a dependency of docker.io), util-linux/mount (unshare, nsenter, mount:
 # essential in Debian).
@@ -20,7 +21,7 @@ set -eu
 # runc, dockerd and friends live in sbin, which a non-login root shell may lack.
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
-PKGS="runc crun busybox-static podman containerd docker.io bpftool jq gcc libc6-dev"
+PKGS="runc crun busybox-static podman containerd docker.io bpftool jq gcc libc6-dev rpm"
 
 die() { echo "install-deps.sh: error: $*" >&2; exit 1; }
 
@@ -42,7 +43,7 @@ for p in $PKGS; do
 done
 
 check_commands() {
-  for c in runc crun busybox podman containerd ctr dockerd bpftool jq gcc unshare nsenter mount umount mountpoint timeout; do
+  for c in runc crun busybox podman containerd ctr dockerd bpftool jq gcc rpm unshare nsenter mount umount mountpoint timeout; do
     command -v "$c" >/dev/null 2>&1 || die "command '$c' not found (PATH=$PATH)"
   done
 }

@@ -368,7 +368,7 @@ pub fn run(settings: &Settings, options: &SetupOptions) -> Result<String, SetupE
         // Whatever was written before an error is recorded too, so that undo can still put it back.
         let written: Vec<Step> = match &result {
             Ok(_) => steps,
-            Err(_) => steps.into_iter().filter(|s| written_now(s)).collect(),
+            Err(_) => steps.into_iter().filter(written_now).collect(),
         };
         let done = record::of_steps(&written, &backups, &ctx.host(hooksd::CDI_SPEC));
         record::save(&record::path(&ctx.root, &name), done)?;
