@@ -119,8 +119,6 @@ const DAEMON_BEFORE: &str = "{ \"log-level\":\"info\",\n\n  \"debug\" : false }\
 /// The host's daemon.json as it was, put back (and mighook purged) whatever the test did.
 struct HostGuard {
     daemon_json: Option<Vec<u8>>,
-    /// dockerd 20.10 makes /etc/docker/key.json on start; removed again if it was not there.
-    had_key_json: bool,
 }
 
 impl Drop for HostGuard {
@@ -133,9 +131,6 @@ impl Drop for HostGuard {
             None => {
                 let _ = fs::remove_file(DAEMON_JSON);
             }
-        }
-        if !self.had_key_json {
-            let _ = fs::remove_file("/etc/docker/key.json");
         }
         for e in fs::read_dir("/etc/docker").into_iter().flatten().flatten() {
             if e.file_name().to_string_lossy().starts_with("daemon.json.mighook-backup-") {
@@ -183,8 +178,7 @@ fn deb_install_setup_docker_run_and_remove_restores_daemon_json() {
     }
     let (deb, _) = packages();
     let _one = engines::DOCKERD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let guard =
-        HostGuard { daemon_json: fs::read(DAEMON_JSON).ok(), had_key_json: Path::new("/etc/docker/key.json").exists() };
+    let guard = HostGuard { daemon_json: fs::read(DAEMON_JSON).ok() };
     fs::create_dir_all("/etc/docker").unwrap();
     fs::write(DAEMON_JSON, DAEMON_BEFORE).unwrap();
 

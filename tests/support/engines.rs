@@ -598,6 +598,8 @@ impl Drop for Containerd {
 // ---------------------------------------------------------------------------
 // dockerd.
 
+const KEY_JSON: &str = "/etc/docker/key.json";
+
 /// Only one dockerd of ours at a time: they share /run/docker and the `docker` parent cgroup.
 pub static DOCKERD_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -606,6 +608,8 @@ pub struct Dockerd {
     dir: tempfile::TempDir,
     child: Child,
     had_run_docker: bool,
+    /// dockerd 20.10 makes /etc/docker/key.json (its trust key) on start, whatever its config says.
+    had_key_json: bool,
 }
 
 impl Dockerd {
@@ -649,6 +653,7 @@ impl Dockerd {
     fn spawn(dir: tempfile::TempDir, args: Vec<std::ffi::OsString>, env: &[(String, String)]) -> Dockerd {
         let d = dir.path();
         let had_run_docker = Path::new("/run/docker").exists();
+        let had_key_json = Path::new(KEY_JSON).exists();
         let log = d.join("dockerd.log");
         let child = Command::new(support::tool("dockerd"))
             .args(&args)
@@ -660,7 +665,7 @@ impl Dockerd {
             .expect("spawn dockerd");
         let host = format!("unix://{}", d.join("docker.sock").display());
         containerd_started();
-        let mut me = Dockerd { child, had_run_docker, dir };
+        let mut me = Dockerd { child, had_run_docker, had_key_json, dir };
         // `me` owns the child from here: a panic below still stops the daemon.
         wait_ready("dockerd", &log, &mut me.child, || {
             docker_cmd(&host).arg("version").output().is_ok_and(|o| o.status.success())
@@ -718,6 +723,9 @@ impl Drop for Dockerd {
         if !self.had_run_docker {
             // dockerd makes /run/docker (plugins) even with a private exec-root.
             remove_empty_dirs(Path::new("/run/docker"));
+        }
+        if !self.had_key_json {
+            let _ = std::fs::remove_file(KEY_JSON);
         }
     }
 }
