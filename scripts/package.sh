@@ -10,18 +10,19 @@ CARGO_GENERATE_RPM_VERSION=0.21.1
 
 die() { echo "package.sh: error: $*" >&2; exit 1; }
 
-# `cargo install` of NAME at VERSION unless `cargo-NAME --version` already prints it.
+# `cargo install` of NAME at VERSION unless the installed NAME already says it is VERSION.
 ensure_tool() {
-  name=$1 version=$2 bin=$3
-  if "$bin" --version 2>/dev/null | grep -q "$version"; then
+  name=$1 version=$2
+  bin=$(command -v "$name" 2>/dev/null || echo "${CARGO_HOME:-$HOME/.cargo}/bin/$name")
+  if [ "$("$bin" --version 2>/dev/null)" = "$name $version" ]; then
     return
   fi
   echo "package.sh: installing $name $version"
   cargo install --locked "$name" --version "$version" || die "cargo install $name $version failed"
 }
 
-ensure_tool cargo-deb "$CARGO_DEB_VERSION" "$HOME/.cargo/bin/cargo-deb"
-ensure_tool cargo-generate-rpm "$CARGO_GENERATE_RPM_VERSION" "$HOME/.cargo/bin/cargo-generate-rpm"
+ensure_tool cargo-deb "$CARGO_DEB_VERSION"
+ensure_tool cargo-generate-rpm "$CARGO_GENERATE_RPM_VERSION"
 
 out=target/packages
 mkdir -p "$out"
