@@ -15,6 +15,7 @@ pub mod driver_files;
 pub mod edits;
 pub mod hook;
 pub mod inspect;
+pub mod install;
 pub mod ldcache;
 pub mod log;
 pub mod oci;

@@ -65,6 +65,8 @@ pub enum Command {
     /// Prestart hook the shim adds: masks the container's /proc/driver/nvidia (reads the state on stdin)
     #[command(hide = true)]
     ProcMask(ProcMaskArgs),
+    /// Installer image entrypoint: install mighook onto the host root mounted at DIR (and configure its engine)
+    Install(InstallArgs),
 }
 
 #[derive(Debug, Args)]
@@ -153,6 +155,12 @@ pub struct SetupArgs {
     /// Directory the engine's config files are under; paths written into them point at the files written
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub config_root: PathBuf,
+    /// Make `nvidia` the engine's default runtime (docker, containerd, CRI-O), as `nvidia-ctk runtime configure --set-as-default`
+    #[arg(long, conflicts_with = "undo")]
+    pub set_as_default: bool,
+    /// Put back what an earlier `mighook setup ENGINE` changed (from its backups), and remove what it created
+    #[arg(long)]
+    pub undo: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -195,4 +203,17 @@ pub struct ProcMaskArgs {
     /// The container administers MIG (NVIDIA_MIG_CONFIG_DEVICES / NVIDIA_MIG_MONITOR_DEVICES)
     #[arg(long)]
     pub mig_admin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// The node's root filesystem, as mounted into the installer's container
+    #[arg(long, value_name = "DIR")]
+    pub host_root: PathBuf,
+    /// Register the installed mighook with this engine (`mighook setup ENGINE` on the host)
+    #[arg(long, value_enum)]
+    pub engine: Option<EngineArg>,
+    /// Undo every engine setup and remove what install put on the host
+    #[arg(long, conflicts_with = "engine")]
+    pub uninstall: bool,
 }

@@ -10,7 +10,9 @@
 pub mod args;
 
 use crate::settings::{GlobalFlags, OwnEnv, Settings, SettingsError};
-use args::{CdiArgs, CdiSubcommand, Cli, Command, EngineArg, FormatArg, GlobalArgs, ResolveArgs, SetupArgs};
+use args::{
+    CdiArgs, CdiSubcommand, Cli, Command, EngineArg, FormatArg, GlobalArgs, InstallArgs, ResolveArgs, SetupArgs,
+};
 use thiserror::Error;
 
 /// Any command's error; its text is already the one line that names what is wrong.
@@ -34,6 +36,7 @@ pub enum CliError {
     System(#[from] crate::system::SystemError),
     #[error("proc-mask: {0}")]
     ProcMaskArgs(String),
+    Install(#[from] crate::install::InstallError),
 }
 
 pub fn flags(global: &GlobalArgs) -> GlobalFlags {
@@ -72,6 +75,7 @@ pub fn run(cli: Cli) -> Result<String, CliError> {
                 .map_err(CliError::ProcMaskArgs)?;
             crate::hook::proc_mask_hook(&settings, &mut std::io::stdin().lock(), &sel).map(|()| String::new())?
         }
+        Command::Install(args) => crate::install::run(&flags(&cli.global), &install_options(args))?,
     })
 }
 
@@ -111,17 +115,27 @@ fn cdi_command(a: CdiArgs) -> crate::cdi::CdiCommand {
     }
 }
 
-fn setup_options(a: SetupArgs) -> crate::setup::SetupOptions {
+fn engine(e: EngineArg) -> crate::setup::Engine {
     use crate::setup::Engine;
+    match e {
+        EngineArg::Docker => Engine::Docker,
+        EngineArg::Containerd => Engine::Containerd,
+        EngineArg::Crio => Engine::Crio,
+        EngineArg::Podman => Engine::Podman,
+    }
+}
+
+fn install_options(a: InstallArgs) -> crate::install::InstallOptions {
+    crate::install::InstallOptions { host_root: a.host_root, engine: a.engine.map(engine), uninstall: a.uninstall }
+}
+
+fn setup_options(a: SetupArgs) -> crate::setup::SetupOptions {
     crate::setup::SetupOptions {
-        engine: match a.engine {
-            EngineArg::Docker => Engine::Docker,
-            EngineArg::Containerd => Engine::Containerd,
-            EngineArg::Crio => Engine::Crio,
-            EngineArg::Podman => Engine::Podman,
-        },
+        engine: engine(a.engine),
         dry_run: a.dry_run,
         binary: a.binary,
         config_root: a.config_root,
+        set_as_default: a.set_as_default,
+        undo: a.undo,
     }
 }

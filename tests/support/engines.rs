@@ -604,6 +604,8 @@ impl Drop for Containerd {
 // ---------------------------------------------------------------------------
 // dockerd.
 
+const KEY_JSON: &str = "/etc/docker/key.json";
+
 /// Only one dockerd of ours at a time: they share /run/docker and the `docker` parent cgroup.
 pub static DOCKERD_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -612,6 +614,8 @@ pub struct Dockerd {
     dir: tempfile::TempDir,
     child: Child,
     had_run_docker: bool,
+    /// dockerd 20.10 makes /etc/docker/key.json (its trust key) on start, whatever its config says.
+    had_key_json: bool,
 }
 
 impl Dockerd {
@@ -629,11 +633,36 @@ impl Dockerd {
             "runtimes": runtimes,
         });
         std::fs::write(d.join("daemon.json"), serde_json::to_string_pretty(&config).unwrap()).unwrap();
+        let args = vec!["--config-file".into(), d.join("daemon.json").into_os_string()];
+        Dockerd::spawn(dir, args, env)
+    }
+
+    /// Starts dockerd reading `config_file` (the host's /etc/docker/daemon.json, as a
+    /// package's `mighook setup docker` left it) for its runtimes, with the private dirs,
+    /// socket and networking of [`Dockerd::start`] given as flags (so the file must not set them).
+    pub fn start_with_config_file(config_file: &Path, env: &[(String, String)]) -> Dockerd {
+        let dir = tempfile::Builder::new().prefix("mighook-e2e-dockerd").tempdir().unwrap();
+        let d = dir.path();
+        let mut args: Vec<std::ffi::OsString> = vec!["--config-file".into(), config_file.into()];
+        for (flag, value) in [("--data-root", "root"), ("--exec-root", "exec"), ("--pidfile", "dockerd.pid")] {
+            args.push(flag.into());
+            args.push(d.join(value).into_os_string());
+        }
+        args.push(format!("--host=unix://{}", d.join("docker.sock").display()).into());
+        for flag in ["--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false"] {
+            args.push(flag.into());
+        }
+        args.extend(["--bridge=none".into(), "--storage-driver=vfs".into()]);
+        Dockerd::spawn(dir, args, env)
+    }
+
+    fn spawn(dir: tempfile::TempDir, args: Vec<std::ffi::OsString>, env: &[(String, String)]) -> Dockerd {
+        let d = dir.path();
         let had_run_docker = Path::new("/run/docker").exists();
+        let had_key_json = Path::new(KEY_JSON).exists();
         let log = d.join("dockerd.log");
         let child = Command::new(support::tool("dockerd"))
-            .arg("--config-file")
-            .arg(d.join("daemon.json"))
+            .args(&args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -642,7 +671,7 @@ impl Dockerd {
             .expect("spawn dockerd");
         let host = format!("unix://{}", d.join("docker.sock").display());
         containerd_started();
-        let mut me = Dockerd { child, had_run_docker, dir };
+        let mut me = Dockerd { child, had_run_docker, had_key_json, dir };
         // `me` owns the child from here: a panic below still stops the daemon.
         wait_ready("dockerd", &log, &mut me.child, || {
             docker_cmd(&host).arg("version").output().is_ok_and(|o| o.status.success())
@@ -700,6 +729,9 @@ impl Drop for Dockerd {
         if !self.had_run_docker {
             // dockerd makes /run/docker (plugins) even with a private exec-root.
             remove_empty_dirs(Path::new("/run/docker"));
+        }
+        if !self.had_key_json {
+            let _ = std::fs::remove_file(KEY_JSON);
         }
     }
 }
