@@ -36,6 +36,7 @@ pub enum CliError {
     System(#[from] crate::system::SystemError),
     #[error("proc-mask: {0}")]
     ProcMaskArgs(String),
+    #[error(transparent)]
     Install(#[from] crate::install::InstallError),
 }
 
