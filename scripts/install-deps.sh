@@ -13,6 +13,9 @@
 #   podman containerd docker.io   engine-level tests (docker.io pulls iptables and tini)
 #   bpftool            inspecting the cgroup v2 BPF device programs
 #   jq                 scripts that edit config.json
+#   protobuf-compiler  protoc for the k8s-cri dev-dependency (tests/e2e_cri.rs): its build script
+#                      generates the CRI v1 client from the .proto with tonic-prost-build
+#   rpm                `rpm -qlp` of the .rpm scripts/package.sh builds (tests/packages.rs)
 # Not listed on purpose: uidmap (rootless podman only; the tests run as root),
 # iptables (a dependency of docker.io), util-linux/mount (unshare, nsenter, mount:
 # essential in Debian).
@@ -20,7 +23,7 @@ set -eu
 # runc, dockerd and friends live in sbin, which a non-login root shell may lack.
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
-PKGS="runc crun busybox-static podman containerd docker.io bpftool jq gcc libc6-dev"
+PKGS="runc crun busybox-static podman containerd docker.io bpftool jq gcc libc6-dev protobuf-compiler rpm"
 
 die() { echo "install-deps.sh: error: $*" >&2; exit 1; }
 
@@ -42,7 +45,7 @@ for p in $PKGS; do
 done
 
 check_commands() {
-  for c in runc crun busybox podman containerd ctr dockerd bpftool jq gcc unshare nsenter mount umount mountpoint timeout; do
+  for c in runc crun busybox podman containerd ctr dockerd bpftool jq gcc protoc rpm unshare nsenter mount umount mountpoint timeout; do
     command -v "$c" >/dev/null 2>&1 || die "command '$c' not found (PATH=$PATH)"
   done
 }

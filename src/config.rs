@@ -61,6 +61,10 @@ pub struct ConfigFile {
     pub default_driver_capabilities: Option<String>,
     /// Check no image requirement (`NVIDIA_REQUIRE_*`, legacy `CUDA_VERSION`), as NVIDIA's `disable-require` (default false).
     pub disable_require: Option<bool>,
+    /// Load a missing `nvidia-uvm` / `nvidia-modeset` with the host's modprobe (default true, as NVIDIA's `load-kmods`).
+    pub load_kmods: Option<bool>,
+    /// The host's modprobe, an absolute path (default `/sbin/modprobe`).
+    pub modprobe: Option<PathBuf>,
 }
 
 impl ConfigFile {
@@ -75,7 +79,12 @@ impl ConfigFile {
     }
 
     pub fn parse(text: &str) -> Result<ConfigFile, String> {
-        toml::from_str(text).map_err(|e| e.message().to_string())
+        let file: ConfigFile = toml::from_str(text).map_err(|e| e.message().to_string())?;
+        // A relative modprobe would be looked up wherever mighook happens to run.
+        if let Some(m) = file.modprobe.as_ref().filter(|m| !m.is_absolute()) {
+            return Err(format!("modprobe must be an absolute path, not {:?}", m.display().to_string()));
+        }
+        Ok(file)
     }
 }
 
@@ -100,6 +109,8 @@ accept-volume-mounts = true
 annotation-prefixes = ["cdi.k8s.io/", "example.com/"]
 default-driver-capabilities = "utility"
 disable-require = true
+load-kmods = false
+modprobe = "/usr/sbin/modprobe"
 "#,
         )
         .unwrap();
@@ -109,6 +120,14 @@ disable-require = true
         assert_eq!(c.driver_root, Some(PathBuf::from("/run/nvidia/driver")));
         assert_eq!(c.missing_driver_files, Some(MissingDriverFiles::Error));
         assert_eq!(c.disable_require, Some(true));
+        assert_eq!(c.load_kmods, Some(false));
+        assert_eq!(c.modprobe, Some(PathBuf::from("/usr/sbin/modprobe")));
+    }
+
+    #[test]
+    fn a_relative_modprobe_is_an_error() {
+        let e = ConfigFile::parse("modprobe = \"modprobe\"\n").unwrap_err();
+        assert_eq!(e, "modprobe must be an absolute path, not \"modprobe\"");
     }
 
     #[test]

@@ -113,9 +113,70 @@ pub fn prestart(settings: &Settings, stdin: &mut dyn Read) -> Result<(), HookErr
         files.log_missing();
     }
     let target = Target { pid: state.pid, rootfs: rootfs? };
-    let report = apply::apply(&crate::sys::LinuxSys, &target, &plan.edits, &settings.dev_root)?;
+    let host_proc = settings.proc_root.join("driver/nvidia");
+    let mask = proc_mask(&plan.selection, &host_proc, state.pid);
+    let proc = mask.as_ref().map(|mask| apply::ProcTarget { mask, host_dir: &host_proc });
+    let report = apply::apply_masked(&crate::sys::LinuxSys, &target, &plan.edits, &settings.dev_root, proc)?;
+    if mask.is_some() && !report.proc_driver.masked {
+        crate::log::debug(&format!(
+            "pid {}: the container's /proc has no {}: nothing to mask",
+            state.pid,
+            crate::proc_driver::PROC_DRIVER_NVIDIA
+        ));
+    }
     crate::log::info(&format!("pid {}: applied {report}", state.pid));
     Ok(())
+}
+
+/// `mighook proc-mask`: the prestart hook the shim adds for a GPU container, which masks
+/// its `/proc/driver/nvidia` for `sel` (a bind mount inside /proc cannot come from
+/// config.json: runc refuses it). The host's driver files are read now, at start.
+pub fn proc_mask_hook(
+    settings: &Settings,
+    stdin: &mut dyn Read,
+    sel: &crate::proc_driver::ProcSelection,
+) -> Result<(), HookError> {
+    settings.init_log();
+    let state = parse_state(&read_limited(stdin, MAX_STATE_BYTES, "OCI state")?)?;
+    let rootfs = HookBundle::read(&state.bundle)?.rootfs()?;
+    let host_proc = settings.proc_root.join("driver/nvidia");
+    if !host_proc.is_dir() {
+        crate::log::debug(&format!("pid {}: no {} on the host: nothing to mask", state.pid, host_proc.display()));
+        return Ok(());
+    }
+    let mask = crate::proc_driver::plan(sel, |rel| crate::proc_driver::read_host(&host_proc, rel));
+    for line in &mask.skipped {
+        crate::log::warn(&format!("pid {}: {line}", state.pid));
+    }
+    let (report, _) = apply::proc_driver::mask(&crate::sys::LinuxSys, state.pid, &rootfs, &host_proc, &mask)?;
+    match report.masked {
+        true => crate::log::info(&format!("pid {}: {}", state.pid, report.lines.join("; "))),
+        false => crate::log::debug(&format!(
+            "pid {}: the container's /proc has no {}: nothing to mask",
+            state.pid,
+            crate::proc_driver::PROC_DRIVER_NVIDIA
+        )),
+    }
+    Ok(())
+}
+
+/// What the container's `/proc/driver/nvidia` shows ([`crate::proc_driver`]); `None`
+/// when the host has no `/proc/driver/nvidia` (no driver loaded), so there is nothing to show.
+fn proc_mask(
+    sel: &crate::resolve::Selection,
+    host_proc: &std::path::Path,
+    pid: i32,
+) -> Option<crate::proc_driver::ProcMask> {
+    if !host_proc.is_dir() {
+        crate::log::debug(&format!("pid {pid}: no {} on the host: nothing to mask", host_proc.display()));
+        return None;
+    }
+    let sel = crate::proc_driver::ProcSelection::of(sel);
+    let mask = crate::proc_driver::plan(&sel, |rel| crate::proc_driver::read_host(host_proc, rel));
+    for line in &mask.skipped {
+        crate::log::warn(&format!("pid {pid}: {line}"));
+    }
+    Some(mask)
 }
 
 #[cfg(test)]

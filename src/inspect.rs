@@ -40,6 +40,8 @@ pub struct ResolveQuery {
     pub mig_monitor: Option<String>,
     /// Image variables whose requirements are checked (`NAME=VALUE`).
     pub image_env: Vec<String>,
+    /// `NVIDIA_IMEX_CHANNELS`.
+    pub imex_channels: Option<String>,
     /// `NVIDIA_VISIBLE_DEVICES`.
     pub devices: String,
 }
@@ -153,6 +155,7 @@ pub fn resolve(query: &ResolveQuery, settings: &Settings, driver: &dyn Driver) -
         mig_config: query.mig_config.as_deref(),
         mig_monitor: query.mig_monitor.as_deref(),
         privileged: query.privileged,
+        imex_channels: query.imex_channels.as_deref(),
     };
     let request = Request::parse(&raw, &settings.default_capabilities)?;
     let mut image = image_env(&query.image_env)?;

@@ -104,7 +104,14 @@ pub struct Settings {
     pub low_level_runtime: String,
     pub policy: SourcePolicy,
     pub default_capabilities: DriverCapabilities,
+    /// `load-kmods`: load a missing `nvidia-uvm` / `nvidia-modeset` with [`Settings::modprobe`].
+    pub load_kmods: bool,
+    /// The host's modprobe (absolute).
+    pub modprobe: PathBuf,
 }
+
+/// The host's modprobe unless the config file names another.
+pub const DEFAULT_MODPROBE: &str = "/sbin/modprobe";
 
 impl Settings {
     pub fn resolve(flags: &GlobalFlags, env: &OwnEnv) -> Result<Settings, SettingsError> {
@@ -154,6 +161,8 @@ impl Settings {
                 disable_require: file.disable_require.unwrap_or(false),
             },
             default_capabilities,
+            load_kmods: file.load_kmods.unwrap_or(true),
+            modprobe: file.modprobe.unwrap_or_else(|| DEFAULT_MODPROBE.into()),
         })
     }
 
@@ -181,6 +190,8 @@ impl Settings {
             &self.driver_root,
             self.missing_driver_files,
         )
+        .with_dev_root(&self.dev_root)
+        .with_modprobe(self.load_kmods.then_some(self.modprobe.as_path()))
     }
 }
 

@@ -13,6 +13,7 @@ mod containerd;
 mod diff;
 mod docker;
 mod hooksd;
+mod record;
 
 use crate::settings::Settings;
 use std::fmt::Write as _;
@@ -22,9 +23,10 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
-pub use containerd::{CRI_PLUGIN_V2, CRI_PLUGIN_V3, dropin as containerd_dropin};
+pub use containerd::{CRI_PLUGIN_V2, CRI_PLUGIN_V3, Extras as ContainerdExtras, dropin as containerd_dropin};
 pub use docker::daemon_snippet as docker_daemon_snippet;
 pub use hooksd::{crio_dropin, hook_json};
+pub use record::{RECORD_DIR, undo};
 
 /// The name engines run the shim by, next to the mighook binary.
 pub const RUNTIME_LINK: &str = "nvidia-container-runtime";
@@ -50,6 +52,10 @@ pub struct SetupOptions {
     pub binary: Option<PathBuf>,
     /// Directory the engine's config files are under.
     pub config_root: PathBuf,
+    /// Make `nvidia` the engine's default runtime (docker, containerd, CRI-O).
+    pub set_as_default: bool,
+    /// Put back what an earlier setup of this engine changed, from its record and backups.
+    pub undo: bool,
 }
 
 #[derive(Debug, Error)]
@@ -71,7 +77,7 @@ pub(crate) fn invalid(path: &Path, reason: impl std::fmt::Display) -> SetupError
     SetupError::Invalid { path: path.display().to_string(), reason: reason.to_string() }
 }
 
-fn write_err(path: &Path, reason: impl std::fmt::Display) -> SetupError {
+pub(crate) fn write_err(path: &Path, reason: impl std::fmt::Display) -> SetupError {
     SetupError::Write { path: path.display().to_string(), reason: reason.to_string() }
 }
 
@@ -105,6 +111,12 @@ pub(crate) struct Ctx {
     pub binary: PathBuf,
     /// podman and CRI-O: the CDI spec of this node, or why it could not be made.
     pub cdi_spec: Option<Result<String, String>>,
+    /// Make `nvidia` the default runtime.
+    pub set_as_default: bool,
+    /// CRI-O: mighook's config file, which the shim must be told about (CRI-O hands it no environment of its own).
+    pub config_file: Option<PathBuf>,
+    /// containerd: the installed version (major, minor), when `containerd --version` says.
+    pub containerd_version: Option<(u64, u64)>,
 }
 
 impl Ctx {
@@ -216,13 +228,24 @@ fn backup(path: &Path, bytes: &[u8]) -> Result<PathBuf, SetupError> {
     Err(write_err(path, "no free backup name"))
 }
 
-fn create_dirs(dir: &Path) -> Result<(), SetupError> {
+pub(crate) fn create_dirs(dir: &Path) -> Result<(), SetupError> {
     use std::os::unix::fs::DirBuilderExt;
     fs::DirBuilder::new().recursive(true).mode(0o755).create(dir).map_err(|e| write_err(dir, e))
 }
 
 /// Carries out the steps (or describes them, for a dry run). Returns the report.
+#[cfg(test)]
 fn apply(steps: &[Step], dry_run: bool, engine: &str) -> Result<String, SetupError> {
+    apply_recording(steps, dry_run, engine, &mut vec![])
+}
+
+/// [`apply`], adding (file, backup) for each backup made to `backups`.
+fn apply_recording(
+    steps: &[Step],
+    dry_run: bool,
+    engine: &str,
+    backups: &mut Vec<(PathBuf, PathBuf)>,
+) -> Result<String, SetupError> {
     let mut out = String::new();
     let changing = steps.iter().any(Step::changes);
     if !changing {
@@ -248,6 +271,9 @@ fn apply(steps: &[Step], dry_run: bool, engine: &str) -> Result<String, SetupErr
                     return Err(write_err(path, "changed while mighook was preparing it; run setup again"));
                 }
                 let saved = now.map(|bytes| backup(path, &bytes)).transpose()?;
+                if let Some(b) = &saved {
+                    backups.push((path.clone(), b.clone()));
+                }
                 crate::atomic_file::replace_durable(path, new.as_bytes(), 0o644).map_err(|e| write_err(path, e))?;
                 let _ = match saved {
                     Some(b) => writeln!(out, "wrote {} (backup: {})", path.display(), b.display()),
@@ -298,12 +324,65 @@ fn cdi_spec(settings: &Settings) -> Result<String, String> {
     Ok(crate::cdi::render(&spec, crate::cdi::Format::Json))
 }
 
+/// `containerd --version` as (major, minor): `containerd github.com/containerd/containerd v1.7.24 <commit>`
+/// (Debian: `... 1.6.20~ds1 1.6.20~ds1-1+b1`). Setup runs once per node, not per container start,
+/// so asking the installed binary is fine.
+fn containerd_version() -> Option<(u64, u64)> {
+    let out = std::process::Command::new("containerd").arg("--version").output().ok()?;
+    parse_containerd_version(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn parse_containerd_version(text: &str) -> Option<(u64, u64)> {
+    text.split_whitespace().skip(1).find_map(|word| {
+        let mut parts = word.trim_start_matches('v').split(['.', '~', '-', '+']);
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next()?.parse().ok()?;
+        Some((major, minor))
+    })
+}
+
 pub fn run(settings: &Settings, options: &SetupOptions) -> Result<String, SetupError> {
-    let cdi_spec = matches!(options.engine, Engine::Podman | Engine::Crio).then(|| cdi_spec(settings));
-    let ctx = Ctx { root: options.config_root.clone(), binary: binary(options.binary.as_deref())?, cdi_spec };
     let name = format!("{:?}", options.engine).to_lowercase();
+    if options.undo {
+        return record::undo(&options.config_root, &name, options.dry_run);
+    }
+    if options.set_as_default && options.engine == Engine::Podman {
+        return Err(SetupError::Refused(
+            "--set-as-default: podman has no default runtime to set; its hooks.d hook already serves every container"
+                .into(),
+        ));
+    }
+    let cdi_spec = matches!(options.engine, Engine::Podman | Engine::Crio).then(|| cdi_spec(settings));
+    let ctx = Ctx {
+        root: options.config_root.clone(),
+        binary: binary(options.binary.as_deref())?,
+        cdi_spec,
+        set_as_default: options.set_as_default,
+        config_file: settings.config_path.as_ref().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+        containerd_version: if options.engine == Engine::Containerd { containerd_version() } else { None },
+    };
     let steps = steps(options.engine, &ctx)?;
-    apply(&steps, options.dry_run, &name)
+    let mut backups = vec![];
+    let result = apply_recording(&steps, options.dry_run, &name, &mut backups);
+    if !options.dry_run {
+        // Whatever was written before an error is recorded too, so that undo can still put it back.
+        let written: Vec<Step> = match &result {
+            Ok(_) => steps,
+            Err(_) => steps.into_iter().filter(written_now).collect(),
+        };
+        let done = record::of_steps(&written, &backups, &ctx.host(hooksd::CDI_SPEC));
+        record::save(&record::path(&ctx.root, &name), done)?;
+    }
+    result
+}
+
+/// A write or link step that is in place now (after a run that stopped on an error).
+fn written_now(step: &Step) -> bool {
+    match step {
+        Step::Write { path, new, .. } => fs::read(path).is_ok_and(|b| b == new.as_bytes()),
+        Step::Link { path, .. } => fs::symlink_metadata(path).is_ok(),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -316,8 +395,14 @@ mod tests {
         let shim = Path::new("/usr/bin/nvidia-container-runtime");
         assert_eq!(include_str!("../hooks/oci-mighook-hook.json"), hook_json(bin));
         assert_eq!(include_str!("../hooks/docker-daemon.json"), docker_daemon_snippet(shim));
-        assert_eq!(include_str!("../hooks/crio-99-mighook.toml"), crio_dropin(shim));
-        assert_eq!(include_str!("../hooks/containerd-99-mighook.toml"), containerd_dropin(2, None, shim).unwrap());
+        assert_eq!(
+            include_str!("../hooks/crio-99-mighook.toml"),
+            crio_dropin(shim, Some(Path::new(hooksd::PACKAGED_CONFIG)), false)
+        );
+        assert_eq!(
+            include_str!("../hooks/containerd-99-mighook.toml"),
+            containerd_dropin(2, None, shim, ContainerdExtras::default()).unwrap()
+        );
     }
 
     #[test]
@@ -329,6 +414,15 @@ mod tests {
         assert!(binary(Some(&dir.path().join("none"))).is_err());
         fs::set_permissions(&f, fs::Permissions::from_mode(0o755)).unwrap();
         assert_eq!(binary(Some(&f)).unwrap(), f);
+    }
+
+    #[test]
+    fn containerd_versions_as_the_binaries_print_them() {
+        let v = |t| parse_containerd_version(t);
+        assert_eq!(v("containerd github.com/containerd/containerd v1.7.24 88bf19b\n"), Some((1, 7)));
+        assert_eq!(v("containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+b1\n"), Some((1, 6)));
+        assert_eq!(v("containerd containerd.io v2.1.4 75cb2b7\n"), Some((2, 1)));
+        assert_eq!(v("bash: containerd: command not found"), None);
     }
 
     #[test]

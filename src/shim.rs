@@ -115,6 +115,7 @@ pub fn prepare_bundle<D: crate::driver::Driver + ?Sized>(
     let Bundle { dir: bundle, mut spec } = bundle;
     let bundle = bundle.as_path();
     let changes = spec::apply_edits(&mut spec, &plan.edits)?;
+    let masked = add_proc_mask_hook(settings, &mut spec, &plan.selection)?;
     let driver = match (&plan.edits.driver_files, &rootfs) {
         (Some(files), Some(rootfs)) => Some(prepare_driver_files(bundle, rootfs, &mut spec, files)?),
         _ => None,
@@ -143,7 +144,36 @@ pub fn prepare_bundle<D: crate::driver::Driver + ?Sized>(
     if let Some(d) = driver {
         line += &format!(", {} driver-file mounts; {}", d.mounts, d.report.lines.join("; "));
     }
+    if masked {
+        line += &format!(", added the prestart hook that masks {}", crate::proc_driver::PROC_DRIVER_NVIDIA);
+    }
     Ok(Some(line))
+}
+
+/// Adds `mighook proc-mask` as the last prestart hook when the host has a
+/// `/proc/driver/nvidia` to mask ([`crate::proc_driver`]). config.json cannot do it
+/// (runc refuses bind mounts inside /proc), so, as in NVIDIA's legacy runtime, a hook
+/// does: this same binary, with the settings this shim runs with (`--config`,
+/// `--proc-root`) and the selection as arguments, and only a PATH in its environment.
+fn add_proc_mask_hook(
+    settings: &Settings,
+    spec: &mut serde_json::Value,
+    sel: &crate::resolve::Selection,
+) -> Result<bool, ShimError> {
+    if !settings.proc_root.join("driver/nvidia").is_dir() {
+        return Ok(false);
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| ShimError::Exec { path: "/proc/self/exe".into(), reason: e.to_string() })?;
+    let mut args = vec!["mighook".to_string()];
+    if let Some(config) = &settings.config_path {
+        args.extend(["--config".to_string(), config.display().to_string()]);
+    }
+    args.extend(["--proc-root".to_string(), settings.proc_root.display().to_string(), "proc-mask".to_string()]);
+    args.extend(crate::proc_driver::ProcSelection::of(sel).to_args());
+    let hook = serde_json::json!({ "path": exe, "args": args, "env": [format!("PATH={DEFAULT_PATH}")], "timeout": 30 });
+    spec::add_prestart_hook(spec, hook)?;
+    Ok(true)
 }
 
 /// What [`prepare_driver_files`] did.

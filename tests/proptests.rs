@@ -173,7 +173,7 @@ proptest! {
 
     #[test]
     fn request_never_panics(devices in any_text(), caps in any_text(), cfg in any_text(), privileged in any::<bool>()) {
-        let raw = RawRequest { visible_devices: Some(&devices), driver_capabilities: Some(&caps), mig_config: Some(&cfg), mig_monitor: None, privileged };
+        let raw = RawRequest { visible_devices: Some(&devices), driver_capabilities: Some(&caps), mig_config: Some(&cfg), mig_monitor: None, privileged, imex_channels: None };
         if let Ok(r) = Request::parse(&raw, &DriverCapabilities::default()) {
             prop_assert!(privileged || !r.mig_config, "MIG config access granted to an unprivileged container");
         }
@@ -373,6 +373,7 @@ impl Case {
             mig_config: self.mig_config.then_some("all"),
             mig_monitor: self.mig_monitor.then_some("all"),
             privileged: self.privileged,
+            imex_channels: None,
         };
         Request::parse(&raw, &DriverCapabilities::default()).map_err(|e| e.to_string())
     }

@@ -472,6 +472,264 @@ fn podman_dry_run_writes_nothing() {
 }
 
 // ---------------------------------------------------------------------------
+// --undo: what setup changed goes back byte for byte; what it created goes away.
+
+impl Host {
+    /// Every file and link under the config root and the bin dir, with content, without mtimes.
+    fn contents(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        self.snapshot().into_iter().map(|(p, (c, _, _))| (p, c)).collect()
+    }
+
+    /// `setup` with `dir` first on PATH (a fake `containerd` there says which version it is).
+    fn setup_with_path(&self, engine: &str, dir: &Path, extra: &[&str]) -> String {
+        let mut cmd = Command::new(support::mighook_bin());
+        let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default());
+        cmd.env("PATH", path).args(["setup", engine, "--config-root"]).arg(self.root());
+        let out = cmd.arg("--binary").arg(self.bin("mighook")).args(extra).output().unwrap();
+        assert!(out.status.success(), "setup {engine} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+/// A dir holding a `containerd` that prints `version` as `containerd --version` does.
+fn fake_containerd(version: &str) -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("containerd");
+    fs::write(&bin, format!("#!/bin/sh\necho 'containerd github.com/containerd/containerd {version} 0123abc'\n"))
+        .unwrap();
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// setup, then undo: every file and link is as it was before setup, byte for byte.
+fn assert_undo_round_trips(h: &Host, engine: &str, setup_args: &[&str]) {
+    let before = h.contents();
+    h.setup_ok(engine, setup_args);
+    assert_ne!(h.contents(), before, "setup {engine} changed nothing");
+    let out = h.setup_ok(engine, &["--undo"]);
+    assert!(out.ends_with(&format!("{engine}: setup undone; restart {engine} to drop the nvidia runtime\n")), "{out}");
+    let after = h.contents();
+    let dirs_only = |m: &BTreeMap<PathBuf, Vec<u8>>| m.iter().filter(|(_, c)| *c != b"<dir>").count();
+    assert_eq!(
+        after.iter().filter(|(_, c)| *c != b"<dir>").collect::<BTreeMap<_, _>>(),
+        before.iter().filter(|(_, c)| *c != b"<dir>").collect::<BTreeMap<_, _>>(),
+        "undo left {} files where there were {}",
+        dirs_only(&after),
+        dirs_only(&before)
+    );
+}
+
+#[test]
+fn docker_undo_restores_daemon_json_byte_for_byte() {
+    let h = Host::new();
+    h.put(DAEMON_JSON, DAEMON_BEFORE);
+    assert_undo_round_trips(&h, "docker", &["--set-as-default"]);
+    assert_eq!(h.text(DAEMON_JSON), DAEMON_BEFORE);
+    assert!(h.backups(DAEMON_JSON).is_empty(), "the backup is what was put back");
+}
+
+#[test]
+fn docker_undo_removes_a_daemon_json_and_the_links_it_created() {
+    let h = Host::new();
+    assert_undo_round_trips(&h, "docker", &[]);
+    assert!(!h.at(DAEMON_JSON).exists());
+    assert!(fs::symlink_metadata(h.bin("nvidia-container-runtime")).is_err());
+}
+
+#[test]
+fn containerd_undo_restores_config_toml_and_removes_the_dropin() {
+    let h = Host::new();
+    h.put(CONFIG_TOML, DEBIAN_CONFIG);
+    assert_undo_round_trips(&h, "containerd", &["--set-as-default"]);
+    assert_eq!(h.text(CONFIG_TOML), DEBIAN_CONFIG);
+    assert!(!h.at(DROPIN).exists());
+}
+
+#[test]
+fn crio_undo_removes_its_dropin_hook_and_spec() {
+    let h = Host::new();
+    h.put("/etc/crio/crio.conf", "[crio.runtime]\ndefault_runtime = \"runc\"\n");
+    assert_undo_round_trips(&h, "crio", &[]);
+    assert!(!h.at(CRIO_DROPIN).exists() && !h.at(HOOK_JSON).exists());
+}
+
+#[test]
+fn undo_after_two_setups_returns_to_the_state_before_mighook() {
+    let h = Host::new();
+    h.put(DAEMON_JSON, DAEMON_BEFORE);
+    h.setup_ok("docker", &[]);
+    h.setup_ok("docker", &["--set-as-default"]);
+    assert_eq!(h.backups(DAEMON_JSON).len(), 2);
+    h.setup_ok("docker", &["--undo"]);
+    assert_eq!(h.text(DAEMON_JSON), DAEMON_BEFORE);
+    assert_eq!(h.backups(DAEMON_JSON).len(), 1, "the second backup (mighook's own first version) stays");
+}
+
+#[test]
+fn undo_refuses_when_the_file_was_edited_since_and_changes_nothing() {
+    let h = Host::new();
+    h.put(DAEMON_JSON, DAEMON_BEFORE);
+    h.setup_ok("docker", &[]);
+    let edited = h.text(DAEMON_JSON).replace("journald", "json-file");
+    h.put(DAEMON_JSON, &edited);
+    let before = h.snapshot();
+    let out = h.setup("docker", &["--undo"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "undo over an edit must fail");
+    assert!(stderr.contains("was changed since `mighook setup docker` wrote it; nothing undone"), "{stderr}");
+    assert!(stderr.contains("restore ") && stderr.contains(".mighook-backup-"), "{stderr}");
+    assert_eq!(h.snapshot(), before, "a refused undo changed something");
+}
+
+#[test]
+fn undo_without_a_setup_says_so() {
+    let h = Host::new();
+    let out = h.setup_ok("crio", &["--undo"]);
+    assert!(out.starts_with("crio: nothing to undo (no "), "{out}");
+}
+
+#[test]
+fn undo_dry_run_changes_nothing() {
+    let h = Host::new();
+    h.put(DAEMON_JSON, DAEMON_BEFORE);
+    h.setup_ok("docker", &[]);
+    let before = h.snapshot();
+    let out = h.setup_ok("docker", &["--undo", "--dry-run"]);
+    assert!(out.contains(&format!("would restore {} from ", h.at(DAEMON_JSON).display())), "{out}");
+    assert!(out.ends_with("dry run: nothing changed\n"), "{out}");
+    assert_eq!(h.snapshot(), before);
+}
+
+// ---------------------------------------------------------------------------
+// --set-as-default, and containerd's CDI
+
+#[test]
+fn docker_set_as_default_sets_default_runtime_then_is_idempotent() {
+    let h = Host::new();
+    h.put(DAEMON_JSON, DAEMON_BEFORE);
+    h.setup_ok("docker", &["--set-as-default"]);
+    let after: Value = serde_json::from_str(&h.text(DAEMON_JSON)).unwrap();
+    assert_eq!(after["default-runtime"], "nvidia");
+    assert_eq!(after["runtimes"]["crun"]["path"], "/usr/bin/crun");
+    assert_idempotent_with(&h, "docker", &["--set-as-default"]);
+}
+
+#[test]
+fn docker_set_as_default_on_a_registered_runtime_adds_only_the_default() {
+    let h = Host::new();
+    h.put(DAEMON_JSON, DAEMON_BEFORE);
+    h.setup_ok("docker", &[]);
+    let registered = h.text(DAEMON_JSON);
+    h.setup_ok("docker", &["--set-as-default"]);
+    let mut want: Value = serde_json::from_str(&registered).unwrap();
+    want.as_object_mut().unwrap().insert("default-runtime".into(), json!("nvidia"));
+    assert_eq!(serde_json::from_str::<Value>(&h.text(DAEMON_JSON)).unwrap(), want);
+}
+
+#[test]
+fn containerd_set_as_default_names_nvidia_in_the_cri_plugin() {
+    let h = Host::new();
+    h.put(CONFIG_TOML, DEBIAN_CONFIG);
+    h.setup_ok("containerd", &["--set-as-default"]);
+    let d = toml_at(&h.text(DROPIN));
+    let cri = &d["plugins"]["io.containerd.grpc.v1.cri"];
+    assert_eq!(cri["containerd"]["default_runtime_name"].as_str(), Some("nvidia"));
+    assert_eq!(cri["containerd"]["runtimes"]["runc"]["runtime_type"].as_str(), Some("io.containerd.runc.v2"));
+    assert_idempotent_with(&h, "containerd", &["--set-as-default"]);
+    if let Some(dump) = containerd_dump(&h.at(CONFIG_TOML)) {
+        let c = &dump["plugins"]["io.containerd.grpc.v1.cri"]["containerd"];
+        assert_eq!(c["default_runtime_name"].as_str(), Some("nvidia"), "containerd's own merged view");
+    }
+}
+
+#[test]
+fn containerd_version_3_set_as_default() {
+    let h = Host::new();
+    h.put(CONFIG_TOML, "version = 3\n");
+    h.setup_ok("containerd", &["--set-as-default"]);
+    let d = toml_at(&h.text(DROPIN));
+    let c = &d["plugins"]["io.containerd.cri.v1.runtime"]["containerd"];
+    assert_eq!(c["default_runtime_name"].as_str(), Some("nvidia"));
+}
+
+#[test]
+fn containerd_1_7_gets_enable_cdi() {
+    let h = Host::new();
+    h.put(CONFIG_TOML, DEBIAN_CONFIG);
+    let bin = fake_containerd("v1.7.24");
+    h.setup_with_path("containerd", bin.path(), &[]);
+    let d = toml_at(&h.text(DROPIN));
+    assert_eq!(d["plugins"]["io.containerd.grpc.v1.cri"]["enable_cdi"].as_bool(), Some(true));
+}
+
+#[test]
+fn containerd_1_6_gets_no_enable_cdi_and_a_note() {
+    let h = Host::new();
+    h.put(CONFIG_TOML, DEBIAN_CONFIG);
+    let bin = fake_containerd("1.6.20~ds1");
+    let out = h.setup_with_path("containerd", bin.path(), &[]);
+    let d = toml_at(&h.text(DROPIN));
+    assert_eq!(d["plugins"]["io.containerd.grpc.v1.cri"].get("enable_cdi"), None);
+    assert!(out.contains("note: containerd 1.6 has no CDI support (1.7 and later)"), "{out}");
+}
+
+#[test]
+fn containerd_keeps_an_admins_enable_cdi_false() {
+    let h = Host::new();
+    h.put(CONFIG_TOML, "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\nenable_cdi = false\n");
+    let bin = fake_containerd("v1.7.24");
+    h.setup_with_path("containerd", bin.path(), &[]);
+    let d = toml_at(&h.text(DROPIN));
+    assert_eq!(d["plugins"]["io.containerd.grpc.v1.cri"]["enable_cdi"].as_bool(), Some(false));
+}
+
+#[test]
+fn containerd_version_3_states_enable_cdi() {
+    let h = Host::new();
+    h.put(CONFIG_TOML, "version = 3\n");
+    h.setup_ok("containerd", &[]);
+    let d = toml_at(&h.text(DROPIN));
+    assert_eq!(d["plugins"]["io.containerd.cri.v1.runtime"]["enable_cdi"].as_bool(), Some(true));
+}
+
+#[test]
+fn crio_set_as_default_sets_default_runtime() {
+    let h = Host::new();
+    h.setup_ok("crio", &["--set-as-default"]);
+    let d = toml_at(&h.text(CRIO_DROPIN));
+    assert_eq!(d["crio"]["runtime"]["default_runtime"].as_str(), Some("nvidia"));
+    assert_idempotent_with(&h, "crio", &["--set-as-default"]);
+}
+
+#[test]
+fn crio_dropin_hands_the_shim_the_config_file_through_monitor_env() {
+    let h = Host::new();
+    h.put("/etc/mighook/config.toml", "driver-root = \"/run/nvidia/driver\"\n");
+    let config = h.at("/etc/mighook/config.toml");
+    h.setup_ok("crio", &["--config", config.to_str().unwrap()]);
+    let d = toml_at(&h.text(CRIO_DROPIN));
+    let env: Vec<&str> = d["crio"]["runtime"]["runtimes"]["nvidia"]["monitor_env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(env[0], "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    assert_eq!(env[1], format!("MIGHOOK_CONFIG={}", config.display()));
+    assert_eq!(env.len(), 2);
+}
+
+#[test]
+fn podman_refuses_set_as_default() {
+    let h = Host::new();
+    let out = h.setup("podman", &["--set-as-default"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.starts_with("mighook: --set-as-default: podman has no default runtime"), "{stderr}");
+}
+
+// ---------------------------------------------------------------------------
 // Shipped files: packaging/config.toml is the default config, documented key by key.
 
 #[test]

@@ -327,7 +327,10 @@ fn dockers_gpus_hook_is_removed_and_its_network_hook_kept() {
     let args = docker_create(&w, "c4");
     ok(&w.shim(&args.iter().map(String::as_str).collect::<Vec<_>>()));
     let hooks = w.spec()["hooks"]["prestart"].clone();
-    assert_eq!(hooks, json!([docker_spec(&[])["hooks"]["prestart"][1]]));
+    assert_eq!(hooks[0], docker_spec(&[])["hooks"]["prestart"][1]);
+    // The one mighook adds: the node has a /proc/driver/nvidia to mask.
+    assert!(hooks[1]["args"].as_array().unwrap().contains(&json!("proc-mask")), "{hooks}");
+    assert_eq!(hooks.as_array().unwrap().len(), 2);
 }
 
 #[test]
@@ -353,6 +356,37 @@ fn annotations_are_ignored_unless_enabled() {
     let written = w.write_spec(&before);
     ok(&w.shim(&["create", "--bundle", &w.bundle_str(), "c19"]));
     assert_eq!(fs::read(w.config_json()).unwrap(), written);
+}
+
+/// The device plugin's cdi-annotations strategy: its own kind, a random key per response.
+#[test]
+fn the_device_plugins_annotation_kind_names_the_device() {
+    let w = World::new();
+    w.enable_annotations();
+    let mut before = docker_spec(&[]);
+    before["annotations"]["cdi.k8s.io/nvidia-device-plugin_5b2e7a1c-1f0e-4b8e-9a55-0c1d2e3f4a5b"] =
+        json!(format!("k8s.device-plugin.nvidia.com/gpu={MIG_0_1_UUID}"));
+    w.write_spec(&before);
+    ok(&w.shim(&["create", "--bundle", &w.bundle_str(), "c20"]));
+    assert_eq!(devices(&w.spec()), expected_devices_after(&before));
+}
+
+/// An NVIDIA kind mighook cannot give is refused by name, never silently granted nothing.
+#[test]
+fn an_nvidia_annotation_kind_mighook_does_not_serve_refuses_the_start() {
+    let w = World::new();
+    w.enable_annotations();
+    let mut before = docker_spec(&[]);
+    before["annotations"]["cdi.k8s.io/x"] = json!("k8s.device-plugin.nvidia.com/gds=all");
+    w.write_spec(&before);
+    let before = mtime_and_bytes(&w.config_json());
+    let out = w.shim(&["create", "--bundle", &w.bundle_str(), "c21"]);
+    assert_refused(
+        &w,
+        &out,
+        &before,
+        "mighook: k8s.device-plugin.nvidia.com/gds=all: CDI kind k8s.device-plugin.nvidia.com/gds is not one mighook serves",
+    );
 }
 
 #[test]
@@ -575,7 +609,8 @@ fn real_runc_runs_the_edited_bundle() {
     assert_eq!(p.summary_of("/dev/nb-cap347"), "c 508:347 errno=1", "another MIG cap stays denied");
     assert_eq!(p.ls("/dev/nvidia-caps"), ["nvidia-cap345", "nvidia-cap346"]);
     let spec: Value = serde_json::from_slice(&fs::read(bundle.path().join("config.json")).unwrap()).unwrap();
-    assert_eq!(spec["hooks"]["prestart"], json!([]), "the failing GPU hook was removed");
+    let hooks = spec["hooks"]["prestart"].as_array().unwrap();
+    assert!(hooks.iter().all(|h| h["path"] != "/bin/false"), "the failing GPU hook was removed");
 }
 
 /// An own `MIGHOOK_*` value the container's env also carries: a runtime handed the shim the

@@ -23,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
         mig_config: (flags & 2 != 0).then_some("all"),
         mig_monitor: (flags & 4 != 0).then_some("all"),
         privileged: flags & 1 != 0,
+        imex_channels: None,
     };
     let Ok(request) = Request::parse(&raw, &DriverCapabilities::default()) else { return };
     let driver = FakeDriver { failing_mig_slot: Some((1, 2)), ..FakeDriver::a100() };

@@ -9,7 +9,7 @@ use mighook::request::{DriverCapabilities, RawRequest, Request};
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, rest)) = data.split_first() else { return };
     let text = String::from_utf8_lossy(rest);
-    // Four NUL-separated values; a flag bit leaves one unset (None) instead.
+    // Five NUL-separated values; a flag bit leaves one unset (None) instead.
     let mut fields = text.split('\0');
     let mut next = |bit: u8| {
         let f = fields.next();
@@ -21,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
         mig_config: next(8),
         mig_monitor: next(16),
         privileged: flags & 1 != 0,
+        imex_channels: next(32),
     };
     let defaults = DriverCapabilities::default();
     if let Ok(r) = Request::parse(&raw, &defaults) {

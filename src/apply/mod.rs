@@ -15,6 +15,7 @@
 
 pub mod cgroup;
 pub mod driver_files;
+pub mod proc_driver;
 pub mod rootfs;
 pub mod undo;
 
@@ -78,6 +79,10 @@ pub enum ApplyError {
     #[error("cannot create mighook's own directory {}: {source}", path.display())]
     StateDir { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
+    ProcMask(#[from] proc_driver::ProcMaskError),
+    #[error("cannot enter the mount namespace of pid {pid} for {}: {source}", crate::proc_driver::PROC_DRIVER_NVIDIA)]
+    ProcNamespace { pid: i32, source: std::io::Error },
+    #[error(transparent)]
     Cgroup(#[from] cgroup::CgroupError),
     #[error("{error}; rolling back left behind: {}", left.join("; "))]
     Incomplete { error: Box<ApplyError>, left: Vec<String> },
@@ -88,6 +93,7 @@ pub enum ApplyError {
 pub struct ApplyReport {
     pub nodes: Vec<rootfs::NodeReport>,
     pub driver_files: driver_files::InjectReport,
+    pub proc_driver: proc_driver::ProcMaskReport,
     pub cgroup: cgroup::CgroupReport,
 }
 
@@ -98,6 +104,9 @@ impl fmt::Display for ApplyReport {
             writeln!(f, "{node}")?;
         }
         for line in &self.driver_files.lines {
+            writeln!(f, "{line}")?;
+        }
+        for line in &self.proc_driver.lines {
             writeln!(f, "{line}")?;
         }
         if let Some(v1) = &self.cgroup.v1 {
@@ -112,6 +121,14 @@ impl fmt::Display for ApplyReport {
     }
 }
 
+/// The container's `/proc/driver/nvidia` mask and the host directory its mounts come from.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcTarget<'a> {
+    pub mask: &'a crate::proc_driver::ProcMask,
+    /// The host's `/proc/driver/nvidia` (under the settings' proc root).
+    pub host_dir: &'a Path,
+}
+
 /// Give the live container `target` its device nodes and device cgroup rules.
 /// `host_dev_root` (normally `/dev`) is where the host nodes are for the
 /// bind-mount fallback.
@@ -121,7 +138,18 @@ pub fn apply(
     edits: &ContainerEdits,
     host_dev_root: &Path,
 ) -> Result<ApplyReport, ApplyError> {
-    apply_with(sys, target, edits, host_dev_root, state_dir, || {
+    apply_masked(sys, target, edits, host_dev_root, None)
+}
+
+/// [`apply`], with the container's `/proc/driver/nvidia` masked after the driver files.
+pub fn apply_masked(
+    sys: &impl Sys,
+    target: &Target,
+    edits: &ContainerEdits,
+    host_dev_root: &Path,
+    proc: Option<ProcTarget<'_>>,
+) -> Result<ApplyReport, ApplyError> {
+    apply_with(sys, target, edits, host_dev_root, proc, state_dir, || {
         cgroup::allow_devices(sys, target.pid, &edits.device_rules)
     })
 }
@@ -133,6 +161,7 @@ fn apply_with<'d, S: FsOps>(
     target: &Target,
     edits: &ContainerEdits,
     host_dev_root: &Path,
+    proc: Option<ProcTarget<'_>>,
     cache_dir: impl FnOnce() -> Result<&'d Path, ApplyError>,
     cgroup_step: impl FnOnce() -> Result<cgroup::CgroupReport, cgroup::CgroupError>,
 ) -> Result<ApplyReport, ApplyError> {
@@ -155,11 +184,21 @@ fn apply_with<'d, S: FsOps>(
         None => driver_files::InjectReport::default(),
     };
     made.extend(driver_files.made.iter().cloned());
+    let proc_driver = match proc {
+        Some(p) => match proc_driver::mask(sys, target.pid, &target.rootfs, p.host_dir, p.mask) {
+            Ok((report, proc_made)) => {
+                made.extend(proc_made);
+                report
+            }
+            Err(e) => return Err(roll_back(e, &made)),
+        },
+        None => proc_driver::ProcMaskReport::default(),
+    };
     let cgroup = match cgroup_step() {
         Ok(cgroup) => cgroup,
         Err(e) => return Err(roll_back(e.into(), &made)),
     };
-    Ok(ApplyReport { nodes, driver_files, cgroup })
+    Ok(ApplyReport { nodes, driver_files, proc_driver, cgroup })
 }
 
 #[cfg(test)]
@@ -208,7 +247,7 @@ mod tests {
         cgroup_step: impl FnOnce() -> Result<cgroup::CgroupReport, cgroup::CgroupError>,
     ) -> Result<ApplyReport, ApplyError> {
         let target = Target { pid: 42, rootfs: "/b/rootfs".into() };
-        apply_with(fs, &target, edits, Path::new("/dev"), || Ok(Path::new("/run/mighook")), cgroup_step)
+        apply_with(fs, &target, edits, Path::new("/dev"), None, || Ok(Path::new("/run/mighook")), cgroup_step)
     }
 
     fn v1_refused() -> Result<cgroup::CgroupReport, cgroup::CgroupError> {
@@ -236,6 +275,53 @@ mod tests {
             ]
         );
         assert_eq!(fs.snapshot(), before);
+    }
+
+    fn proc_mask() -> crate::proc_driver::ProcMask {
+        crate::proc_driver::ProcMask {
+            files: vec![crate::proc_driver::ProcFile { name: "params", content: b"x\n".to_vec(), mode: 0o444 }],
+            binds: vec![crate::proc_driver::ProcBind { rel: "gpus/0000:07:00.0".into(), dir: true }],
+            skipped: vec![],
+        }
+    }
+
+    #[test]
+    fn a_failed_cgroup_step_detaches_the_proc_mask_too() {
+        let fs = fake().dir("/b/rootfs/proc/driver/nvidia/gpus/0000:0f:00.0").dir("/host/nvidia/gpus/0000:07:00.0");
+        let before = fs.snapshot();
+        let mask = proc_mask();
+        let proc = ProcTarget { mask: &mask, host_dir: Path::new("/host/nvidia") };
+        let target = Target { pid: 42, rootfs: "/b/rootfs".into() };
+        let e = apply_with(
+            &fs,
+            &target,
+            &edits(),
+            Path::new("/dev"),
+            Some(proc),
+            || Ok(Path::new("/run/mighook")),
+            v1_refused,
+        )
+        .unwrap_err();
+        assert!(matches!(e, ApplyError::Cgroup(_)), "{e}");
+        let changes = fs.changes();
+        let undo_at = changes.iter().rposition(|c| c == "setns /proc/42/ns/mnt").unwrap();
+        assert_eq!(changes[undo_at + 1], "umount /b/rootfs/proc/driver/nvidia");
+        assert_eq!(fs.snapshot(), before);
+    }
+
+    #[test]
+    fn a_successful_start_reports_the_proc_mask() {
+        let fs = fake().dir("/b/rootfs/proc/driver/nvidia").dir("/host/nvidia/gpus/0000:07:00.0");
+        let mask = proc_mask();
+        let proc = ProcTarget { mask: &mask, host_dir: Path::new("/host/nvidia") };
+        let target = Target { pid: 42, rootfs: "/b/rootfs".into() };
+        let ok = || Ok(cgroup::CgroupReport::default());
+        let report =
+            apply_with(&fs, &target, &edits(), Path::new("/dev"), Some(proc), || Ok(Path::new("/run/mighook")), ok)
+                .unwrap();
+        assert!(report.proc_driver.masked);
+        assert!(report.to_string().contains("mounted a tmpfs over /proc/driver/nvidia"), "{report}");
+        assert_eq!(fs.describe("/b/rootfs/proc/driver/nvidia/params").unwrap(), "file \"x\\n\"");
     }
 
     #[test]

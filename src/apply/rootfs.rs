@@ -1233,6 +1233,9 @@ pub(crate) mod kernel_tests {
         fn bind_mount_with(&self, src: &Self::Fd, dst: &Self::Fd, attrs: MountAttrs) -> io::Result<()> {
             LinuxSys.bind_mount_with(src, dst, attrs)
         }
+        fn mount_tmpfs(&self, dst: &Self::Fd, mode: u32, attrs: MountAttrs) -> io::Result<()> {
+            LinuxSys.mount_tmpfs(dst, mode, attrs)
+        }
         fn symlink_at(&self, dir: &Self::Fd, name: &OsStr, target: &OsStr) -> io::Result<()> {
             LinuxSys.symlink_at(dir, name, target)
         }

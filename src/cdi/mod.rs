@@ -1,7 +1,8 @@
 //! `mighook cdi`: CDI specs for podman, containerd and CRI-O.
 //!
 //! `cdi generate` writes one spec of kind `nvidia.com/gpu` for the devices the
-//! driver reports now ([`spec`]); `--check` says whether a written spec is
+//! driver reports now ([`spec`]) (or, with `--kind`, of the device plugin's
+//! kind, or of the host's IMEX channels); `--check` says whether a written spec is
 //! still that, so a MIG reconfiguration that left a stale spec behind (names
 //! that point at destroyed instances, new instances missing) is caught.
 //! Specs are written atomically (temp file + rename, mode 0644): runtimes
@@ -13,7 +14,7 @@ pub mod yaml;
 
 pub use hook::hook_edits;
 
-pub use spec::{Spec, generate_spec};
+pub use spec::{Spec, generate_spec, generate_spec_of_kind};
 
 use crate::settings::Settings;
 use serde_json::Value;
@@ -38,7 +39,7 @@ pub enum CdiCommand {
     /// Print every fully-qualified CDI device name, one per line.
     List,
     /// Print the spec, write it to `output`, or with `check` compare it with `output`.
-    Generate { output: Option<PathBuf>, format: Option<Format>, check: bool },
+    Generate { output: Option<PathBuf>, format: Option<Format>, check: bool, kind: &'static str },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +127,9 @@ fn describe_difference(current: &str, spec: &Spec) -> String {
     if parts.is_empty() {
         // Same names: say which devices' edits changed when the file is JSON.
         if let Ok(v) = serde_json::from_str::<Value>(current) {
+            if v["kind"] != spec.kind {
+                return format!("its kind is {}, not {}", v["kind"], spec.kind);
+            }
             let now = serde_json::to_value(spec).expect("spec serializes");
             let changed: Vec<&str> = spec
                 .devices
@@ -147,10 +151,14 @@ fn describe_difference(current: &str, spec: &Spec) -> String {
 }
 
 pub fn run(settings: &Settings, command: &CdiCommand) -> Result<String, CdiError> {
-    let spec = generate_spec(settings, &settings.driver())?;
+    let kind = match command {
+        CdiCommand::Generate { kind, .. } => kind,
+        CdiCommand::List => spec::KIND,
+    };
+    let spec = generate_spec_of_kind(settings, &settings.driver(), kind)?;
     match command {
         CdiCommand::List => Ok(spec.qualified_names().iter().map(|n| format!("{n}\n")).collect()),
-        CdiCommand::Generate { output, format, check } => {
+        CdiCommand::Generate { output, format, check, .. } => {
             let format = format.or_else(|| output.as_deref().map(Format::for_path)).unwrap_or(Format::Json);
             match output {
                 None => Ok(render(&spec, format)),
@@ -215,6 +223,17 @@ mod tests {
         write_spec(&path, Format::Json, &old).unwrap();
         let e = check_spec(&path, Format::Json, &spec()).unwrap_err().to_string();
         assert!(e.ends_with("is stale: device edits changed: 0:0"), "{e}");
+    }
+
+    #[test]
+    fn check_names_another_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nvidia.json");
+        let mut other = spec();
+        other.kind = spec::PLUGIN_KIND;
+        write_spec(&path, Format::Json, &other).unwrap();
+        let e = check_spec(&path, Format::Json, &spec()).unwrap_err().to_string();
+        assert!(e.ends_with("is stale: its kind is \"k8s.device-plugin.nvidia.com/gpu\", not nvidia.com/gpu"), "{e}");
     }
 
     #[test]

@@ -15,8 +15,22 @@ use crate::settings::Settings;
 use serde::Serialize;
 use std::path::Path;
 
-/// The one CDI kind mighook owns: `nvidia.com/gpu=<name>`, as nvidia-ctk names it.
+/// The CDI kind mighook generates by default: `nvidia.com/gpu=<name>`, as nvidia-ctk names it.
 pub const KIND: &str = "nvidia.com/gpu";
+/// The device plugin's GPU kind: a spec of it serves the plugin's cdi-annotations and
+/// cdi-cri names through the engine's own CDI (where the plugin writes no spec itself).
+pub const PLUGIN_KIND: &str = "k8s.device-plugin.nvidia.com/gpu";
+/// IMEX channels as `nvidia-ctk cdi generate --mode imex` names them.
+pub const IMEX_KIND: &str = "nvidia.com/imex-channel";
+/// The device plugin's IMEX channel kind.
+pub const PLUGIN_IMEX_KIND: &str = "k8s.device-plugin.nvidia.com/imex-channel";
+/// Every kind `cdi generate --kind` writes.
+pub const GENERATED_KINDS: [&str; 4] = [KIND, PLUGIN_KIND, IMEX_KIND, PLUGIN_IMEX_KIND];
+
+/// The generated kind spelt `kind` ([`KIND`] for anything else; the CLI allows only these).
+pub fn generated_kind(kind: &str) -> &'static str {
+    GENERATED_KINDS.into_iter().find(|k| *k == kind).unwrap_or(KIND)
+}
 
 /// Spec-wide env: a legacy NVIDIA hook that also runs sees `void` and does nothing.
 pub const VOID_ENV: &str = "NVIDIA_VISIBLE_DEVICES=void";
@@ -105,6 +119,49 @@ impl Spec {
     pub fn device(&self, name: &str) -> Option<&Device> {
         self.devices.iter().find(|d| d.name == name)
     }
+}
+
+/// Builds the spec of `kind` ([`GENERATED_KINDS`]): GPUs and MIG devices, or IMEX channels.
+pub fn generate_spec_of_kind(settings: &Settings, driver: &dyn Driver, kind: &'static str) -> Result<Spec, CdiError> {
+    if crate::request::IMEX_KINDS.contains(&kind) {
+        return generate_imex_spec(settings, driver, kind);
+    }
+    let mut spec = generate_spec(settings, driver)?;
+    spec.kind = kind;
+    Ok(spec)
+}
+
+/// One device per IMEX channel node the host has, named by its number, with
+/// that node only; spec-wide, the `void` env. As nvidia-ctk's imex mode: no `all`.
+fn generate_imex_spec(settings: &Settings, driver: &dyn Driver, kind: &'static str) -> Result<Spec, CdiError> {
+    let host = HostPaths { dev_root: &settings.dev_root };
+    let request = Request {
+        devices: crate::request::DeviceList::None,
+        capabilities: DriverCapabilities::default(),
+        mig_config: false,
+        mig_monitor: false,
+        imex_channels: crate::request::ImexChannels::All,
+    };
+    let mut selection = crate::resolve::Selection { gpu_container: true, ..Default::default() };
+    let edits =
+        crate::resolve::nodes::build(&request, &mut selection, driver).map_err(|e| CdiError::Resolve(e.to_string()))?;
+    let mut devices = Vec::new();
+    for n in edits.device_nodes {
+        let Some(channel) = n.path.strip_prefix("/dev/nvidia-caps-imex-channels/channel") else { continue };
+        devices.push(device(channel.to_string(), &[host.node(n.clone())?]));
+    }
+    if devices.is_empty() {
+        // CDI refuses a spec without devices; say why there is none instead.
+        return Err(CdiError::Resolve(format!(
+            "{kind}: this host has no IMEX channel nodes ({}/nvidia-caps-imex-channels/channel*)",
+            settings.dev_root.display()
+        )));
+    }
+    let container_edits = Edits { env: vec![VOID_ENV.into()], ..Edits::default() };
+    let mut spec = Spec { cdi_version: V030, kind, devices, container_edits };
+    validate(&spec)?;
+    spec.cdi_version = minimum_version(&spec);
+    Ok(spec)
 }
 
 /// Builds the spec for every GPU and MIG device the driver reports now.
@@ -406,6 +463,51 @@ mod tests {
         assert_eq!(minimum_version(&s), "0.3.0");
         s.container_edits.device_nodes[0].host_path = Some("/x/dev/nvidiactl".into());
         assert_eq!(minimum_version(&s), "0.5.0", "hostPath needs 0.5.0");
+    }
+
+    #[test]
+    fn the_device_plugins_kind_names_the_same_devices() {
+        let s = generate_spec_of_kind(&settings("/dev"), &FakeDriver::a100(), PLUGIN_KIND).unwrap();
+        assert_eq!(s.kind, "k8s.device-plugin.nvidia.com/gpu");
+        assert_eq!(s.devices, spec().devices);
+        assert!(s.qualified_names().contains(&"k8s.device-plugin.nvidia.com/gpu=0:1".to_string()));
+    }
+
+    #[test]
+    fn imex_spec_has_one_device_per_host_channel_and_no_all() {
+        let s = generate_spec_of_kind(&settings("/dev"), &FakeDriver::a100(), IMEX_KIND).unwrap();
+        assert_eq!(s.qualified_names(), ["nvidia.com/imex-channel=0", "nvidia.com/imex-channel=3"]);
+        assert_eq!(paths(&s, "3"), ["/dev/nvidia-caps-imex-channels/channel3 509:3"]);
+        assert_eq!(s.container_edits.env, ["NVIDIA_VISIBLE_DEVICES=void"]);
+        assert!(s.container_edits.device_nodes.is_empty());
+        assert_eq!(s.cdi_version, "0.5.0", "names starting with a digit");
+    }
+
+    #[test]
+    fn imex_spec_nodes_grant_rw_with_the_host_nodes_mode_and_host_path() {
+        let mut d = FakeDriver::a100();
+        d.imex[0].mode = 0o660;
+        let s = generate_spec_of_kind(&settings("/tmp/node/dev"), &d, PLUGIN_IMEX_KIND).unwrap();
+        let n = &s.device("0").unwrap().container_edits.device_nodes[0];
+        assert_eq!(n.host_path.as_deref(), Some("/tmp/node/dev/nvidia-caps-imex-channels/channel0"));
+        assert_eq!((n.file_mode, n.permissions.as_str()), (0o660, "rw"));
+        assert_eq!(s.kind, "k8s.device-plugin.nvidia.com/imex-channel");
+    }
+
+    #[test]
+    fn imex_spec_of_a_host_without_channels_is_an_error() {
+        let d = FakeDriver { imex: vec![], ..FakeDriver::a100() };
+        let e = generate_spec_of_kind(&settings("/dev"), &d, IMEX_KIND).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "cdi: nvidia.com/imex-channel: this host has no IMEX channel nodes (/dev/nvidia-caps-imex-channels/channel*)"
+        );
+    }
+
+    #[test]
+    fn generated_kinds_are_looked_up() {
+        assert_eq!(generated_kind("nvidia.com/imex-channel"), IMEX_KIND);
+        assert_eq!(generated_kind("k8s.device-plugin.nvidia.com/gpu"), PLUGIN_KIND);
     }
 
     #[test]

@@ -60,6 +60,13 @@ pub enum Command {
     CdiHook(CdiHookArgs),
     /// Register mighook with a container engine
     Setup(SetupArgs),
+    /// Upkeep of the host's NVIDIA device nodes
+    System(SystemArgs),
+    /// Prestart hook the shim adds: masks the container's /proc/driver/nvidia (reads the state on stdin)
+    #[command(hide = true)]
+    ProcMask(ProcMaskArgs),
+    /// Installer image entrypoint: install mighook onto the host root mounted at DIR (and configure its engine)
+    Install(InstallArgs),
 }
 
 #[derive(Debug, Args)]
@@ -82,6 +89,9 @@ pub struct ResolveArgs {
     /// An image variable whose requirements are checked: NVIDIA_REQUIRE_*, NVIDIA_DISABLE_REQUIRE or CUDA_VERSION
     #[arg(long = "image-env", value_name = "NAME=VALUE")]
     pub image_env: Vec<String>,
+    /// NVIDIA_IMEX_CHANNELS value (`0,3` or `all`): the host's channel nodes it gives
+    #[arg(long, value_name = "LIST")]
+    pub imex_channels: Option<String>,
     /// The device list, e.g. `0:1`, `MIG-<uuid>`, `0,GPU-<uuid>`, `all`
     #[arg(allow_hyphen_values = true)]
     pub devices: String,
@@ -122,6 +132,10 @@ pub struct GenerateArgs {
     /// Write nothing: exit 0 if FILE already holds exactly this spec, 1 if it is stale
     #[arg(long, requires = "output")]
     pub check: bool,
+    /// The spec's CDI kind: GPUs and MIG devices (nvidia-ctk's, or the device plugin's
+    /// names), or the host's IMEX channels (as `nvidia-ctk cdi generate --mode imex`)
+    #[arg(long, default_value = crate::cdi::spec::KIND, value_parser = crate::cdi::spec::GENERATED_KINDS)]
+    pub kind: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -144,6 +158,12 @@ pub struct SetupArgs {
     /// Directory the engine's config files are under; paths written into them point at the files written
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub config_root: PathBuf,
+    /// Make `nvidia` the engine's default runtime (docker, containerd, CRI-O), as `nvidia-ctk runtime configure --set-as-default`
+    #[arg(long, conflicts_with = "undo")]
+    pub set_as_default: bool,
+    /// Put back what an earlier `mighook setup ENGINE` changed (from its backups), and remove what it created
+    #[arg(long)]
+    pub undo: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -152,4 +172,51 @@ pub enum EngineArg {
     Containerd,
     Crio,
     Podman,
+}
+
+#[derive(Debug, Args)]
+pub struct SystemArgs {
+    #[command(subcommand)]
+    pub command: SystemSubcommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SystemSubcommand {
+    /// Create the host's /dev/nvidia* nodes (GPUs, control, uvm, modeset, MIG caps) with the driver's owner and mode
+    CreateDeviceNodes(DevRootArgs),
+    /// Create /dev/char/<major>:<minor> links for the NVIDIA nodes (keeps GPUs across `systemctl daemon-reload`)
+    CreateDevCharSymlinks(DevRootArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DevRootArgs {
+    /// The host's /dev [default: the config's dev-root, else /dev]
+    #[arg(long, value_name = "DIR")]
+    pub dev_root: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProcMaskArgs {
+    /// PCI bus id of a selected GPU
+    #[arg(long = "gpu", value_name = "BUS-ID")]
+    pub gpus: Vec<String>,
+    /// A selected MIG device: its GPU's device minor, GPU instance and compute instance
+    #[arg(long = "mig", value_name = "MINOR:GI:CI")]
+    pub migs: Vec<String>,
+    /// The container administers MIG (NVIDIA_MIG_CONFIG_DEVICES / NVIDIA_MIG_MONITOR_DEVICES)
+    #[arg(long)]
+    pub mig_admin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// The node's root filesystem, as mounted into the installer's container
+    #[arg(long, value_name = "DIR")]
+    pub host_root: PathBuf,
+    /// Register the installed mighook with this engine (`mighook setup ENGINE` on the host)
+    #[arg(long, value_enum)]
+    pub engine: Option<EngineArg>,
+    /// Undo every engine setup and remove what install put on the host
+    #[arg(long, conflicts_with = "engine")]
+    pub uninstall: bool,
 }

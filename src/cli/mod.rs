@@ -10,7 +10,9 @@
 pub mod args;
 
 use crate::settings::{GlobalFlags, OwnEnv, Settings, SettingsError};
-use args::{CdiArgs, CdiSubcommand, Cli, Command, EngineArg, FormatArg, GlobalArgs, ResolveArgs, SetupArgs};
+use args::{
+    CdiArgs, CdiSubcommand, Cli, Command, EngineArg, FormatArg, GlobalArgs, InstallArgs, ResolveArgs, SetupArgs,
+};
 use thiserror::Error;
 
 /// Any command's error; its text is already the one line that names what is wrong.
@@ -30,6 +32,12 @@ pub enum CliError {
     Cdi(#[from] crate::cdi::CdiError),
     #[error(transparent)]
     Setup(#[from] crate::setup::SetupError),
+    #[error(transparent)]
+    System(#[from] crate::system::SystemError),
+    #[error("proc-mask: {0}")]
+    ProcMaskArgs(String),
+    #[error(transparent)]
+    Install(#[from] crate::install::InstallError),
 }
 
 pub fn flags(global: &GlobalArgs) -> GlobalFlags {
@@ -46,7 +54,8 @@ pub fn run(cli: Cli) -> Result<String, CliError> {
     let settings = Settings::resolve(&flags(&cli.global), &OwnEnv::from_process())?;
     // The hook and the shim start the log themselves, once the container's bundle has
     // been checked for copies of mighook's own variables.
-    if !matches!(cli.command, Command::Prestart | Command::Runtime { .. } | Command::CdiHook(_)) {
+    if !matches!(cli.command, Command::Prestart | Command::Runtime { .. } | Command::CdiHook(_) | Command::ProcMask(_))
+    {
         settings.init_log();
     }
     Ok(match cli.command {
@@ -61,7 +70,23 @@ pub fn run(cli: Cli) -> Result<String, CliError> {
             crate::hook::cdi_hook(&settings, &mut std::io::stdin().lock(), &edits).map(|()| String::new())?
         }
         Command::Setup(args) => crate::setup::run(&settings, &setup_options(args))?,
+        Command::System(args) => system(&settings, args)?,
+        Command::ProcMask(a) => {
+            let sel = crate::proc_driver::ProcSelection::from_args(&a.gpus, &a.migs, a.mig_admin)
+                .map_err(CliError::ProcMaskArgs)?;
+            crate::hook::proc_mask_hook(&settings, &mut std::io::stdin().lock(), &sel).map(|()| String::new())?
+        }
+        Command::Install(args) => crate::install::run(&flags(&cli.global), &install_options(args))?,
     })
+}
+
+fn system(settings: &Settings, a: args::SystemArgs) -> Result<String, crate::system::SystemError> {
+    match a.command {
+        args::SystemSubcommand::CreateDeviceNodes(d) => crate::system::create_device_nodes(settings, d.dev_root),
+        args::SystemSubcommand::CreateDevCharSymlinks(d) => {
+            crate::system::create_dev_char_symlinks(settings, d.dev_root)
+        }
+    }
 }
 
 fn resolve_query(a: ResolveArgs) -> crate::inspect::ResolveQuery {
@@ -72,6 +97,7 @@ fn resolve_query(a: ResolveArgs) -> crate::inspect::ResolveQuery {
         mig_config: a.mig_config,
         mig_monitor: a.mig_monitor,
         image_env: a.image_env,
+        imex_channels: a.imex_channels,
         devices: a.devices,
     }
 }
@@ -86,21 +112,32 @@ fn cdi_command(a: CdiArgs) -> crate::cdi::CdiCommand {
                 FormatArg::Yaml => crate::cdi::Format::Yaml,
             }),
             check: g.check,
+            kind: crate::cdi::spec::generated_kind(&g.kind),
         },
     }
 }
 
-fn setup_options(a: SetupArgs) -> crate::setup::SetupOptions {
+fn engine(e: EngineArg) -> crate::setup::Engine {
     use crate::setup::Engine;
+    match e {
+        EngineArg::Docker => Engine::Docker,
+        EngineArg::Containerd => Engine::Containerd,
+        EngineArg::Crio => Engine::Crio,
+        EngineArg::Podman => Engine::Podman,
+    }
+}
+
+fn install_options(a: InstallArgs) -> crate::install::InstallOptions {
+    crate::install::InstallOptions { host_root: a.host_root, engine: a.engine.map(engine), uninstall: a.uninstall }
+}
+
+fn setup_options(a: SetupArgs) -> crate::setup::SetupOptions {
     crate::setup::SetupOptions {
-        engine: match a.engine {
-            EngineArg::Docker => Engine::Docker,
-            EngineArg::Containerd => Engine::Containerd,
-            EngineArg::Crio => Engine::Crio,
-            EngineArg::Podman => Engine::Podman,
-        },
+        engine: engine(a.engine),
         dry_run: a.dry_run,
         binary: a.binary,
         config_root: a.config_root,
+        set_as_default: a.set_as_default,
+        undo: a.undo,
     }
 }

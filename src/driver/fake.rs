@@ -25,6 +25,20 @@ pub struct FakeDriver {
     /// Per GPU index: brand name and compute capability (`nvmlDeviceGetBrand`,
     /// `nvmlDeviceGetCudaComputeCapability`); a GPU past the end has neither (NOT_SUPPORTED).
     pub gpu_facts: Vec<(&'static str, (u32, u32))>,
+    /// The host's IMEX channel nodes: channels 0 and 3, major 509, 0:0 0666.
+    pub imex: Vec<imex::ImexNode>,
+    /// `load-kmods`: whether [`Driver::load_kernel_module`] loads.
+    pub load_kmods: bool,
+    /// Majors a module registers once loaded (named as in `/proc/devices`, which is the module's name).
+    pub loadable: Vec<(u32, &'static str)>,
+    /// What `/proc/modules` lists; `None`: no such file.
+    pub modules: Option<Vec<&'static str>>,
+    /// Modules loaded so far, in order.
+    pub loaded: RefCell<Vec<String>>,
+}
+
+fn imex_node(channel: u32) -> imex::ImexNode {
+    imex::ImexNode { channel, major: 509, minor: channel, mode: 0o666, uid: 0, gid: 0 }
 }
 
 fn mig(slot: u32, gi: u32, ci: u32) -> Option<MigDevice> {
@@ -53,6 +67,16 @@ fn gpu(index: u32, minor: u32, mig_mode: MigMode) -> Gpu {
 }
 
 impl FakeDriver {
+    /// [`FakeDriver::a100`] before anything used CUDA: `nvidia-uvm` is not loaded
+    /// (no major until it is), nor is `nvidia-modeset`.
+    pub fn a100_without_uvm() -> Self {
+        let mut d = Self::a100();
+        d.majors.retain(|(_, n)| *n != "nvidia-uvm");
+        d.loadable = vec![(511, "nvidia-uvm")];
+        d.modules = Some(vec!["nvidia"]);
+        d
+    }
+
     /// GPU 0 (minor 2): MIG, slots 0..6 = GI 7,8,9,11,12,13,14.
     /// GPU 1 (minor 3): MIG, GI 1 with CI 0,1,2 in slots 0..2, slot 3 empty, slot 4 = GI 2 CI 0.
     /// GPU 2 (minor 0): MIG disabled.  GPU 3 (minor 1): MIG enabled, no devices.
@@ -81,6 +105,11 @@ impl FakeDriver {
             cuda_version: 12040,
             // Data-center A100s report NVML_BRAND_NVIDIA on current drivers.
             gpu_facts: vec![("Nvidia", (8, 0)); 4],
+            imex: vec![imex_node(0), imex_node(3)],
+            load_kmods: true,
+            loadable: vec![],
+            modules: None,
+            loaded: RefCell::new(vec![]),
         }
     }
 
@@ -135,7 +164,21 @@ impl Driver for FakeDriver {
         }))
     }
     fn chardev_major(&self, name: &str) -> Result<Option<u32>, DriverError> {
-        Ok(self.majors.iter().find(|(_, n)| *n == name).map(|(m, _)| *m))
+        let loaded = self.loaded.borrow();
+        let registered = self.loadable.iter().filter(|(_, n)| loaded.iter().any(|l| l == n));
+        Ok(self.majors.iter().chain(registered).find(|(_, n)| *n == name).map(|(m, _)| *m))
+    }
+    fn load_kernel_module(&self, module: &str) -> Result<bool, DriverError> {
+        self.call(format!("load_kernel_module {module}"));
+        if !self.load_kmods {
+            return Ok(false);
+        }
+        self.loaded.borrow_mut().push(module.to_string());
+        Ok(true)
+    }
+    fn kernel_module_loaded(&self, module: &str) -> Result<Option<bool>, DriverError> {
+        let loaded = self.loaded.borrow().iter().any(|l| l == module);
+        Ok(self.modules.as_ref().map(|m| loaded || m.contains(&module)))
     }
     fn mig_cap_minor(&self, cap: MigCap) -> Result<Option<u32>, DriverError> {
         Ok(Some(match cap {
@@ -172,6 +215,14 @@ impl Driver for FakeDriver {
             .get(gpu_index as usize)
             .map(|f| f.1)
             .ok_or_else(|| not_supported("nvmlDeviceGetCudaComputeCapability"))
+    }
+    fn imex_channel(&self, channel: u32) -> Result<Option<imex::ImexNode>, DriverError> {
+        self.call(format!("imex {channel}"));
+        Ok(self.imex.iter().find(|c| c.channel == channel).copied())
+    }
+    fn imex_channels(&self) -> Result<Vec<imex::ImexNode>, DriverError> {
+        self.call("imex all".into());
+        Ok(self.imex.clone())
     }
     fn cap_file(&self, cap: MigCap) -> Result<Option<CapFile>, DriverError> {
         let mode = if cap == MigCap::Config { 0o400 } else { 0o444 };

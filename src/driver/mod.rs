@@ -8,6 +8,8 @@
 //! device's worth of driver calls. [`HostDriver`] is the real thing; tests use
 //! an in-memory fake.
 
+pub mod imex;
+pub mod kmod;
 pub mod nvml;
 pub mod procfs;
 
@@ -38,6 +40,8 @@ pub enum DriverError {
         root.display()
     )]
     MissingLibrary { capability: &'static str, library: &'static str, root: std::path::PathBuf },
+    #[error("{command} failed: {reason}")]
+    Modprobe { command: String, reason: String },
 }
 
 /// Whether a GPU is partitioned into MIG devices.
@@ -163,6 +167,19 @@ pub trait Driver {
     /// `None` when there is no params file (no driver loaded). No default body:
     /// a driver that forgot it would silently widen a host's group-only GPUs.
     fn device_file_params(&self) -> Result<Option<DeviceFileParams>, DriverError>;
+    /// The host's node of IMEX channel `channel`; `None` when the host has none.
+    /// No default body, like the params: a driver that forgot it must not compile.
+    fn imex_channel(&self, channel: u32) -> Result<Option<imex::ImexNode>, DriverError>;
+    /// Every IMEX channel node the host has, by channel number.
+    fn imex_channels(&self) -> Result<Vec<imex::ImexNode>, DriverError>;
+    /// Loads a missing kernel module (`nvidia-uvm`, `nvidia-modeset`) with the host's
+    /// modprobe when `load-kmods` is on, at most once per module: `Ok(true)` when it was
+    /// loaded (later answers come from freshly read /proc files), `Ok(false)` when
+    /// loading is off. No default body: a driver must say which it does.
+    fn load_kernel_module(&self, module: &str) -> Result<bool, DriverError>;
+    /// Whether a kernel module is loaded, from `/proc/modules`; `None` when there is no
+    /// such file to tell (a simulated /proc).
+    fn kernel_module_loaded(&self, module: &str) -> Result<Option<bool>, DriverError>;
 
     // What image requirements (`NVIDIA_REQUIRE_*`, [`crate::resolve::require`]) compare against.
     /// `nvmlSystemGetCudaDriverVersion_v2`: the CUDA version the driver supports as
@@ -236,6 +253,10 @@ pub struct HostDriver {
     proc: procfs::ProcFs,
     driver_root: Option<PathBuf>,
     missing_files: MissingDriverFiles,
+    /// Where the host's device nodes are (IMEX channels are known by their nodes).
+    dev_root: PathBuf,
+    /// The host's modprobe when `load-kmods` is on.
+    modprobe: Option<kmod::Modprobe>,
 }
 
 /// The library each capability cannot do without, for `missing-driver-files = "error"`.
@@ -250,6 +271,8 @@ impl HostDriver {
             proc: procfs::ProcFs::new(proc_root),
             driver_root: None,
             missing_files: MissingDriverFiles::Warn,
+            dev_root: PathBuf::from("/dev"),
+            modprobe: None,
         }
     }
 
@@ -261,7 +284,21 @@ impl HostDriver {
             proc: procfs::ProcFs::new(proc_root),
             driver_root: Some(driver_root.to_path_buf()),
             missing_files: missing,
+            dev_root: PathBuf::from("/dev"),
+            modprobe: None,
         }
+    }
+
+    /// The host's device nodes under `dev_root` instead of `/dev`.
+    pub fn with_dev_root(mut self, dev_root: &Path) -> Self {
+        self.dev_root = dev_root.to_path_buf();
+        self
+    }
+
+    /// Loads missing kernel modules with the host's `modprobe` (an absolute path); `None`: never.
+    pub fn with_modprobe(mut self, modprobe: Option<&Path>) -> Self {
+        self.modprobe = modprobe.map(kmod::Modprobe::new);
+        self
     }
 }
 
@@ -316,6 +353,22 @@ impl Driver for HostDriver {
     }
     fn compute_capability(&self, gpu_index: u32) -> Result<(u32, u32), DriverError> {
         self.nvml.get()?.compute_capability(gpu_index)
+    }
+    fn imex_channel(&self, channel: u32) -> Result<Option<imex::ImexNode>, DriverError> {
+        imex::channel(&self.dev_root, channel)
+    }
+    fn imex_channels(&self) -> Result<Vec<imex::ImexNode>, DriverError> {
+        imex::channels(&self.dev_root)
+    }
+    fn load_kernel_module(&self, module: &str) -> Result<bool, DriverError> {
+        let Some(modprobe) = &self.modprobe else { return Ok(false) };
+        modprobe.load(module)?;
+        // The module registered its major (or not) just now: what was read before is stale.
+        self.proc.forget_devices();
+        Ok(true)
+    }
+    fn kernel_module_loaded(&self, module: &str) -> Result<Option<bool>, DriverError> {
+        Ok(self.proc.modules()?.map(|text| kmod::listed_in_proc_modules(&text, module)))
     }
     fn driver_files(&self, caps: &DriverCapabilities) -> Result<Option<DriverFiles>, DriverError> {
         let Some(root) = &self.driver_root else { return Ok(None) };

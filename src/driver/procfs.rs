@@ -30,9 +30,13 @@ use std::sync::{Mutex, OnceLock};
 
 pub struct ProcFs {
     root: PathBuf,
-    devices: OnceLock<Result<Vec<(u32, String)>, String>>,
+    /// Read on first use, again after [`ProcFs::forget_devices`] (a module was loaded).
+    devices: Mutex<Option<CharDevices>>,
     mig_minors: OnceLock<Result<MigMinors, String>>,
 }
+
+/// `/proc/devices`' char majors as read, or why they could not be.
+type CharDevices = Result<Vec<(u32, String)>, String>;
 
 /// Which GPU minor a `mig-minors` line belongs to; `None` for `config`/`monitor`.
 type Owner = Option<u32>;
@@ -211,7 +215,7 @@ fn line_owner(line: &str) -> Option<Owner> {
 
 impl ProcFs {
     pub fn new(root: &Path) -> Self {
-        ProcFs { root: root.to_path_buf(), devices: OnceLock::new(), mig_minors: OnceLock::new() }
+        ProcFs { root: root.to_path_buf(), devices: Mutex::new(None), mig_minors: OnceLock::new() }
     }
 
     fn path(&self, rel: &str) -> PathBuf {
@@ -227,7 +231,8 @@ impl ProcFs {
     }
 
     pub fn chardev_major(&self, name: &str) -> Result<Option<u32>, DriverError> {
-        let devices = self.devices.get_or_init(|| match self.read("devices") {
+        let mut cached = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        let devices = cached.get_or_insert_with(|| match self.read("devices") {
             Ok(Some(text)) => Ok(parse_char_devices(&text)),
             Ok(None) => Err("file not found".to_string()),
             Err(e) => Err(e.to_string()),
@@ -237,6 +242,16 @@ impl ProcFs {
             reason: reason.clone(),
         })?;
         Ok(devices.iter().find(|(_, n)| n == name).map(|(m, _)| *m))
+    }
+
+    /// Drops what `devices` said, so the next question reads it again.
+    pub fn forget_devices(&self) {
+        *self.devices.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// `/proc/modules`, `None` when there is none.
+    pub fn modules(&self) -> Result<Option<String>, DriverError> {
+        self.read("modules")
     }
 
     const MIG_MINORS: &str = "driver/nvidia-caps/mig-minors";

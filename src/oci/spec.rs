@@ -118,6 +118,17 @@ fn is_gpu_hook(hook: &Value) -> bool {
     [path, arg0].into_iter().flatten().any(|s| HOOK_NAMES.contains(&basename(s)))
 }
 
+/// OCI hooks: "prestart (array of objects, OPTIONAL, DEPRECATED) is an array of
+/// prestart hooks"; appends `hook` to it, making `hooks` and the array where missing.
+pub fn add_prestart_hook(spec: &mut Value, hook: Value) -> Result<(), OciError> {
+    let spec = spec.as_object_mut().ok_or_else(|| shape("", "an object"))?;
+    let hooks = spec.entry("hooks").or_insert_with(|| Value::Object(Map::new()));
+    let hooks = hooks.as_object_mut().ok_or_else(|| shape("/hooks", "an object"))?;
+    let list = hooks.entry("prestart").or_insert_with(|| Value::Array(vec![]));
+    list.as_array_mut().ok_or_else(|| shape("/hooks/prestart", "an array"))?.push(hook);
+    Ok(())
+}
+
 /// Removes GPU hooks from `hooks.prestart` and `hooks.createRuntime`, so the
 /// devices the shim writes are not set up a second time. Returns how many.
 pub fn remove_gpu_hooks(spec: &mut Map<String, Value>) -> Result<usize, OciError> {

@@ -16,6 +16,20 @@
 //! | `MIG-<uuid>` | MIG device by UUID (R470+ drivers) |
 //! | `MIG-GPU-<uuid>/<gi>/<ci>` | MIG device by parent UUID + GPU/compute instance ids (R450/R460 names) |
 //! | `<i>:<j>` | MIG device `j` of GPU `i` (see [`DeviceId::MigIndex`]) |
+//! | `<vendor>/<class>=<name>` | a CDI device name of one of [`GPU_KINDS`]: `<name>` is `all`, an index, `<i>:<j>`, `GPU-<uuid>`, `MIG-<uuid>` or `MIG-GPU-<uuid>/<gi>/<ci>`, as NVIDIA's jit-cdi runtime takes them |
+//!
+//! CDI names (`nvidia.com/gpu=0`, `k8s.device-plugin.nvidia.com/gpu=MIG-...`,
+//! `nvidia.com/gpu=all`) name the same devices as the plain forms: what the
+//! spec `mighook cdi generate` writes (or the device plugin's) calls that name.
+//! NVIDIA's jit-cdi does not take PCI bus ids and neither does a CDI name here;
+//! any other kind (another vendor's, or an NVIDIA kind that is not a GPU, such
+//! as `nvidia.com/imex-channel` or `k8s.device-plugin.nvidia.com/gds`) is an
+//! error naming it: mighook cannot give it, and dropping it would start the
+//! container without what it asked for.
+//!
+//! `NVIDIA_IMEX_CHANNELS` ([`parse_imex_channels`]) is a list of its own:
+//! channel numbers below 2^20 (libnvidia-container's bound), `all` (every
+//! channel the host has), or `none`/`void`/empty (no channel).
 //!
 //! Every number is bounded by its digits, not only by what fits a `u32`: an
 //! index (`3`, both halves of `i:j`) has at most [`MAX_INDEX_DIGITS`] digits and
@@ -50,6 +64,35 @@ pub enum RequestError {
     MigAccessUnprivileged { var: &'static str },
     #[error("{entry}: more than {limit} distinct devices in one request")]
     TooManyDevices { entry: String, limit: usize },
+    #[error("{entry}: CDI kind {kind} is not one mighook serves (it serves {served})")]
+    UnservedKind { entry: String, kind: String, served: &'static str },
+    #[error("IMEX channel {entry}: {reason}")]
+    ImexChannel { entry: String, reason: &'static str },
+}
+
+/// CDI kinds whose devices are GPUs and MIG devices, named as [`parse_entry`]
+/// names them: mighook's and nvidia-ctk's own, the device plugin's (its
+/// cdi-annotations and cdi-cri strategies), the GPU Operator's management
+/// kind, and the kind NVIDIA's jit-cdi runtime makes up on the fly.
+pub const GPU_KINDS: [&str; 4] =
+    ["nvidia.com/gpu", "k8s.device-plugin.nvidia.com/gpu", "management.nvidia.com/gpu", "runtime.nvidia.com/gpu"];
+/// [`GPU_KINDS`] as error messages list them.
+const GPU_KINDS_SHOWN: &str =
+    "nvidia.com/gpu, k8s.device-plugin.nvidia.com/gpu, management.nvidia.com/gpu, runtime.nvidia.com/gpu";
+/// CDI kinds whose devices are IMEX channels (`<kind>=<channel>`), as nvidia-ctk
+/// (`--mode imex`) and the device plugin name them.
+pub const IMEX_KINDS: [&str; 2] = ["nvidia.com/imex-channel", "k8s.device-plugin.nvidia.com/imex-channel"];
+
+/// A CDI kind of NVIDIA's (`nvidia.com/...` or `<anything>.nvidia.com/...`): one
+/// mighook must serve or refuse, never leave to the engine's own CDI handling.
+pub fn is_nvidia_kind(kind: &str) -> bool {
+    let vendor = kind.split_once('/').map_or(kind, |(v, _)| v);
+    vendor == "nvidia.com" || vendor.ends_with(".nvidia.com")
+}
+
+/// `(kind, name)` of a CDI device name `<vendor>/<class>=<name>`; `None` without `=`.
+pub fn split_cdi_name(text: &str) -> Option<(&str, &str)> {
+    text.split_once('=')
 }
 
 /// Most distinct devices one request may name. A node has at most a few hundred
@@ -168,6 +211,11 @@ pub fn parse_device_list(value: Option<&str>) -> Result<DeviceList, RequestError
         if e.eq_ignore_ascii_case("void") {
             return Ok(DeviceList::Void);
         }
+        // `nvidia.com/gpu=all` is `all` (as nvidia-ctk's `all` device is every device).
+        let e = match split_cdi_name(e) {
+            Some((kind, name)) if GPU_KINDS.contains(&kind) && name.eq_ignore_ascii_case("all") => name,
+            _ => e,
+        };
         if first_special.is_none() && e.eq_ignore_ascii_case("all") {
             first_special = Some(DeviceList::All);
         } else if first_special.is_none() && e.eq_ignore_ascii_case("none") {
@@ -200,7 +248,36 @@ pub fn parse_device_list(value: Option<&str>) -> Result<DeviceList, RequestError
 
 /// Parses one trimmed, non-empty, non-special entry.
 pub fn parse_entry(text: &str) -> Result<DeviceId, RequestError> {
+    match split_cdi_name(text) {
+        Some((kind, name)) => parse_cdi_entry(text, kind, name),
+        None => parse_form(text, text),
+    }
+}
+
+/// A CDI device name: the name part in the plain grammar, for a GPU kind only.
+fn parse_cdi_entry(text: &str, kind: &str, name: &str) -> Result<DeviceId, RequestError> {
     let malformed = |reason| RequestError::Malformed { entry: shown(text), reason };
+    let (Some((vendor, class)), false) = (kind.split_once('/'), name.is_empty()) else {
+        return Err(malformed("a CDI device name is <vendor>/<class>=<name>"));
+    };
+    if vendor.is_empty() || class.is_empty() || class.contains('/') {
+        return Err(malformed("a CDI device name is <vendor>/<class>=<name>"));
+    }
+    if IMEX_KINDS.contains(&kind) {
+        return Err(malformed("IMEX channels are asked for with NVIDIA_IMEX_CHANNELS, not in the device list"));
+    }
+    if !GPU_KINDS.contains(&kind) {
+        return Err(RequestError::UnservedKind { entry: shown(text), kind: shown(kind), served: GPU_KINDS_SHOWN });
+    }
+    match parse_form(name, text)? {
+        DeviceId::PciBusId(_) => Err(malformed("a PCI bus id is not a CDI device name (use the index or UUID)")),
+        id => Ok(id),
+    }
+}
+
+/// Parses one entry in the plain grammar; errors name `shown_as` (the whole entry).
+fn parse_form(text: &str, shown_as: &str) -> Result<DeviceId, RequestError> {
+    let malformed = |reason| RequestError::Malformed { entry: shown(shown_as), reason };
     if let Some(n) = parse_decimal(text, MAX_INDEX_DIGITS) {
         return n.map(DeviceId::Index).ok_or_else(|| malformed("GPU index out of range"));
     }
@@ -241,7 +318,12 @@ pub fn parse_entry(text: &str) -> Result<DeviceId, RequestError> {
     if let Some(pci) = PciBusId::parse(text) {
         return Ok(DeviceId::PciBusId(pci));
     }
-    Err(RequestError::UnknownForm { entry: shown(text) })
+    if text.starts_with(source::VOLUME_MOUNT_DIR) {
+        return Err(malformed(
+            "a volume-mounts device list (the device plugin's strategy), but accept-volume-mounts is off",
+        ));
+    }
+    Err(RequestError::UnknownForm { entry: shown(shown_as) })
 }
 
 /// How error messages show text a container wrote: as written when short and
@@ -267,7 +349,7 @@ fn parse_decimal(s: &str, max_digits: usize) -> Option<Option<u32>> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    // Digits of at most 3 always fit a u32; the parse cannot fail.
+    // At most 7 digits always fit a u32; the parse cannot fail.
     Some((s.len() <= max_digits).then(|| s.parse().ok()).flatten())
 }
 
@@ -285,6 +367,53 @@ pub fn canonical_uuid(s: &str) -> Option<String> {
     ok.then(|| s.to_ascii_lowercase())
 }
 
+/// Most digits of an IMEX channel number (channels are below 2^20 = 1048576).
+pub const MAX_IMEX_DIGITS: usize = 7;
+/// IMEX channel numbers are below this (libnvidia-container's `parse_imex_info` bound).
+pub const IMEX_CHANNEL_LIMIT: u32 = 1 << 20;
+
+/// The IMEX channels a container asks for (`NVIDIA_IMEX_CHANNELS`, `imex/<n>`
+/// volume mounts, `nvidia.com/imex-channel=<n>` annotations).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ImexChannels {
+    #[default]
+    None,
+    /// Every channel the host has (`/dev/nvidia-caps-imex-channels/channel*`).
+    All,
+    /// These channel numbers, ascending, each once.
+    Channels(Vec<u32>),
+}
+
+/// Parses an IMEX channel list: comma-separated, trimmed, empty entries skipped;
+/// `void` anywhere or `none` first is no channel, `all` first is every host channel
+/// (as in the device list); otherwise plain decimals below [`IMEX_CHANNEL_LIMIT`].
+pub fn parse_imex_channels(value: Option<&str>) -> Result<ImexChannels, RequestError> {
+    let Some(value) = value else { return Ok(ImexChannels::None) };
+    let entries = || value.split(',').map(str::trim).filter(|e| !e.is_empty());
+    if entries().any(|e| e.eq_ignore_ascii_case("void")) {
+        return Ok(ImexChannels::None);
+    }
+    match entries().find(|e| e.eq_ignore_ascii_case("all") || e.eq_ignore_ascii_case("none")) {
+        Some(e) if e.eq_ignore_ascii_case("all") => return Ok(ImexChannels::All),
+        Some(_) => return Ok(ImexChannels::None),
+        None => {}
+    }
+    let mut channels = std::collections::BTreeSet::new();
+    for e in entries() {
+        let err = |reason| RequestError::ImexChannel { entry: shown(e), reason };
+        let n = parse_decimal(e, MAX_IMEX_DIGITS).ok_or_else(|| err("not a channel number"))?;
+        let n =
+            n.filter(|n| *n < IMEX_CHANNEL_LIMIT).ok_or_else(|| err("out of range (channels are below 1048576)"))?;
+        if channels.insert(n) && channels.len() > MAX_DEVICES {
+            return Err(RequestError::TooManyDevices { entry: shown(e), limit: MAX_DEVICES });
+        }
+    }
+    if channels.is_empty() {
+        return Ok(ImexChannels::None);
+    }
+    Ok(ImexChannels::Channels(channels.into_iter().collect()))
+}
+
 /// Everything a container asks for: devices, capabilities, MIG management access.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
@@ -294,6 +423,8 @@ pub struct Request {
     pub mig_config: bool,
     /// `NVIDIA_MIG_MONITOR_DEVICES=all`: the mig-monitor cap plus every GI/CI cap of the selected GPUs.
     pub mig_monitor: bool,
+    /// IMEX channels: their nodes under `/dev/nvidia-caps-imex-channels/`.
+    pub imex_channels: ImexChannels,
 }
 
 /// The raw values a request is built from, wherever they came from.
@@ -305,6 +436,8 @@ pub struct RawRequest<'a> {
     pub mig_monitor: Option<&'a str>,
     /// CAP_SYS_ADMIN in the container's bounding set.
     pub privileged: bool,
+    /// An IMEX channel list ([`parse_imex_channels`]), from whichever source named it.
+    pub imex_channels: Option<&'a str>,
 }
 
 impl Request {
@@ -327,6 +460,7 @@ impl Request {
             capabilities,
             mig_config: mig_access("NVIDIA_MIG_CONFIG_DEVICES", raw.mig_config)?,
             mig_monitor: mig_access("NVIDIA_MIG_MONITOR_DEVICES", raw.mig_monitor)?,
+            imex_channels: parse_imex_channels(raw.imex_channels)?,
         })
     }
 }
@@ -531,6 +665,123 @@ mod tests {
             parse_device_list(Some("0,bad,worse")).unwrap_err().to_string(),
             "bad: not a GPU index, UUID, PCI bus id or MIG device"
         );
+    }
+
+    #[test]
+    fn cdi_names_of_gpu_kinds_name_the_same_devices() {
+        assert_eq!(one("nvidia.com/gpu=0"), DeviceId::Index(0));
+        assert_eq!(one("nvidia.com/gpu=0:1"), DeviceId::MigIndex { gpu: 0, slot: 1 });
+        assert_eq!(one(&format!("nvidia.com/gpu=MIG-{U}")), DeviceId::MigUuid(format!("MIG-{U}")));
+        assert_eq!(one(&format!("nvidia.com/gpu=GPU-{U}")), DeviceId::GpuUuid(format!("GPU-{U}")));
+        assert_eq!(
+            one(&format!("runtime.nvidia.com/gpu=MIG-GPU-{U}/7/0")),
+            DeviceId::LegacyMig { gpu_uuid: format!("GPU-{U}"), gi: 7, ci: 0 }
+        );
+        assert_eq!(one("k8s.device-plugin.nvidia.com/gpu=3"), DeviceId::Index(3));
+        assert_eq!(one("management.nvidia.com/gpu=1:2"), DeviceId::MigIndex { gpu: 1, slot: 2 });
+    }
+
+    #[test]
+    fn cdi_all_is_all_and_repeats_of_a_device_collapse() {
+        assert_eq!(list("nvidia.com/gpu=all"), DeviceList::All);
+        assert_eq!(list("nvidia.com/gpu=0, k8s.device-plugin.nvidia.com/gpu=all"), DeviceList::All);
+        assert_eq!(list("management.nvidia.com/gpu=all"), DeviceList::All);
+        assert_eq!(list("nvidia.com/gpu=all,void"), DeviceList::Void);
+        let DeviceList::Devices(e) = list("nvidia.com/gpu=0:1,0:1,k8s.device-plugin.nvidia.com/gpu=0:1") else {
+            panic!()
+        };
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].text, "nvidia.com/gpu=0:1");
+    }
+
+    #[test]
+    fn other_cdi_kinds_are_errors_naming_the_kind() {
+        let served =
+            "nvidia.com/gpu, k8s.device-plugin.nvidia.com/gpu, management.nvidia.com/gpu, runtime.nvidia.com/gpu";
+        assert_eq!(
+            err("vendor.com/fpga=0"),
+            format!("vendor.com/fpga=0: CDI kind vendor.com/fpga is not one mighook serves (it serves {served})")
+        );
+        assert_eq!(
+            err("k8s.device-plugin.nvidia.com/gds=all"),
+            format!(
+                "k8s.device-plugin.nvidia.com/gds=all: CDI kind k8s.device-plugin.nvidia.com/gds is not one mighook serves (it serves {served})"
+            )
+        );
+        assert_eq!(
+            err("nvidia.com/imex-channel=0"),
+            "nvidia.com/imex-channel=0: IMEX channels are asked for with NVIDIA_IMEX_CHANNELS, not in the device list"
+        );
+    }
+
+    #[test]
+    fn bad_cdi_names_are_errors_naming_the_whole_entry() {
+        assert_eq!(err("nvidia.com/gpu=9999"), "nvidia.com/gpu=9999: GPU index out of range");
+        assert_eq!(err("nvidia.com/gpu=bad"), "nvidia.com/gpu=bad: not a GPU index, UUID, PCI bus id or MIG device");
+        assert_eq!(err("nvidia.com/gpu=none"), "nvidia.com/gpu=none: not a GPU index, UUID, PCI bus id or MIG device");
+        assert!(err("nvidia.com/gpu=MIG-abc").starts_with("nvidia.com/gpu=MIG-abc: malformed MIG UUID"));
+        assert_eq!(
+            err("nvidia.com/gpu=0000:3b:00.0"),
+            "nvidia.com/gpu=0000:3b:00.0: a PCI bus id is not a CDI device name (use the index or UUID)"
+        );
+        assert_eq!(err("gpu=0"), "gpu=0: a CDI device name is <vendor>/<class>=<name>");
+        assert_eq!(err("nvidia.com/gpu="), "nvidia.com/gpu=: a CDI device name is <vendor>/<class>=<name>");
+        assert_eq!(err("/gpu=0"), "/gpu=0: a CDI device name is <vendor>/<class>=<name>");
+        assert_eq!(err("nvidia.com/a/b=0"), "nvidia.com/a/b=0: a CDI device name is <vendor>/<class>=<name>");
+        assert_eq!(err("nvidia.com/gpu=0=1"), "nvidia.com/gpu=0=1: not a GPU index, UUID, PCI bus id or MIG device");
+    }
+
+    #[test]
+    fn nvidia_kinds_are_told_from_other_vendors() {
+        assert!(is_nvidia_kind("nvidia.com/gpu"));
+        assert!(is_nvidia_kind("k8s.device-plugin.nvidia.com/gds"));
+        assert!(!is_nvidia_kind("notnvidia.com/gpu"));
+        assert!(!is_nvidia_kind("vendor.com/nvidia.com"));
+    }
+
+    #[test]
+    fn a_volume_mount_list_without_volume_mounts_says_so() {
+        assert_eq!(
+            err("/var/run/nvidia-container-devices"),
+            "/var/run/nvidia-container-devices: a volume-mounts device list (the device plugin's strategy), but accept-volume-mounts is off"
+        );
+    }
+
+    fn imex(value: &str) -> ImexChannels {
+        parse_imex_channels(Some(value)).unwrap()
+    }
+    fn imex_err(value: &str) -> String {
+        parse_imex_channels(Some(value)).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn imex_channel_lists() {
+        assert_eq!(parse_imex_channels(None).unwrap(), ImexChannels::None);
+        assert_eq!(imex(""), ImexChannels::None);
+        assert_eq!(imex("0,3"), ImexChannels::Channels(vec![0, 3]));
+        assert_eq!(imex(" 3 ,0,,3"), ImexChannels::Channels(vec![0, 3]));
+        assert_eq!(imex("1048575"), ImexChannels::Channels(vec![1048575]));
+        assert_eq!(imex("all"), ImexChannels::All);
+        assert_eq!(imex("0,ALL"), ImexChannels::All);
+        assert_eq!(imex("none,all"), ImexChannels::None);
+        assert_eq!(imex("all,void"), ImexChannels::None);
+        assert_eq!(imex(" , "), ImexChannels::None);
+    }
+
+    #[test]
+    fn bad_imex_channels_are_errors_naming_them() {
+        assert_eq!(imex_err("0,x"), "IMEX channel x: not a channel number");
+        assert_eq!(imex_err("-1"), "IMEX channel -1: not a channel number");
+        assert_eq!(imex_err("channel0"), "IMEX channel channel0: not a channel number");
+        assert_eq!(imex_err("1048576"), "IMEX channel 1048576: out of range (channels are below 1048576)");
+        assert_eq!(imex_err("00000001"), "IMEX channel 00000001: out of range (channels are below 1048576)");
+    }
+
+    #[test]
+    fn imex_channels_reach_the_request() {
+        let raw = RawRequest { visible_devices: Some("0"), imex_channels: Some("2,1"), ..Default::default() };
+        let r = Request::parse(&raw, &DriverCapabilities::default()).unwrap();
+        assert_eq!(r.imex_channels, ImexChannels::Channels(vec![1, 2]));
     }
 
     fn raw<'a>(mig_config: Option<&'a str>, privileged: bool) -> RawRequest<'a> {

@@ -3,9 +3,19 @@
 //! In NVIDIA's precedence order: CDI annotations (runtime shim only), then
 //! `/dev/null` volume mounts onto `/var/run/nvidia-container-devices/<id>` (when
 //! enabled), then `NVIDIA_VISIBLE_DEVICES` in `process.env`. The first source
-//! that names devices is used alone. The spec is read leniently: unknown fields
-//! and odd values never break reading. Nothing here is ever used for mighook's
-//! own settings.
+//! that names devices is used alone. IMEX channels come the same way, on their
+//! own: `<kind>=<n>` annotations of [`super::IMEX_KINDS`], `imex/<n>` mounts,
+//! then `NVIDIA_IMEX_CHANNELS` (with the same privilege gate as the devices).
+//!
+//! Annotation values and mount ids are the device plugin's shapes: an
+//! annotation holds CDI names (`k8s.device-plugin.nvidia.com/gpu=<id>,...`);
+//! a mount id is a plain id (`MIG-<uuid>`, `0:1`), `cdi/<vendor>/<class>/<name>`
+//! or `cdi/<kind>=<name>` (a CDI name), or `imex/<n>`. CDI names of NVIDIA's
+//! kinds are kept whole for the grammar (which serves the GPU kinds and names
+//! any other NVIDIA kind in an error); other vendors' names are the engine's.
+//!
+//! The spec is read leniently: unknown fields and odd values never break
+//! reading. Nothing here is ever used for mighook's own settings.
 //!
 //! The reading itself is [`SpecView::parse`]: one pass over config.json's text
 //! that keeps only what a request needs (the root path, the last assignment of
@@ -27,8 +37,12 @@ use super::require::ImageEnv;
 
 /// Mount destination prefix of the volume-mount strategy.
 pub const VOLUME_MOUNT_DIR: &str = "/var/run/nvidia-container-devices";
-/// CDI kind whose names the runtime shim accepts in annotations.
-pub const CDI_KIND: &str = "nvidia.com/gpu";
+/// Mount ids under this are CDI names (NVIDIA's `volumeMountDevicePrefixCDI`).
+const MOUNT_CDI_PREFIX: &str = "cdi/";
+/// Mount ids under this are IMEX channels (NVIDIA's `volumeMountDevicePrefixImex`).
+const MOUNT_IMEX_PREFIX: &str = "imex/";
+/// The IMEX channel request variable.
+pub const IMEX_VAR: &str = "NVIDIA_IMEX_CHANNELS";
 
 /// What the admin allows containers to ask through (from mighook's config).
 #[derive(Debug, Clone)]
@@ -61,6 +75,8 @@ pub struct SpecRequest {
     pub origin: Origin,
     /// The image's requirement variables (`NVIDIA_REQUIRE_*`, `NVIDIA_DISABLE_REQUIRE`, `CUDA_VERSION`).
     pub image: ImageEnv,
+    /// The IMEX channel list, from the first source that names channels.
+    pub imex_channels: Option<String>,
     /// Said in the log: why an env request was ignored, and the like.
     pub notes: Vec<String>,
 }
@@ -73,6 +89,7 @@ impl SpecRequest {
             mig_config: self.mig_config.as_deref(),
             mig_monitor: self.mig_monitor.as_deref(),
             privileged: self.privileged,
+            imex_channels: self.imex_channels.as_deref(),
         }
     }
 }
@@ -114,10 +131,44 @@ pub struct SpecView {
     /// Ids of `/dev/null` mounts onto `/var/run/nvidia-container-devices/<id>`,
     /// each once, in order, joined with `,` (one string, not one allocation per id).
     pub mount_ids: String,
-    /// `nvidia.com/gpu=<id>` ids of the annotations under the given prefixes, by key order.
+    /// CDI names of NVIDIA's kinds (other than IMEX channels) in the annotations under
+    /// the given prefixes, by key order, whole (`k8s.device-plugin.nvidia.com/gpu=0`).
     pub annotation_ids: Vec<String>,
     /// The image's requirement variables, bounded ([`ImageEnv::record`]).
     pub image_env: ImageEnv,
+    /// The last `NVIDIA_IMEX_CHANNELS` assignment.
+    pub imex_env: Option<String>,
+    /// Channels of `imex/<n>` mounts (and `cdi/` mounts of an IMEX kind), joined with `,`.
+    pub mount_imex: String,
+    /// Channels of IMEX-kind CDI names in the annotations, in order.
+    pub annotation_imex: Vec<String>,
+}
+
+/// What one CDI name in an annotation or a `cdi/` mount asks for.
+enum CdiName<'a> {
+    /// A name of an NVIDIA kind that is no IMEX channel: for the device grammar, whole.
+    Device(&'a str),
+    /// The channel of an IMEX kind's name.
+    Imex(&'a str),
+    /// Another vendor's: the engine's own CDI handling serves it.
+    Foreign,
+}
+
+fn classify(name: &str) -> CdiName<'_> {
+    match super::split_cdi_name(name) {
+        Some((kind, channel)) if super::IMEX_KINDS.contains(&kind) => CdiName::Imex(channel),
+        Some((kind, _)) if super::is_nvidia_kind(kind) => CdiName::Device(name),
+        // Another vendor's, or no CDI name at all (no `=`): the engine's CDI handling refuses those.
+        _ => CdiName::Foreign,
+    }
+}
+
+/// Appends `item` to a `,`-joined list.
+fn push_joined(list: &mut String, item: &str) {
+    if !list.is_empty() {
+        list.push(',');
+    }
+    list.push_str(item);
 }
 
 impl SpecView {
@@ -197,6 +248,9 @@ impl SpecView {
                 }
             }
             self.image_env.record(&kv);
+            if let Some(value) = kv.strip_prefix(IMEX_VAR).and_then(|r| r.strip_prefix('=')) {
+                self.imex_env = Some(value.to_string());
+            }
             if keep_env(&kv) && kept.insert(kv.to_string()) {
                 self.kept_env.push(kv.into_owned());
             }
@@ -222,10 +276,25 @@ impl SpecView {
             if id.is_empty() || seen.contains(id) {
                 return;
             }
-            if !self.mount_ids.is_empty() {
-                self.mount_ids.push(',');
+            if let Some(channel) = id.strip_prefix(MOUNT_IMEX_PREFIX) {
+                push_joined(&mut self.mount_imex, channel);
+            } else if let Some(cdi) = id.strip_prefix(MOUNT_CDI_PREFIX) {
+                // `cdi/<vendor>/<class>/<name>` or `cdi/<vendor>/<class>=<name>`.
+                let name = match cdi.contains('=') {
+                    true => cdi.to_string(),
+                    false => match cdi.splitn(3, '/').collect::<Vec<_>>()[..] {
+                        [vendor, class, name] => format!("{vendor}/{class}={name}"),
+                        _ => cdi.to_string(),
+                    },
+                };
+                match classify(&name) {
+                    CdiName::Device(name) => push_joined(&mut self.mount_ids, name),
+                    CdiName::Imex(channel) => push_joined(&mut self.mount_imex, channel),
+                    CdiName::Foreign => {}
+                }
+            } else {
+                push_joined(&mut self.mount_ids, id);
             }
-            self.mount_ids.push_str(id);
             seen.insert(match dest {
                 Cow::Borrowed(d) => Cow::Borrowed(d[d.len() - rest.len()..].trim_matches('/')),
                 Cow::Owned(_) => Cow::Owned(id.to_string()),
@@ -243,9 +312,11 @@ impl SpecView {
         });
         for value in matching.into_values().flatten() {
             for name in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                // Other vendors' CDI devices are the runtime's own business.
-                if let Some(id) = name.strip_prefix(CDI_KIND).and_then(|r| r.strip_prefix('=')) {
-                    self.annotation_ids.push(id.to_string());
+                match classify(name) {
+                    CdiName::Device(name) => self.annotation_ids.push(name.to_string()),
+                    CdiName::Imex(channel) => self.annotation_imex.push(channel.to_string()),
+                    // Other vendors' CDI devices are the runtime's own business.
+                    CdiName::Foreign => {}
                 }
             }
         }
@@ -337,6 +408,7 @@ pub fn from_view(mut view: SpecView, policy: &SourcePolicy) -> SpecRequest {
         driver_capabilities.or_else(|| image.legacy_capabilities()),
     );
     let mut notes = Vec::new();
+    let imex_channels = imex_from(view.annotation_imex, view.mount_imex, view.imex_env, privileged, policy, &mut notes);
     let mut visible_devices = None;
     let mut origin = Origin::Nothing;
     if !view.annotation_ids.is_empty() {
@@ -361,7 +433,44 @@ pub fn from_view(mut view: SpecView, policy: &SourcePolicy) -> SpecRequest {
             ));
         }
     }
-    SpecRequest { visible_devices, driver_capabilities, mig_config, mig_monitor, privileged, origin, image, notes }
+    SpecRequest {
+        visible_devices,
+        driver_capabilities,
+        mig_config,
+        mig_monitor,
+        privileged,
+        origin,
+        imex_channels,
+        image,
+        notes,
+    }
+}
+
+/// The IMEX channel list: annotations, then volume mounts (when accepted), then
+/// `NVIDIA_IMEX_CHANNELS` under the same privilege gate as `NVIDIA_VISIBLE_DEVICES`.
+fn imex_from(
+    annotations: Vec<String>,
+    mounts: String,
+    env: Option<String>,
+    privileged: bool,
+    policy: &SourcePolicy,
+    notes: &mut Vec<String>,
+) -> Option<String> {
+    if !annotations.is_empty() {
+        return Some(annotations.join(","));
+    }
+    if policy.accept_volume_mounts && !mounts.is_empty() {
+        return Some(mounts);
+    }
+    let env = env?;
+    if privileged || policy.accept_envvar_when_unprivileged {
+        return Some(env);
+    }
+    notes.push(format!(
+        "ignoring {IMEX_VAR}={} in an unprivileged container (accept-envvar-when-unprivileged = false)",
+        super::shown(&env)
+    ));
+    None
 }
 
 #[cfg(test)]
@@ -433,7 +542,90 @@ mod tests {
         let mut s = spec(&["NVIDIA_VISIBLE_DEVICES=all"]);
         s["annotations"] = json!({"cdi.k8s.io/b": "nvidia.com/gpu=1", "cdi.k8s.io/a": "nvidia.com/gpu=0:1,vendor.com/x=y", "other": "nvidia.com/gpu=7"});
         let r = from_spec(&s, &policy());
-        assert_eq!((r.visible_devices.as_deref(), r.origin), (Some("0:1,1"), Origin::Annotations));
+        assert_eq!(r.visible_devices.as_deref(), Some("nvidia.com/gpu=0:1,nvidia.com/gpu=1"));
+        assert_eq!(r.origin, Origin::Annotations);
+    }
+
+    /// The device plugin's cdi-annotations strategy: its own kind, a fresh key per response.
+    #[test]
+    fn device_plugin_annotations_are_kept_whole_for_the_grammar() {
+        let mut s = spec(&[]);
+        s["annotations"] = json!({
+            "cdi.k8s.io/nvidia-device-plugin_9f0c": "k8s.device-plugin.nvidia.com/gpu=MIG-x,k8s.device-plugin.nvidia.com/imex-channel=3",
+            "cdi.k8s.io/operator": "management.nvidia.com/gpu=all,vendor.com/fpga=0",
+            "cdi.k8s.io/other": "k8s.device-plugin.nvidia.com/gds=all,noequals",
+        });
+        let r = from_spec(&s, &policy());
+        let devices =
+            "k8s.device-plugin.nvidia.com/gpu=MIG-x,management.nvidia.com/gpu=all,k8s.device-plugin.nvidia.com/gds=all";
+        assert_eq!(r.visible_devices.as_deref(), Some(devices));
+        assert_eq!(r.imex_channels.as_deref(), Some("3"));
+    }
+
+    #[test]
+    fn an_unserved_nvidia_kind_in_an_annotation_is_a_request_error() {
+        let mut s = spec(&[]);
+        s["annotations"] = json!({"cdi.k8s.io/x": "k8s.device-plugin.nvidia.com/gds=all"});
+        let r = from_spec(&s, &policy());
+        let e = crate::request::Request::parse(&r.raw(), &Default::default()).unwrap_err().to_string();
+        assert!(e.starts_with("k8s.device-plugin.nvidia.com/gds=all: CDI kind k8s.device-plugin.nvidia.com/gds is not one mighook serves"), "{e}");
+    }
+
+    #[test]
+    fn other_vendors_annotations_are_left_to_the_engine() {
+        let mut s = spec(&["NVIDIA_VISIBLE_DEVICES=0"]);
+        s["annotations"] = json!({"cdi.k8s.io/x": "vendor.com/fpga=0"});
+        let r = from_spec(&s, &policy());
+        assert_eq!((r.visible_devices.as_deref(), r.origin), (Some("0"), Origin::Env));
+    }
+
+    /// The device plugin's volume-mounts strategy, every id shape it sends.
+    #[test]
+    fn device_plugin_volume_mounts() {
+        let mut s = spec(&["NVIDIA_VISIBLE_DEVICES=/var/run/nvidia-container-devices"]);
+        let mount = |id: &str| json!({"source": "/dev/null", "destination": format!("/var/run/nvidia-container-devices/{id}"), "type": "bind", "options": ["rbind", "ro"]});
+        s["mounts"] = json!([
+            mount("MIG-c7384736-a75d-5afc-978f-d2f1294409fd"),
+            mount("0:1"),
+            mount("GPU-066d0ced-a3fb-eefb-a347-82895e8fb78c"),
+            mount("3"),
+            mount("imex/0"),
+            mount("imex/5"),
+            mount("cdi/nvidia.com/gpu/1:2"),
+            mount("cdi/k8s.device-plugin.nvidia.com/gpu=2"),
+            mount("cdi/nvidia.com/imex-channel/7"),
+            mount("cdi/vendor.com/fpga/0"),
+        ]);
+        let r = from_spec(&s, &policy());
+        let ids = "MIG-c7384736-a75d-5afc-978f-d2f1294409fd,0:1,GPU-066d0ced-a3fb-eefb-a347-82895e8fb78c,3,nvidia.com/gpu=1:2,k8s.device-plugin.nvidia.com/gpu=2";
+        assert_eq!(r.visible_devices.as_deref(), Some(ids));
+        assert_eq!(r.origin, Origin::VolumeMounts);
+        assert_eq!(r.imex_channels.as_deref(), Some("0,5,7"));
+    }
+
+    #[test]
+    fn imex_mounts_only_when_volume_mounts_are_accepted() {
+        let mut s = spec(&["NVIDIA_IMEX_CHANNELS=1"]);
+        s["mounts"] = json!([{"source": "/dev/null", "destination": "/var/run/nvidia-container-devices/imex/0"}]);
+        assert_eq!(from_spec(&s, &policy()).imex_channels.as_deref(), Some("0"));
+        let off = SourcePolicy { accept_volume_mounts: false, ..policy() };
+        assert_eq!(from_spec(&s, &off).imex_channels.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn imex_env_has_the_devices_privilege_gate() {
+        let s = spec(&["NVIDIA_IMEX_CHANNELS=0,3", "NVIDIA_IMEX_CHANNELS=2"]);
+        assert_eq!(from_spec(&s, &policy()).imex_channels.as_deref(), Some("2"));
+        let strict = SourcePolicy { accept_envvar_when_unprivileged: false, ..policy() };
+        let r = from_spec(&s, &strict);
+        assert_eq!(r.imex_channels, None);
+        assert_eq!(
+            r.notes,
+            ["ignoring NVIDIA_IMEX_CHANNELS=2 in an unprivileged container (accept-envvar-when-unprivileged = false)"]
+        );
+        let mut privileged = s.clone();
+        privileged["process"]["capabilities"]["bounding"] = json!(["CAP_SYS_ADMIN"]);
+        assert_eq!(from_spec(&privileged, &strict).imex_channels.as_deref(), Some("2"));
     }
 
     #[test]
@@ -463,7 +655,7 @@ mod tests {
         assert_eq!(v.kept_env, ["MIGHOOK_CONFIG=/x"]);
         assert!(v.privileged);
         assert_eq!(v.mount_ids, "1,GPU-x");
-        assert_eq!(v.annotation_ids, ["0", "1"]);
+        assert_eq!(v.annotation_ids, ["nvidia.com/gpu=0", "nvidia.com/gpu=1"]);
         let value: Value = serde_json::from_str(text).unwrap();
         assert_eq!(env_value(&value, "NVIDIA_VISIBLE_DEVICES"), Some("0:1"));
         assert_eq!(is_privileged(&value), v.privileged);

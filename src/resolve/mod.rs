@@ -62,6 +62,9 @@ pub struct Selection {
     pub migs: Vec<(Gpu, MigDevice)>,
     pub resolved: Vec<Resolved>,
     pub warnings: Vec<String>,
+    /// `NVIDIA_MIG_CONFIG_DEVICES` or `NVIDIA_MIG_MONITOR_DEVICES` was granted: the
+    /// container administers MIG (all capabilities of its GPUs).
+    pub mig_admin: bool,
 }
 
 impl Selection {
@@ -243,6 +246,7 @@ pub fn select<D: Driver + ?Sized>(request: &Request, driver: &D) -> Result<Selec
         }
     }
     sel.gpu_container = true;
+    sel.mig_admin = request.mig_config || request.mig_monitor;
     sel.gpus.sort_by_key(|g| g.index);
     Ok(sel)
 }

@@ -6,7 +6,14 @@
 //! adds `/dev/nvidia-caps/nvidia-cap<N>` for its GPU instance and its compute
 //! instance, with minors from `mig-minors` (keyed by the GPU's device minor).
 //! `NVIDIA_MIG_CONFIG_DEVICES` / `NVIDIA_MIG_MONITOR_DEVICES` add the config /
-//! monitor cap and every GI/CI cap of the selected MIG-capable GPUs.
+//! monitor cap and every GI/CI cap of the selected MIG-capable GPUs. IMEX
+//! channels add `/dev/nvidia-caps-imex-channels/channel<N>`, each only if the
+//! host has that node, with the `nvidia-caps-imex-channels` major.
+//!
+//! A missing `nvidia-uvm` major (compute) or `nvidia-modeset` module (display)
+//! is loaded with the host's modprobe when `load-kmods` is on (NVIDIA's
+//! default), and is otherwise, or if still missing, an error: CUDA cannot run
+//! without `/dev/nvidia-uvm`, and a clear refusal beats a CUDA error at run time.
 //!
 //! Owner and mode follow nvidia-modprobe (nvidia-modprobe-utils.c), which makes
 //! the host's nodes: `/dev/nvidia<N>`, `/dev/nvidiactl` and `/dev/nvidia-modeset`
@@ -16,12 +23,14 @@
 //! 0666 without a params file. `/dev/nvidia-uvm*` are 0:0 0666 whatever the
 //! params say (`nvidia_uvm_mknod` reads no proc file). Capability nodes are 0:0
 //! with the capability file's mode (`nvidia_cap_mknod` reads only the
-//! capability's own proc file, which has no owner lines).
+//! capability's own proc file, which has no owner lines). IMEX channel nodes
+//! keep the host node's owner and mode (nvidia-ctk reads them off the host node).
 
 use super::{ResolveError, Selection};
+use crate::driver::imex::{IMEX_MAJOR_NAME, ImexNode, channel_path};
 use crate::driver::{DeviceFileParams, Driver, MigCap, MigMode};
 use crate::edits::{ContainerEdits, DeviceNode, MODESET_MINOR, NVIDIA_MAJOR, NVIDIACTL_MINOR, UVM_TOOLS_MINOR};
-use crate::request::Request;
+use crate::request::{ImexChannels, Request};
 
 /// Capability nodes the driver creates read-only: GI/CI access and monitor caps.
 const CAP_NODE_MODE: u32 = 0o444;
@@ -84,7 +93,48 @@ impl<D: Driver + ?Sized> Caps<'_, D> {
     }
 }
 
-/// Builds the edits for a selection. Adds a warning for missing optional nodes.
+fn kmod_err(module: &str) -> impl FnOnce(crate::driver::DriverError) -> ResolveError + '_ {
+    move |source| ResolveError::Driver { context: format!("loading {module}"), source }
+}
+
+/// The `nvidia-uvm` major, loading the module first when it is missing and
+/// `load-kmods` is on. CUDA cannot start without `/dev/nvidia-uvm`, so a compute
+/// container on a host without it is refused rather than started broken.
+fn uvm_major<D: Driver + ?Sized>(driver: &D) -> Result<u32, ResolveError> {
+    let proc_err = |source| ResolveError::Driver { context: "/proc/devices".into(), source };
+    if let Some(major) = driver.chardev_major("nvidia-uvm").map_err(proc_err)? {
+        return Ok(major);
+    }
+    let why = if driver.load_kernel_module("nvidia-uvm").map_err(kmod_err("nvidia-uvm"))? {
+        match driver.chardev_major("nvidia-uvm").map_err(proc_err)? {
+            Some(major) => return Ok(major),
+            None => "even after loading the nvidia-uvm kernel module",
+        }
+    } else {
+        "and load-kmods is off (load nvidia-uvm on the host, or set load-kmods = true)"
+    };
+    Err(ResolveError::Node(format!("compute needs /dev/nvidia-uvm, but /proc/devices has no nvidia-uvm major, {why}")))
+}
+
+/// `nvidia-modeset` for `display`: loaded when `/proc/modules` says it is missing
+/// and `load-kmods` is on. Where there is no `/proc/modules` to tell, nothing is checked.
+fn ensure_modeset<D: Driver + ?Sized>(driver: &D) -> Result<(), ResolveError> {
+    let loaded = |d: &D| d.kernel_module_loaded("nvidia-modeset").map_err(kmod_err("nvidia-modeset"));
+    if loaded(driver)? != Some(false) {
+        return Ok(());
+    }
+    let why = if driver.load_kernel_module("nvidia-modeset").map_err(kmod_err("nvidia-modeset"))? {
+        if loaded(driver)? != Some(false) {
+            return Ok(());
+        }
+        "even after loading it"
+    } else {
+        "and load-kmods is off (load nvidia-modeset on the host, or set load-kmods = true)"
+    };
+    Err(ResolveError::Node(format!("display needs the nvidia-modeset kernel module, which is not loaded, {why}")))
+}
+
+/// Builds the edits for a selection.
 pub fn build<D: Driver + ?Sized>(
     request: &Request,
     sel: &mut Selection,
@@ -100,27 +150,16 @@ pub fn build<D: Driver + ?Sized>(
     let mut nodes = vec![driver_node("/dev/nvidiactl".into(), NVIDIA_MAJOR, NVIDIACTL_MINOR, &params)];
     let proc_err = |source| ResolveError::Driver { context: "/proc/devices".into(), source };
     if request.capabilities.compute() {
-        match driver.chardev_major("nvidia-uvm").map_err(proc_err)? {
-            // Not the params: nvidia-modprobe's nvidia_uvm_mknod passes no proc path to
-            // mknod_helper (`mknod_helper(major, base_minor, NV_UVM_DEVICE_NAME, NULL)`,
-            // nvidia-modprobe-utils.c), so init_device_file_parameters keeps its
-            // defaults and the host's uvm nodes are always 0:0 0666.
-            Some(uvm) => {
-                nodes.push(driver_node("/dev/nvidia-uvm".into(), uvm, 0, &DeviceFileParams::DEFAULT));
-                nodes.push(driver_node(
-                    "/dev/nvidia-uvm-tools".into(),
-                    uvm,
-                    UVM_TOOLS_MINOR,
-                    &DeviceFileParams::DEFAULT,
-                ));
-            }
-            None => sel.warnings.push(
-                "compute: /proc/devices has no nvidia-uvm major (nvidia-uvm not loaded?): no /dev/nvidia-uvm nodes"
-                    .into(),
-            ),
-        }
+        // Not the params: nvidia-modprobe's nvidia_uvm_mknod passes no proc path to
+        // mknod_helper (`mknod_helper(major, base_minor, NV_UVM_DEVICE_NAME, NULL)`,
+        // nvidia-modprobe-utils.c), so init_device_file_parameters keeps its
+        // defaults and the host's uvm nodes are always 0:0 0666.
+        let uvm = uvm_major(driver)?;
+        nodes.push(driver_node("/dev/nvidia-uvm".into(), uvm, 0, &DeviceFileParams::DEFAULT));
+        nodes.push(driver_node("/dev/nvidia-uvm-tools".into(), uvm, UVM_TOOLS_MINOR, &DeviceFileParams::DEFAULT));
     }
     if request.capabilities.display() {
+        ensure_modeset(driver)?;
         nodes.push(driver_node("/dev/nvidia-modeset".into(), NVIDIA_MAJOR, MODESET_MINOR, &params));
     }
     for gpu in &sel.gpus {
@@ -154,5 +193,78 @@ pub fn build<D: Driver + ?Sized>(
             }
         }
     }
+    nodes.extend(imex_nodes(&request.imex_channels, sel, driver)?);
     Ok(ContainerEdits::from_nodes(nodes, vec![]))
+}
+
+/// The nodes of the IMEX channels asked for: each must be on the host, with the
+/// numbers `/proc/devices` gives the channels (major) and its channel (minor).
+fn imex_nodes<D: Driver + ?Sized>(
+    asked: &ImexChannels,
+    sel: &mut Selection,
+    driver: &D,
+) -> Result<Vec<DeviceNode>, ResolveError> {
+    let driver_err = |source| ResolveError::Driver { context: "IMEX channels".into(), source };
+    let found: Vec<ImexNode> = match asked {
+        ImexChannels::None => return Ok(vec![]),
+        ImexChannels::All => driver.imex_channels().map_err(driver_err)?,
+        ImexChannels::Channels(channels) => {
+            let mut found = Vec::with_capacity(channels.len());
+            let mut missing = Vec::new();
+            for &c in channels {
+                match driver.imex_channel(c).map_err(driver_err)? {
+                    Some(node) => found.push(node),
+                    None => missing.push(c.to_string()),
+                }
+            }
+            if !missing.is_empty() {
+                let has: Vec<String> =
+                    driver.imex_channels().map_err(driver_err)?.iter().map(|c| c.channel.to_string()).collect();
+                let has = if has.is_empty() { "none".to_string() } else { has.join(", ") };
+                let which = if missing.len() == 1 { "channel" } else { "channels" };
+                return Err(ResolveError::Node(format!(
+                    "IMEX {which} {}: not on this host (no /dev/nvidia-caps-imex-channels/channel<N>; it has {has})",
+                    missing.join(", ")
+                )));
+            }
+            found
+        }
+    };
+    if found.is_empty() {
+        sel.warnings.push("IMEX channels all: this host has no /dev/nvidia-caps-imex-channels/channel* nodes".into());
+        return Ok(vec![]);
+    }
+    let major = driver
+        .chardev_major(IMEX_MAJOR_NAME)
+        .map_err(|source| ResolveError::Driver { context: "/proc/devices".into(), source })?
+        .ok_or_else(|| {
+            ResolveError::Node(format!(
+                "IMEX channel {}: /proc/devices has no {IMEX_MAJOR_NAME} major (driver without IMEX?)",
+                found[0].channel
+            ))
+        })?;
+    found
+        .iter()
+        .map(|c| {
+            if (c.major, c.minor) != (major, c.channel) {
+                return Err(ResolveError::Node(format!(
+                    "IMEX channel {}: the host node {} is {}:{}, but the channel is {major}:{}",
+                    c.channel,
+                    channel_path(c.channel),
+                    c.major,
+                    c.minor,
+                    c.channel
+                )));
+            }
+            Ok(DeviceNode {
+                path: channel_path(c.channel),
+                kind: 'c',
+                major,
+                minor: c.minor,
+                file_mode: c.mode,
+                uid: c.uid,
+                gid: c.gid,
+            })
+        })
+        .collect()
 }

@@ -235,3 +235,184 @@ fn without_a_params_file_gpu_nodes_are_root_0666() {
     assert!(none.contains(&"/dev/nvidia-modeset 0:0 0666".to_string()), "{none:?}");
     assert_eq!(none, owners("0:1,2", "compute,display", &FakeDriver::a100()), "same as a default params file");
 }
+
+fn imex_plan(devices: &str, channels: &str, driver: &FakeDriver) -> Result<Plan, ResolveError> {
+    let raw = RawRequest { visible_devices: Some(devices), imex_channels: Some(channels), ..Default::default() };
+    plan(&request_with(raw), driver)
+}
+
+fn imex_lines(p: &Plan) -> Vec<String> {
+    p.edits
+        .device_nodes
+        .iter()
+        .filter(|n| n.path.starts_with("/dev/nvidia-caps-imex-channels/"))
+        .map(|n| format!("{} {}:{} {:o} {}:{}", n.path, n.major, n.minor, n.file_mode, n.uid, n.gid))
+        .collect()
+}
+
+#[test]
+fn imex_channels_get_their_nodes_and_exact_rules() {
+    let p = imex_plan("0:1", "3,0", &FakeDriver::a100()).unwrap();
+    assert_eq!(
+        imex_lines(&p),
+        [
+            "/dev/nvidia-caps-imex-channels/channel0 509:0 666 0:0",
+            "/dev/nvidia-caps-imex-channels/channel3 509:3 666 0:0"
+        ]
+    );
+    assert!(p.edits.device_rules.contains(&DeviceRule::allow_rw(509, 0)));
+    assert!(p.edits.device_rules.contains(&DeviceRule::allow_rw(509, 3)));
+    assert!(!p.edits.device_rules.iter().any(|r| r.major == 509 && r.minor == 1));
+}
+
+#[test]
+fn imex_all_is_every_host_channel() {
+    let p = imex_plan("none", "all", &FakeDriver::a100()).unwrap();
+    assert_eq!(
+        imex_lines(&p),
+        [
+            "/dev/nvidia-caps-imex-channels/channel0 509:0 666 0:0",
+            "/dev/nvidia-caps-imex-channels/channel3 509:3 666 0:0"
+        ]
+    );
+}
+
+#[test]
+fn imex_all_on_a_host_without_channels_is_a_warning() {
+    let driver = FakeDriver { imex: vec![], ..FakeDriver::a100() };
+    let p = imex_plan("0:1", "all", &driver).unwrap();
+    assert_eq!(imex_lines(&p), Vec::<String>::new());
+    assert_eq!(
+        p.selection.warnings,
+        ["IMEX channels all: this host has no /dev/nvidia-caps-imex-channels/channel* nodes"]
+    );
+}
+
+#[test]
+fn missing_imex_channels_are_named_with_what_the_host_has() {
+    let e = imex_plan("0:1", "1,3,7", &FakeDriver::a100()).unwrap_err().to_string();
+    assert_eq!(e, "IMEX channels 1, 7: not on this host (no /dev/nvidia-caps-imex-channels/channel<N>; it has 0, 3)");
+}
+
+#[test]
+fn imex_channels_without_the_major_are_an_error() {
+    let mut driver = FakeDriver::a100();
+    driver.majors.retain(|(_, name)| *name != "nvidia-caps-imex-channels");
+    let e = imex_plan("0:1", "0", &driver).unwrap_err().to_string();
+    assert_eq!(e, "IMEX channel 0: /proc/devices has no nvidia-caps-imex-channels major (driver without IMEX?)");
+}
+
+#[test]
+fn an_imex_node_with_other_numbers_is_an_error() {
+    let mut driver = FakeDriver::a100();
+    driver.imex[1].minor = 4;
+    let e = imex_plan("0:1", "3", &driver).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "IMEX channel 3: the host node /dev/nvidia-caps-imex-channels/channel3 is 509:4, but the channel is 509:3"
+    );
+}
+
+#[test]
+fn imex_nodes_keep_the_host_nodes_owner_and_mode() {
+    let mut driver = FakeDriver::a100();
+    driver.imex[0].mode = 0o660;
+    driver.imex[0].gid = 44;
+    let p = imex_plan("0:1", "0", &driver).unwrap();
+    assert_eq!(imex_lines(&p), ["/dev/nvidia-caps-imex-channels/channel0 509:0 660 0:44"]);
+}
+
+#[test]
+fn imex_channels_are_not_given_to_a_void_container() {
+    let p = imex_plan("void", "0", &FakeDriver::a100()).unwrap();
+    assert!(p.edits.is_empty());
+}
+
+#[test]
+fn an_imex_request_asks_only_for_its_channels() {
+    let driver = FakeDriver::a100();
+    imex_plan("0:1", "3", &driver).unwrap();
+    let calls = driver.calls.borrow();
+    assert!(calls.contains(&"imex 3".to_string()));
+    assert!(!calls.contains(&"imex all".to_string()), "{calls:?}");
+}
+
+fn with_caps(devices: &str, caps: &str) -> Request {
+    request_with(RawRequest { visible_devices: Some(devices), driver_capabilities: Some(caps), ..Default::default() })
+}
+
+#[test]
+fn a_missing_uvm_module_is_loaded_once_and_its_nodes_granted() {
+    let driver = FakeDriver::a100_without_uvm();
+    let p = plan(&request("2"), &driver).unwrap();
+    let uvm: Vec<String> = p
+        .edits
+        .device_nodes
+        .iter()
+        .filter(|n| n.path.contains("uvm"))
+        .map(|n| format!("{} {}:{}", n.path, n.major, n.minor))
+        .collect();
+    assert_eq!(uvm, ["/dev/nvidia-uvm 511:0", "/dev/nvidia-uvm-tools 511:1"]);
+    assert_eq!(*driver.loaded.borrow(), ["nvidia-uvm"]);
+    assert!(p.selection.warnings.is_empty());
+}
+
+#[test]
+fn a_loaded_uvm_module_is_not_loaded_again() {
+    let driver = FakeDriver::a100();
+    plan(&request("2"), &driver).unwrap();
+    assert!(driver.loaded.borrow().is_empty());
+}
+
+#[test]
+fn without_load_kmods_a_missing_uvm_refuses_compute() {
+    let driver = FakeDriver { load_kmods: false, ..FakeDriver::a100_without_uvm() };
+    let e = plan(&request("2"), &driver).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "compute needs /dev/nvidia-uvm, but /proc/devices has no nvidia-uvm major, and load-kmods is off (load nvidia-uvm on the host, or set load-kmods = true)"
+    );
+}
+
+#[test]
+fn a_uvm_module_that_registers_no_major_refuses_compute() {
+    let driver = FakeDriver { loadable: vec![], ..FakeDriver::a100_without_uvm() };
+    let e = plan(&request("2"), &driver).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "compute needs /dev/nvidia-uvm, but /proc/devices has no nvidia-uvm major, even after loading the nvidia-uvm kernel module"
+    );
+}
+
+#[test]
+fn without_compute_a_missing_uvm_is_no_concern() {
+    let driver = FakeDriver { load_kmods: false, ..FakeDriver::a100_without_uvm() };
+    let p = plan(&with_caps("2", "utility"), &driver).unwrap();
+    assert!(p.edits.device_nodes.iter().all(|n| !n.path.contains("uvm")));
+    assert!(driver.loaded.borrow().is_empty());
+}
+
+#[test]
+fn a_missing_modeset_module_is_loaded_for_display() {
+    let driver = FakeDriver::a100_without_uvm();
+    let p = plan(&with_caps("2", "display"), &driver).unwrap();
+    assert!(p.edits.device_nodes.iter().any(|n| n.path == "/dev/nvidia-modeset"));
+    assert_eq!(*driver.loaded.borrow(), ["nvidia-modeset"]);
+}
+
+#[test]
+fn without_load_kmods_a_missing_modeset_refuses_display() {
+    let driver = FakeDriver { load_kmods: false, ..FakeDriver::a100_without_uvm() };
+    let e = plan(&with_caps("2", "display"), &driver).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "display needs the nvidia-modeset kernel module, which is not loaded, and load-kmods is off (load nvidia-modeset on the host, or set load-kmods = true)"
+    );
+}
+
+#[test]
+fn without_proc_modules_modeset_is_not_checked() {
+    let driver = FakeDriver { load_kmods: false, modules: None, ..FakeDriver::a100() };
+    plan(&with_caps("2", "display"), &driver).unwrap();
+    assert!(driver.calls.borrow().iter().all(|c| !c.starts_with("load_kernel_module")));
+}

@@ -15,6 +15,12 @@
 //! get the runtime alone. Either way the `nvidia` runtime starts from the
 //! default runc runtime's settings (`SystemdCgroup`, say) with `BinaryName` set
 //! to the shim, as NVIDIA's `nvidia-ctk` does.
+//!
+//! `--set-as-default` also sets the CRI plugin's `containerd.default_runtime_name`
+//! to `nvidia`. CDI (`enable_cdi = true` in the CRI plugin, so that CRI
+//! `CDIDevices` and `cdi.k8s.io/*` annotations are resolved from /etc/cdi) is
+//! switched on where containerd has it: 1.7 and later (`containerd --version`);
+//! containerd 2.x has it on by default and gets it stated explicitly.
 
 use super::{Ctx, RUNTIME_LINK, SetupError, Step, invalid};
 use std::path::{Path, PathBuf};
@@ -28,6 +34,10 @@ pub const CRI_PLUGIN_V2: &str = "io.containerd.grpc.v1.cri";
 /// The CRI runtime plugin's id in version 3 configs (containerd 2.x).
 pub const CRI_PLUGIN_V3: &str = "io.containerd.cri.v1.runtime";
 const RUNC_SHIM: &str = "io.containerd.runc.v2";
+/// CRI hands a container's annotations to a runtime only where its `container_annotations`
+/// lists them; without this entry the device plugin's cdi-annotations never reach the shim
+/// (which reads them only when `annotation-prefixes` enables them).
+const CDI_ANNOTATIONS: &str = "cdi.k8s.io/*";
 
 const HEADER: &str = "# Written by `mighook setup containerd`: the \"nvidia\" runtime runs mighook's shim, which writes\n\
                       # the requested GPUs and MIG devices into config.json and then execs runc.\n";
@@ -70,18 +80,43 @@ fn nvidia_runtime(section: Option<&Table>, shim: &Path) -> Result<Table, String>
     rt.insert("runtime_type".into(), RUNC_SHIM.into());
     let options = sub_table(&mut rt, &["options"])?;
     options.insert("BinaryName".into(), shim.to_str().unwrap_or_default().into());
+    let annotations = rt
+        .entry("container_annotations")
+        .or_insert_with(|| Value::Array(vec![]))
+        .as_array_mut()
+        .ok_or("container_annotations is not an array")?;
+    if !annotations.iter().any(|a| a.as_str() == Some(CDI_ANNOTATIONS)) {
+        annotations.push(CDI_ANNOTATIONS.into());
+    }
     Ok(rt)
 }
 
+/// What the drop-in sets besides the runtime.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Extras {
+    /// `containerd.default_runtime_name = "nvidia"`.
+    pub set_as_default: bool,
+    /// `enable_cdi = true` in the CRI plugin.
+    pub enable_cdi: bool,
+}
+
+/// Whether a containerd of this version, with a config of this version, reads `enable_cdi`.
+pub fn has_cdi(config_version: i64, containerd: Option<(u64, u64)>) -> bool {
+    config_version >= 3 || containerd.is_some_and(|v| v >= (1, 7))
+}
+
 /// The drop-in for a config `version`, the CRI section in effect (from `from`), and a shim path.
-/// (hooks/containerd-99-mighook.toml is this for version 2, no section, /usr/bin.)
-pub fn dropin(version: i64, effective: Option<(&Table, &Path)>, shim: &Path) -> Result<String, String> {
+/// (hooks/containerd-99-mighook.toml is this for version 2, no section, /usr/bin, no extras.)
+pub fn dropin(version: i64, effective: Option<(&Table, &Path)>, shim: &Path, extras: Extras) -> Result<String, String> {
     let section_in = effective.map(|(t, _)| t);
     let nvidia = nvidia_runtime(section_in, shim)?;
     let mut section = Table::new();
     let mut header = HEADER.to_string();
     if version >= 3 {
         sub_table(&mut section, &["containerd", "runtimes"])?.insert("nvidia".into(), Value::Table(nvidia));
+        if extras.set_as_default {
+            sub_table(&mut section, &["containerd"])?.insert("default_runtime_name".into(), "nvidia".into());
+        }
     } else {
         section = section_in.cloned().unwrap_or_default();
         let default_name = default_runtime_name(section_in);
@@ -93,6 +128,9 @@ pub fn dropin(version: i64, effective: Option<(&Table, &Path)>, shim: &Path) -> 
             runtimes.insert("runc".into(), Value::Table(runc));
         }
         runtimes.insert("nvidia".into(), Value::Table(nvidia));
+        if extras.set_as_default {
+            sub_table(&mut section, &["containerd"])?.insert("default_runtime_name".into(), "nvidia".into());
+        }
         if let Some((_, from)) = effective {
             header.push_str(&format!(
                 "# containerd before 2.0 replaces a whole plugin section on import, so this file also carries\n\
@@ -100,6 +138,10 @@ pub fn dropin(version: i64, effective: Option<(&Table, &Path)>, shim: &Path) -> 
                 from.display()
             ));
         }
+    }
+    // An admin's own `enable_cdi = false` (copied in from a version 2 config) stays.
+    if extras.enable_cdi && !section.contains_key("enable_cdi") {
+        section.insert("enable_cdi".into(), Value::Boolean(true));
     }
     let mut plugins = Table::new();
     plugins.insert(plugin_id(version).into(), Value::Table(section));
@@ -290,7 +332,17 @@ pub fn steps(ctx: &Ctx) -> Result<Vec<Step>, SetupError> {
         }
     }
 
-    let content = dropin(version, effective.as_ref().map(|(t, p)| (t, p.as_path())), &ctx.shim_path())
+    let enable_cdi = has_cdi(version, ctx.containerd_version);
+    if !enable_cdi {
+        steps.push(Step::Note(match ctx.containerd_version {
+            Some((major, minor)) => format!(
+                "containerd {major}.{minor} has no CDI support (1.7 and later): CRI CDIDevices and cdi.k8s.io annotations are not resolved by containerd; the nvidia runtime serves requests itself"
+            ),
+            None => "containerd --version did not answer: CDI (enable_cdi, containerd 1.7 and later) left as it is".into(),
+        }));
+    }
+    let extras = Extras { set_as_default: ctx.set_as_default, enable_cdi };
+    let content = dropin(version, effective.as_ref().map(|(t, p)| (t, p.as_path())), &ctx.shim_path(), extras)
         .map_err(|e| invalid(&main_path, e))?;
     steps.push(ctx.write_step(dropin_path, content)?);
     steps.push(Step::Hint("restart containerd (systemctl restart containerd); CRI picks the shim with runtime handler \"nvidia\" (RuntimeClass handler: nvidia)".into()));
@@ -357,7 +409,10 @@ mod tests {
     fn v2_dropin_copies_the_cri_section_and_keeps_runc() {
         let main = table("version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".cni]\nbin_dir = \"/usr/lib/cni\"\n");
         let cri = get_table(&main, &["plugins", CRI_PLUGIN_V2]).unwrap();
-        let d = table(&dropin(2, Some((cri, Path::new("/etc/containerd/config.toml"))), Path::new(SHIM)).unwrap());
+        let d = table(
+            &dropin(2, Some((cri, Path::new("/etc/containerd/config.toml"))), Path::new(SHIM), Extras::default())
+                .unwrap(),
+        );
         let s = get_table(&d, &["plugins", CRI_PLUGIN_V2]).unwrap();
         assert_eq!(d["version"].as_integer(), Some(2));
         assert_eq!(s["cni"]["bin_dir"].as_str(), Some("/usr/lib/cni"));
@@ -373,6 +428,7 @@ mod tests {
         );
         let rt = nvidia_runtime(Some(&cri), Path::new(SHIM)).unwrap();
         assert_eq!(rt["options"]["SystemdCgroup"].as_bool(), Some(true));
+        assert_eq!(rt["container_annotations"].as_array().unwrap(), &[Value::from(CDI_ANNOTATIONS)]);
         assert_eq!(rt["options"]["BinaryName"].as_str(), Some(SHIM));
         let kata = table(
             "[containerd]\ndefault_runtime_name = \"kata\"\n[containerd.runtimes.kata]\nruntime_type = \"io.containerd.kata.v2\"\n[containerd.runtimes.kata.options]\nConfigPath = \"/k\"\n",
@@ -382,10 +438,41 @@ mod tests {
     }
 
     #[test]
+    fn nvidia_passes_cdi_annotations_and_keeps_the_admins() {
+        let cri = table("[containerd.runtimes.runc]\ncontainer_annotations = [\"example.com/*\"]\n");
+        let rt = nvidia_runtime(Some(&cri), Path::new(SHIM)).unwrap();
+        let want = [Value::from("example.com/*"), Value::from(CDI_ANNOTATIONS)];
+        assert_eq!(rt["container_annotations"].as_array().unwrap(), &want);
+        let again = table(&format!("[containerd.runtimes.runc]\ncontainer_annotations = [\"{CDI_ANNOTATIONS}\"]\n"));
+        let rt = nvidia_runtime(Some(&again), Path::new(SHIM)).unwrap();
+        assert_eq!(rt["container_annotations"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
     fn v3_dropin_holds_only_the_runtime() {
-        let d = table(&dropin(3, None, Path::new(SHIM)).unwrap());
+        let d = table(&dropin(3, None, Path::new(SHIM), Extras::default()).unwrap());
         assert_eq!(d["version"].as_integer(), Some(3));
         let s = get_table(&d, &["plugins", CRI_PLUGIN_V3]).unwrap();
         assert_eq!(s["containerd"]["runtimes"].as_table().unwrap().keys().collect::<Vec<_>>(), ["nvidia"]);
+    }
+
+    #[test]
+    fn extras_set_the_default_and_cdi_in_the_cri_plugin_of_each_version() {
+        let both = Extras { set_as_default: true, enable_cdi: true };
+        for (version, id) in [(2, CRI_PLUGIN_V2), (3, CRI_PLUGIN_V3)] {
+            let d = table(&dropin(version, None, Path::new(SHIM), both).unwrap());
+            let s = get_table(&d, &["plugins", id]).unwrap();
+            assert_eq!(s["containerd"]["default_runtime_name"].as_str(), Some("nvidia"), "version {version}");
+            assert_eq!(s["enable_cdi"].as_bool(), Some(true), "version {version}");
+        }
+    }
+
+    #[test]
+    fn cdi_from_containerd_1_7_or_any_version_3_config() {
+        assert!(!has_cdi(2, Some((1, 6))));
+        assert!(has_cdi(2, Some((1, 7))));
+        assert!(has_cdi(2, Some((2, 0))));
+        assert!(!has_cdi(2, None));
+        assert!(has_cdi(3, None));
     }
 }

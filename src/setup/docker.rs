@@ -30,11 +30,13 @@ pub fn daemon_snippet(shim: &Path) -> String {
     pretty(&json!({"runtimes": {"nvidia": runtime_entry(shim)}}))
 }
 
-/// daemon.json with `runtimes.nvidia` set; `None` when it already is.
+/// daemon.json with `runtimes.nvidia` set (and `default-runtime` too with `set_as_default`);
+/// `None` when it already is.
 fn merged_daemon_json(
     path: &Path,
     old: Option<&str>,
     shim: &Path,
+    set_as_default: bool,
     steps: &mut Vec<Step>,
 ) -> Result<Option<String>, SetupError> {
     let mut doc: Value = match old {
@@ -44,16 +46,32 @@ fn merged_daemon_json(
         _ => json!({}),
     };
     let top = doc.as_object_mut().ok_or_else(|| invalid(path, "is not a JSON object"))?;
+    let mut changed = false;
+    if set_as_default {
+        match top.get("default-runtime") {
+            Some(have) if have == "nvidia" => {}
+            Some(have) => {
+                steps.push(Step::Note(format!("replacing default-runtime in {} (was {have})", path.display())));
+                changed = true;
+            }
+            None => changed = true,
+        }
+        // NVIDIA's `nvidia-ctk runtime configure --set-as-default` writes the same key.
+        top.insert("default-runtime".into(), json!("nvidia"));
+    }
     let runtimes = top.entry("runtimes").or_insert_with(|| json!({}));
     let runtimes = runtimes.as_object_mut().ok_or_else(|| invalid(path, "\"runtimes\" is not an object"))?;
     let want = runtime_entry(shim);
     match runtimes.get("nvidia") {
-        Some(have) if *have == want => return Ok(None),
-        Some(have) => steps.push(Step::Note(format!("replacing runtimes.nvidia in {} (was {have})", path.display()))),
-        None => {}
+        Some(have) if *have == want => {}
+        Some(have) => {
+            steps.push(Step::Note(format!("replacing runtimes.nvidia in {} (was {have})", path.display())));
+            changed = true;
+        }
+        None => changed = true,
     }
     runtimes.insert("nvidia".into(), want);
-    Ok(Some(pretty(&doc)))
+    Ok(changed.then(|| pretty(&doc)))
 }
 
 pub fn steps(ctx: &Ctx) -> Result<Vec<Step>, SetupError> {
@@ -61,7 +79,7 @@ pub fn steps(ctx: &Ctx) -> Result<Vec<Step>, SetupError> {
     super::link_steps(ctx, &[RUNTIME_LINK, HOOK_LINK], &mut steps)?;
     let path = ctx.host(DAEMON_JSON);
     let old = ctx.read(&path)?;
-    match merged_daemon_json(&path, old.as_deref(), &ctx.shim_path(), &mut steps)? {
+    match merged_daemon_json(&path, old.as_deref(), &ctx.shim_path(), ctx.set_as_default, &mut steps)? {
         Some(new) => steps.push(Step::Write { path, old, new }),
         None => steps.push(Step::Unchanged(path)),
     }
@@ -87,6 +105,7 @@ mod tests {
             Path::new("/etc/docker/daemon.json"),
             old,
             Path::new("/usr/bin/nvidia-container-runtime"),
+            false,
             &mut vec![],
         )
     }

@@ -53,6 +53,9 @@ pub struct FileStat {
     pub kind: FileKind,
     /// Permission bits only (`st_mode & 0o7777`).
     pub perm: u32,
+    /// Owner and group (`stx_uid`, `stx_gid`).
+    pub uid: u32,
+    pub gid: u32,
     /// `st_rdev` split; zero unless `kind` is a device.
     pub rdev_major: u32,
     pub rdev_minor: u32,
@@ -143,6 +146,9 @@ pub trait FsOps: Sync {
     /// mount before it is attached (`mount_setattr`), so it is never visible
     /// writable; `recursive` takes the mounts below `src` along.
     fn bind_mount_with(&self, src: &Self::Fd, dst: &Self::Fd, attrs: MountAttrs) -> io::Result<()>;
+    /// Mount a new tmpfs (`mode` for its root, 1 MiB at most) onto `dst`, with
+    /// `attrs` set before it is attached (`fsopen`, `fsmount`, `move_mount`).
+    fn mount_tmpfs(&self, dst: &Self::Fd, mode: u32, attrs: MountAttrs) -> io::Result<()>;
     /// `symlinkat(target, dir, name)`.
     fn symlink_at(&self, dir: &Self::Fd, name: &OsStr, target: &OsStr) -> io::Result<()>;
     /// Create `name` in `dir` (`O_CREAT | O_EXCL | O_NOFOLLOW`) holding `data`, mode `perm`.
@@ -176,6 +182,13 @@ pub trait FsOps: Sync {
 const SYS_OPEN_TREE: libc::c_long = 428;
 const SYS_MOVE_MOUNT: libc::c_long = 429;
 const SYS_FCHMODAT2: libc::c_long = 452;
+const SYS_FSOPEN: libc::c_long = 430;
+const SYS_FSCONFIG: libc::c_long = 431;
+const SYS_FSMOUNT: libc::c_long = 432;
+const FSOPEN_CLOEXEC: libc::c_uint = 1;
+const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+const FSCONFIG_SET_STRING: libc::c_uint = 1;
+const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
 const SYS_MOUNT_SETATTR: libc::c_long = 442;
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
 const MOUNT_ATTR_NOSUID: u64 = 0x2;
@@ -210,7 +223,12 @@ fn statx_at(dir: libc::c_int, name: &CString, flags: libc::c_int) -> io::Result<
             dir,
             name.as_ptr(),
             flags | libc::AT_SYMLINK_NOFOLLOW,
-            libc::STATX_TYPE | libc::STATX_MODE | libc::STATX_INO | libc::STATX_MNT_ID,
+            libc::STATX_TYPE
+                | libc::STATX_MODE
+                | libc::STATX_INO
+                | libc::STATX_MNT_ID
+                | libc::STATX_UID
+                | libc::STATX_GID,
             &mut st,
         )
     };
@@ -229,6 +247,8 @@ fn statx_at(dir: libc::c_int, name: &CString, flags: libc::c_int) -> io::Result<
     Ok(FileStat {
         kind,
         perm: mode & 0o7777,
+        uid: st.stx_uid,
+        gid: st.stx_gid,
         rdev_major: if device { st.stx_rdev_major } else { 0 },
         rdev_minor: if device { st.stx_rdev_minor } else { 0 },
         mount_root: st.stx_attributes_mask & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0
@@ -394,6 +414,59 @@ impl FsOps for super::LinuxSys {
             libc::syscall(
                 SYS_MOVE_MOUNT,
                 tree.as_raw_fd(),
+                empty.as_ptr(),
+                dst.as_raw_fd(),
+                empty.as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+            )
+        })?;
+        Ok(())
+    }
+
+    fn mount_tmpfs(&self, dst: &OwnedFd, mode: u32, attrs: MountAttrs) -> io::Result<()> {
+        let fstype = CString::new("tmpfs").expect("no NUL");
+        // SAFETY: a valid C string; the result is a new fd we take ownership of.
+        let fs = check(unsafe { libc::syscall(SYS_FSOPEN, fstype.as_ptr(), FSOPEN_CLOEXEC) })?;
+        // SAFETY: fsopen returned a fresh fd.
+        let fs = unsafe { OwnedFd::from_raw_fd(fs as libc::c_int) };
+        let mode = format!("{mode:o}");
+        for (key, value) in [("mode", mode.as_str()), ("size", "1m")] {
+            let (key, value) = (cstr(OsStr::new(key))?, cstr(OsStr::new(value))?);
+            // SAFETY: valid fd and C strings.
+            check(unsafe {
+                libc::syscall(SYS_FSCONFIG, fs.as_raw_fd(), FSCONFIG_SET_STRING, key.as_ptr(), value.as_ptr(), 0)
+            })?;
+        }
+        // SAFETY: valid fd; no key or value for CMD_CREATE.
+        check(unsafe {
+            libc::syscall(
+                SYS_FSCONFIG,
+                fs.as_raw_fd(),
+                FSCONFIG_CMD_CREATE,
+                std::ptr::null::<libc::c_char>(),
+                std::ptr::null::<libc::c_void>(),
+                0,
+            )
+        })?;
+        let set = [
+            (attrs.read_only, MOUNT_ATTR_RDONLY),
+            (attrs.nosuid, MOUNT_ATTR_NOSUID),
+            (attrs.nodev, MOUNT_ATTR_NODEV),
+            (attrs.noexec, MOUNT_ATTR_NOEXEC),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .fold(0, |acc, (_, bit)| acc | bit);
+        // SAFETY: valid fd; the result is a new fd we take ownership of.
+        let mnt = check(unsafe { libc::syscall(SYS_FSMOUNT, fs.as_raw_fd(), FSMOUNT_CLOEXEC, set as libc::c_uint) })?;
+        // SAFETY: fsmount returned a fresh fd.
+        let mnt = unsafe { OwnedFd::from_raw_fd(mnt as libc::c_int) };
+        let empty = CString::default();
+        // SAFETY: valid fds and C strings.
+        check(unsafe {
+            libc::syscall(
+                SYS_MOVE_MOUNT,
+                mnt.as_raw_fd(),
                 empty.as_ptr(),
                 dst.as_raw_fd(),
                 empty.as_ptr(),

@@ -148,7 +148,7 @@ impl MighookInstall {
 // Images.
 
 /// `target/e2e/<stem>.tar`: `rootfs` as a plain tar, made once (`stem` must name the content).
-fn tar_of(rootfs: &Path, stem: &str) -> PathBuf {
+pub fn tar_of(rootfs: &Path, stem: &str) -> PathBuf {
     let tar = support::rootfs::e2e_dir().join(format!("{stem}.tar"));
     if !tar.exists() {
         let tmp = tar.with_extension(format!("tmp-{}", std::process::id()));
@@ -202,6 +202,12 @@ pub fn oci_archive() -> PathBuf {
 
 /// `<layer stem>-oci.tar` beside `layer`: a one-layer OCI image layout archive named `name`.
 fn oci_archive_of(layer: &Path, name: &str) -> PathBuf {
+    oci_archive_with_cmd(layer, name, &["sh"])
+}
+
+/// Like [`oci_archive_of`], with `cmd` as the image config's `Cmd` (what CRI runs when a
+/// container gives no command, as for a pod's sandbox image).
+pub fn oci_archive_with_cmd(layer: &Path, name: &str, cmd: &[&str]) -> PathBuf {
     let key = layer.file_stem().unwrap().to_string_lossy().into_owned();
     let archive = support::rootfs::e2e_dir().join(format!("{key}-oci.tar"));
     if archive.exists() {
@@ -229,7 +235,7 @@ fn oci_archive_of(layer: &Path, name: &str) -> PathBuf {
     let (layer_digest, layer_size) = blob(None, Some(layer));
     let config = json!({
         "architecture": "amd64", "os": "linux",
-        "config": { "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["sh"] },
+        "config": { "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": cmd },
         "rootfs": { "type": "layers", "diff_ids": [layer_digest] }
     });
     let (config_digest, config_size) = blob(Some(config.to_string().as_bytes()), None);
@@ -301,7 +307,7 @@ fn remove_cgroup_tree(dir: &Path) {
 }
 
 /// SIGTERM, wait up to `grace`, then SIGKILL: a daemon we started never outlives its test.
-fn stop(child: &mut Child, grace: Duration) {
+pub fn stop(child: &mut Child, grace: Duration) {
     if let Ok(Some(_)) = child.try_wait() {
         return;
     }
@@ -319,7 +325,7 @@ fn stop(child: &mut Child, grace: Duration) {
 }
 
 /// Polls `ready` every 50 ms for up to 30 s; panics with the daemon's log when it never is.
-fn wait_ready(what: &str, log: &Path, child: &mut Child, mut ready: impl FnMut() -> bool) {
+pub fn wait_ready(what: &str, log: &Path, child: &mut Child, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if ready() {
@@ -491,11 +497,11 @@ impl Drop for Podman {
 /// /run/containerd, where every containerd's shims keep their sockets.
 static CONTAINERDS: std::sync::Mutex<u32> = std::sync::Mutex::new(0);
 
-fn containerd_started() {
+pub fn containerd_started() {
     *CONTAINERDS.lock().unwrap_or_else(|e| e.into_inner()) += 1;
 }
 
-fn containerd_stopped() {
+pub fn containerd_stopped() {
     let mut live = CONTAINERDS.lock().unwrap_or_else(|e| e.into_inner());
     *live -= 1;
     if *live == 0 {
@@ -598,6 +604,8 @@ impl Drop for Containerd {
 // ---------------------------------------------------------------------------
 // dockerd.
 
+const KEY_JSON: &str = "/etc/docker/key.json";
+
 /// Only one dockerd of ours at a time: they share /run/docker and the `docker` parent cgroup.
 pub static DOCKERD_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -606,6 +614,8 @@ pub struct Dockerd {
     dir: tempfile::TempDir,
     child: Child,
     had_run_docker: bool,
+    /// dockerd 20.10 makes /etc/docker/key.json (its trust key) on start, whatever its config says.
+    had_key_json: bool,
 }
 
 impl Dockerd {
@@ -623,11 +633,36 @@ impl Dockerd {
             "runtimes": runtimes,
         });
         std::fs::write(d.join("daemon.json"), serde_json::to_string_pretty(&config).unwrap()).unwrap();
+        let args = vec!["--config-file".into(), d.join("daemon.json").into_os_string()];
+        Dockerd::spawn(dir, args, env)
+    }
+
+    /// Starts dockerd reading `config_file` (the host's /etc/docker/daemon.json, as a
+    /// package's `mighook setup docker` left it) for its runtimes, with the private dirs,
+    /// socket and networking of [`Dockerd::start`] given as flags (so the file must not set them).
+    pub fn start_with_config_file(config_file: &Path, env: &[(String, String)]) -> Dockerd {
+        let dir = tempfile::Builder::new().prefix("mighook-e2e-dockerd").tempdir().unwrap();
+        let d = dir.path();
+        let mut args: Vec<std::ffi::OsString> = vec!["--config-file".into(), config_file.into()];
+        for (flag, value) in [("--data-root", "root"), ("--exec-root", "exec"), ("--pidfile", "dockerd.pid")] {
+            args.push(flag.into());
+            args.push(d.join(value).into_os_string());
+        }
+        args.push(format!("--host=unix://{}", d.join("docker.sock").display()).into());
+        for flag in ["--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false"] {
+            args.push(flag.into());
+        }
+        args.extend(["--bridge=none".into(), "--storage-driver=vfs".into()]);
+        Dockerd::spawn(dir, args, env)
+    }
+
+    fn spawn(dir: tempfile::TempDir, args: Vec<std::ffi::OsString>, env: &[(String, String)]) -> Dockerd {
+        let d = dir.path();
         let had_run_docker = Path::new("/run/docker").exists();
+        let had_key_json = Path::new(KEY_JSON).exists();
         let log = d.join("dockerd.log");
         let child = Command::new(support::tool("dockerd"))
-            .arg("--config-file")
-            .arg(d.join("daemon.json"))
+            .args(&args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -636,7 +671,7 @@ impl Dockerd {
             .expect("spawn dockerd");
         let host = format!("unix://{}", d.join("docker.sock").display());
         containerd_started();
-        let mut me = Dockerd { child, had_run_docker, dir };
+        let mut me = Dockerd { child, had_run_docker, had_key_json, dir };
         // `me` owns the child from here: a panic below still stops the daemon.
         wait_ready("dockerd", &log, &mut me.child, || {
             docker_cmd(&host).arg("version").output().is_ok_and(|o| o.status.success())
@@ -694,6 +729,9 @@ impl Drop for Dockerd {
         if !self.had_run_docker {
             // dockerd makes /run/docker (plugins) even with a private exec-root.
             remove_empty_dirs(Path::new("/run/docker"));
+        }
+        if !self.had_key_json {
+            let _ = std::fs::remove_file(KEY_JSON);
         }
     }
 }

@@ -48,6 +48,8 @@ struct State {
     failures: Vec<(String, String, i32)>,
     /// What each bind mount covered, by mount point (innermost last): an unmount brings it back.
     covered: BTreeMap<String, Vec<Option<Node>>>,
+    /// The entries under a mount point that a tmpfs mounted there hides, brought back by its unmount.
+    hidden: BTreeMap<String, Vec<Vec<(String, Node)>>>,
 }
 
 /// Recording in-memory [`FsOps`].
@@ -125,6 +127,11 @@ impl RecordingFs {
     }
     pub fn symlink(self, path: &str, target: &str) -> Self {
         self.put(path, Entry::Symlink(target.into()), 0o777);
+        self
+    }
+    /// Give `path` another owner.
+    pub fn owned(self, path: &str, uid: u32, gid: u32) -> Self {
+        self.update(path, |n| n.owner = (uid, gid)).expect("owned: no such entry");
         self
     }
     /// Mark `path` as the root of a mount (as a bind-mounted node would be).
@@ -250,6 +257,8 @@ impl RecordingFs {
         FileStat {
             kind,
             perm: n.perm,
+            uid: n.owner.0,
+            gid: n.owner.1,
             rdev_major: rdev.0,
             rdev_minor: rdev.1,
             mount_root: n.mount_root,
@@ -394,6 +403,12 @@ impl FsOps for RecordingFs {
         let Some(was) = st.covered.get_mut(&p).and_then(Vec::pop) else {
             return Err(err(libc::EINVAL));
         };
+        // A tmpfs unmounted takes what was made in it (and mounted below it) along.
+        if let Some(hidden) = st.hidden.get_mut(&p).and_then(Vec::pop) {
+            let prefix = format!("{p}/");
+            st.tree.retain(|k, _| !k.starts_with(&prefix));
+            st.tree.extend(hidden);
+        }
         match was {
             Some(n) => st.tree.insert(p, n),
             None => st.tree.remove(&p),
@@ -430,6 +445,20 @@ impl FsOps for RecordingFs {
         let mut st = self.state.lock().unwrap();
         let was = st.tree.insert(dst.0.clone(), n);
         st.covered.entry(dst.0.clone()).or_default().push(was);
+        Ok(())
+    }
+
+    fn mount_tmpfs(&self, dst: &FakeFd, mode: u32, attrs: MountAttrs) -> io::Result<()> {
+        self.record("tmpfs", &dst.0, &format!("{mode:04o} {attrs}"))?;
+        let mut st = self.state.lock().unwrap();
+        let was = st.tree.get(&dst.0).cloned().ok_or_else(|| err(libc::ENOENT))?;
+        let prefix = format!("{}/", dst.0);
+        let under: Vec<String> = st.tree.keys().filter(|k| k.starts_with(&prefix)).cloned().collect();
+        let hidden: Vec<(String, Node)> = under.into_iter().map(|k| (k.clone(), st.tree.remove(&k).unwrap())).collect();
+        st.hidden.entry(dst.0.clone()).or_default().push(hidden);
+        let node = Node { entry: Entry::Dir, perm: mode, owner: (0, 0), mount_root: true, ino: next_ino(), mnt_id: 0 };
+        st.tree.insert(dst.0.clone(), node);
+        st.covered.entry(dst.0.clone()).or_default().push(Some(was));
         Ok(())
     }
 

@@ -52,6 +52,7 @@ pub fn a100x32() -> Topology {
         ]),
         gpus,
         failures: Vec::new(),
+        imex_channels: Vec::new(),
     }
 }
 

@@ -109,6 +109,11 @@ fn write_node(topo: &Topology, json: &str, out: &Path, lib: Option<&Path>, mknod
     let nv = proc.join("driver/nvidia");
     write(&nv.join("version"), &version(topo), 0o444)?;
     write(&nv.join("params"), &params(DeviceFiles::default()), 0o444)?;
+    // What a driver loaded without NVreg_RegistryDwords shows (nv-procfs.c).
+    write(&nv.join("registry"), "Binary: \"\"\n", 0o444)?;
+    // The driver's other entries, which a container must not see.
+    write(&nv.join("suspend"), "", 0o200)?;
+    write(&nv.join("warnings/README"), "", 0o444)?;
     for (index, gpu) in topo.gpus.iter().enumerate() {
         let dir = nv.join("gpus").join(gpu.pci().proc_name());
         write(&dir.join("information"), &information(gpu, index), 0o444)?;
@@ -336,6 +341,11 @@ pub fn device_nodes(topo: &Topology) -> Vec<DevNode> {
         out.push(node("dev/nvidia-uvm".into(), uvm, 0, 0o666));
         out.push(node("dev/nvidia-uvm-tools".into(), uvm, 1, 0o666));
     }
+    if let Some(&imex) = topo.chardev_majors.get("nvidia-caps-imex-channels") {
+        for &channel in &topo.imex_channels {
+            out.push(node(format!("dev/nvidia-caps-imex-channels/channel{channel}"), imex, channel, 0o666));
+        }
+    }
     if let Some(&caps) = topo.chardev_majors.get("nvidia-caps") {
         let cap = |minor: u32| format!("dev/nvidia-caps/nvidia-cap{minor}");
         out.push(node(cap(CONFIG_MINOR), caps, CONFIG_MINOR, CONFIG_MODE));
@@ -501,6 +511,7 @@ mod tests {
         let info = read(r, "proc/driver/nvidia/gpus/0000:0f:00.0/information");
         assert!(info.contains("Device Minor: \t 3\n"), "{info}");
         assert_eq!(fs::read_dir(r.join("proc/driver/nvidia/gpus")).unwrap().count(), 8);
+        assert_eq!(read(r, "proc/driver/nvidia/registry"), "Binary: \"\"\n");
         assert!(read(r, "proc/devices").contains("508 nvidia-caps\n"));
         assert!(!r.join("dev").exists());
         assert!(!node.lib().exists());
@@ -557,9 +568,13 @@ mod tests {
         assert_eq!(find("dev/nvidia-caps/nvidia-cap2").mode, 0o444);
         let gi8 = mig_minor(2, 8, None);
         assert_eq!(find(&format!("dev/nvidia-caps/nvidia-cap{gi8}")).major, 508);
-        // 2 control + 8 GPUs + 2 uvm + config/monitor + the GI/CI caps.
+        assert_eq!(
+            find("dev/nvidia-caps-imex-channels/channel1"),
+            &DevNode { path: "dev/nvidia-caps-imex-channels/channel1".into(), major: 509, minor: 1, mode: 0o666 }
+        );
+        // 2 control + 8 GPUs + 2 uvm + IMEX channels 0 and 1 + config/monitor + the GI/CI caps.
         let caps: usize = a100x8().gpus.iter().map(|g| mig_caps(g).len()).sum();
-        assert_eq!(nodes.len(), 2 + 8 + 2 + 2 + caps);
+        assert_eq!(nodes.len(), 2 + 8 + 2 + 2 + 2 + caps);
     }
 
     #[test]

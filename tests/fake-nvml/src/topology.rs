@@ -68,6 +68,11 @@ pub struct Topology {
     pub gpus: Vec<Gpu>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<Failure>,
+    /// IMEX channels whose `/dev/nvidia-caps-imex-channels/channel<N>` nodes the host has
+    /// (what an admin or `NVreg_CreateImexChannel0=1` made); needs the
+    /// `nvidia-caps-imex-channels` major.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub imex_channels: Vec<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -358,6 +363,15 @@ impl Topology {
                 }
             }
         }
+        if !self.imex_channels.is_empty() && !self.chardev_majors.contains_key("nvidia-caps-imex-channels") {
+            return Err("imexChannels: needs the nvidia-caps-imex-channels major in chardevMajors".into());
+        }
+        let mut channels = HashSet::new();
+        for &c in &self.imex_channels {
+            if c >= 1 << 20 || !channels.insert(c) {
+                return Err(format!("imexChannels: {c} is out of range (below 2^20) or listed twice"));
+            }
+        }
         for (i, f) in self.failures.iter().enumerate() {
             if !FUNCTIONS.contains(&f.function.as_str()) {
                 return Err(format!("failures[{i}]: unknown function {:?}", f.function));
@@ -502,6 +516,14 @@ mod tests {
         assert!(invalid(|t| t.gpus[1].mig_devices[1].ci = 0).contains("duplicate gi 1 ci 0"));
         assert!(invalid(|t| t.gpus[0].mig_devices[0].gi = 15).contains("out of range"));
         assert!(invalid(|t| t.gpus[0].mig_mode = MigMode::Disabled).contains("migMode is not enabled"));
+        assert!(
+            invalid(|t| t.imex_channels.push(1))
+                .contains("imexChannels: 1 is out of range (below 2^20) or listed twice")
+        );
+        assert!(invalid(|t| t.imex_channels.push(1 << 20)).contains("out of range"));
+        assert!(
+            invalid(|t| t.chardev_majors.clear()).contains("imexChannels: needs the nvidia-caps-imex-channels major")
+        );
         assert!(invalid(|t| t.gpus[0].minor = 32).contains("below 32"));
         assert!(invalid(|t| t.gpus[6].minor = 254).contains("above 253"));
         assert!(invalid(|t| t.gpus[0].compute_capability = Some("9".into())).contains("not major.minor"));
