@@ -903,7 +903,8 @@ fn ten_kb_of_garbage_is_one_clear_error() {
     let guard = HostGuard::watch(&[]);
     let garbage = junk(10 << 10, 0x5eed, printable_no_comma);
     let (out, bundle) = run_request(rt, &node, &garbage);
-    assert_refused(rt, &out, "not a GPU index, UUID, PCI bus id or MIG device");
+    // This junk has an '=' after two '/'s, so it reads as a malformed CDI device name.
+    assert_refused(rt, &out, "(10240 bytes): a CDI device name is <vendor>/<class>=<name>");
     guard.assert_unchanged(rt, &bundle);
 }
 
