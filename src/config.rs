@@ -61,6 +61,9 @@ pub struct ConfigFile {
     pub default_driver_capabilities: Option<String>,
     /// Check no image requirement (`NVIDIA_REQUIRE_*`, legacy `CUDA_VERSION`), as NVIDIA's `disable-require` (default false).
     pub disable_require: Option<bool>,
+    /// CUDA forward compatibility: an image's `/usr/local/cuda/compat` libcuda newer than
+    /// the host driver goes first in its loader cache (default true, as NVIDIA's hook).
+    pub cuda_compat: Option<bool>,
     /// Load a missing `nvidia-uvm` / `nvidia-modeset` with the host's modprobe (default true, as NVIDIA's `load-kmods`).
     pub load_kmods: Option<bool>,
     /// The host's modprobe, an absolute path (default `/sbin/modprobe`).
@@ -109,6 +112,7 @@ accept-volume-mounts = true
 annotation-prefixes = ["cdi.k8s.io/", "example.com/"]
 default-driver-capabilities = "utility"
 disable-require = true
+cuda-compat = false
 load-kmods = false
 modprobe = "/usr/sbin/modprobe"
 "#,
@@ -120,6 +124,7 @@ modprobe = "/usr/sbin/modprobe"
         assert_eq!(c.driver_root, Some(PathBuf::from("/run/nvidia/driver")));
         assert_eq!(c.missing_driver_files, Some(MissingDriverFiles::Error));
         assert_eq!(c.disable_require, Some(true));
+        assert_eq!(c.cuda_compat, Some(false));
         assert_eq!(c.load_kmods, Some(false));
         assert_eq!(c.modprobe, Some(PathBuf::from("/usr/sbin/modprobe")));
     }

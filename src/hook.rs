@@ -101,7 +101,7 @@ pub fn prestart(settings: &Settings, stdin: &mut dyn Read) -> Result<(), HookErr
     let rootfs = bundle.rootfs();
     let driver = settings.driver();
     // Annotations are the runtime shim's business; the hook reads mounts and env.
-    let plan = bundle.plan(&settings.policy, &settings.default_capabilities, &driver)?;
+    let mut plan = bundle.plan(&settings.policy, &settings.default_capabilities, &driver)?;
     if plan.edits.is_empty() {
         crate::log::debug(&format!("pid {}: not a GPU container, nothing to do", state.pid));
         return Ok(());
@@ -109,8 +109,9 @@ pub fn prestart(settings: &Settings, stdin: &mut dyn Read) -> Result<(), HookErr
     for w in &plan.selection.warnings {
         crate::log::warn(w);
     }
-    if let Some(files) = &plan.edits.driver_files {
+    if let Some(files) = &mut plan.edits.driver_files {
         files.log_missing();
+        files.cuda_compat = settings.cuda_compat;
     }
     let target = Target { pid: state.pid, rootfs: rootfs? };
     let host_proc = settings.proc_root.join("driver/nvidia");

@@ -104,6 +104,8 @@ pub struct Settings {
     pub low_level_runtime: String,
     pub policy: SourcePolicy,
     pub default_capabilities: DriverCapabilities,
+    /// CUDA forward compatibility (`cuda-compat`, default true).
+    pub cuda_compat: bool,
     /// `load-kmods`: load a missing `nvidia-uvm` / `nvidia-modeset` with [`Settings::modprobe`].
     pub load_kmods: bool,
     /// The host's modprobe (absolute).
@@ -161,6 +163,7 @@ impl Settings {
                 disable_require: file.disable_require.unwrap_or(false),
             },
             default_capabilities,
+            cuda_compat: file.cuda_compat.unwrap_or(true),
             load_kmods: file.load_kmods.unwrap_or(true),
             modprobe: file.modprobe.unwrap_or_else(|| DEFAULT_MODPROBE.into()),
         })

@@ -101,7 +101,10 @@ pub fn prepare_bundle<D: crate::driver::Driver + ?Sized>(
     driver: &D,
 ) -> Result<Option<String>, ShimError> {
     // The error names the entry (`0:99: ...`); the engine already names the container.
-    let plan = bundle.plan(&settings.policy, &settings.default_capabilities, driver)?;
+    let mut plan = bundle.plan(&settings.policy, &settings.default_capabilities, driver)?;
+    if let Some(files) = &mut plan.edits.driver_files {
+        files.cuda_compat = settings.cuda_compat;
+    }
     if plan.edits.is_empty() {
         return Ok(None);
     }
@@ -213,7 +216,7 @@ fn prepare_driver_files(
     driver_files::outside_spec_mounts(&sys, &root, &targets, &spec::bind_destinations(spec))?;
     let mut report = InjectReport::default();
     let cache = bundle.join(CACHE_FILE);
-    let merged = driver_files::merged_cache(&sys, &root, &edits.ld_cache, &mut report)?;
+    let merged = driver_files::merged_cache(&sys, &root, &edits.ld_cache, edits.cuda_compat.as_deref(), &mut report)?;
     crate::atomic_file::replace(&cache, &merged, 0o644)
         .map_err(|source| ShimError::Write { path: cache.clone(), source })?;
     let mounts = spec::add_mounts(spec, &edits.mounts, Some(&cache))?;

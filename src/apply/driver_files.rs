@@ -342,10 +342,15 @@ pub fn link_in_root<S: FsOps>(
 /// The image's loader cache with `injected` merged in front: read inside the
 /// root (an absent, oversized, non-regular or corrupt one counts as empty, as
 /// the image's own loader would ignore it), merged, serialized.
+///
+/// With `cuda_compat` (the host driver's version), the image's CUDA compat
+/// libraries go in front of `injected` when its compat libcuda is newer (see
+/// [`super::cuda_compat`]).
 pub fn merged_cache<S: FsOps>(
     sys: &S,
     root: &S::Fd,
     injected: &[Entry],
+    cuda_compat: Option<&str>,
     report: &mut InjectReport,
 ) -> Result<Vec<u8>, InjectError> {
     let image = match sys.open_dir_in_root(root, Path::new("etc")) {
@@ -367,7 +372,12 @@ pub fn merged_cache<S: FsOps>(
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => LdCache::default(),
         Err(source) => return Err(InjectError::ReadCache { source }),
     };
-    let merged = ldcache::merge(injected.to_vec(), image);
+    let mut front = match cuda_compat {
+        Some(host) => super::cuda_compat::compat_entries(sys, root, host, &mut report.lines),
+        None => vec![],
+    };
+    front.extend_from_slice(injected);
+    let merged = ldcache::merge(front, image);
     report.lines.push(format!("loader cache: {} entries, {} of the driver", merged.entries.len(), injected.len()));
     Ok(ldcache::serialize(&merged))
 }
@@ -447,7 +457,7 @@ pub fn inject_in_root<S: FsOps>(
         mount_in_root(sys, &root, &edits.mounts, &mut report)?;
         link_in_root(sys, &root, &edits.symlinks, &mut report)?;
         if !edits.ld_cache.is_empty() {
-            let cache = merged_cache(sys, &root, &edits.ld_cache, &mut report)?;
+            let cache = merged_cache(sys, &root, &edits.ld_cache, edits.cuda_compat.as_deref(), &mut report)?;
             mount_cache(sys, &root, cache_dir, cache_dir_path, &cache, &mut report.made)?;
         }
         Ok(())

@@ -331,7 +331,7 @@ fn injected() -> Vec<Entry> {
 /// The merged cache's entries and the report.
 fn merge_in(fs: &RecordingFs) -> (Vec<Entry>, Vec<String>) {
     let mut report = InjectReport::default();
-    let bytes = merged_cache(fs, &root(fs), &injected(), &mut report).unwrap();
+    let bytes = merged_cache(fs, &root(fs), &injected(), None, &mut report).unwrap();
     (ldcache::parse(&bytes).unwrap().entries, report.lines)
 }
 
@@ -490,6 +490,7 @@ fn edits_with_cache() -> DriverEdits {
         ],
         symlinks: vec![link("/usr/lib64/nvidia/libcuda.so.1", "libcuda.so.550")],
         ld_cache: injected(),
+        cuda_compat: None,
     }
 }
 

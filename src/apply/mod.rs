@@ -14,6 +14,7 @@
 //! environment is already fixed, so only the shim and CDI paths can set it.
 
 pub mod cgroup;
+pub mod cuda_compat;
 pub mod driver_files;
 pub mod proc_driver;
 pub mod rootfs;
@@ -237,6 +238,7 @@ mod tests {
             libraries: vec![],
             files: vec![smi],
             missing: vec![],
+            cuda_compat: false,
         });
         e
     }

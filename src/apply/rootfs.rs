@@ -1251,6 +1251,12 @@ pub(crate) mod kernel_tests {
         fn read_at(&self, dir: &Self::Fd, name: &OsStr, limit: u64) -> io::Result<Option<Vec<u8>>> {
             LinuxSys.read_at(dir, name, limit)
         }
+        fn list_dir(&self, dir: &Self::Fd, limit: usize) -> io::Result<Vec<std::ffi::OsString>> {
+            LinuxSys.list_dir(dir, limit)
+        }
+        fn soname_at(&self, dir: &Self::Fd, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
+            LinuxSys.soname_at(dir, name)
+        }
         fn read_file(&self, path: &Path) -> io::Result<String> {
             LinuxSys.read_file(path)
         }

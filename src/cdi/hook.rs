@@ -48,11 +48,17 @@ pub fn hook(binary: &Path, edits: &DriverEdits) -> Result<Option<Hook>, CdiError
         args.push("--lib".into());
         args.push(format!("{key}::{value}"));
     }
+    if let Some(version) = &edits.cuda_compat {
+        args.push("--cuda-compat".into());
+        args.push(version.clone());
+    }
     Ok(Some(Hook { hook_name: "createContainer", path: utf8(binary)?, args, env: vec![HOOK_ENV.into()] }))
 }
 
 /// The edits a `cdi-hook` command line asks for: the inverse of [`hook`].
-pub fn hook_edits(links: &[String], libs: &[String]) -> Result<DriverEdits, CdiError> {
+/// `cuda_compat`: the host driver version that the image's CUDA compat libcuda is
+/// compared with (`--cuda-compat`; absent when `cuda-compat = false`).
+pub fn hook_edits(links: &[String], libs: &[String], cuda_compat: Option<&str>) -> Result<DriverEdits, CdiError> {
     let split = |arg: &str, what: &str| -> Result<(String, String), CdiError> {
         let bad = || CdiError::Resolve(format!("cdi-hook {what} {}: expected A::B", crate::request::shown(arg)));
         let (a, b) = arg.split_once("::").ok_or_else(bad)?;
@@ -73,7 +79,21 @@ pub fn hook_edits(links: &[String], libs: &[String]) -> Result<DriverEdits, CdiE
         }
         edits.ld_cache.push(Entry::x86_64(soname.into_bytes(), Path::new(&path).as_os_str().as_bytes()));
     }
+    if let Some(v) = cuda_compat {
+        edits.cuda_compat = Some(driver_version(v, "cdi-hook --cuda-compat")?);
+    }
     Ok(edits)
+}
+
+/// A driver version as NVIDIA's hooks take it (`550.54.15`): digits and dots, a digit first.
+pub fn driver_version(v: &str, what: &str) -> Result<String, CdiError> {
+    let ok = v.len() <= 32
+        && v.starts_with(|c: char| c.is_ascii_digit())
+        && v.chars().all(|c| c.is_ascii_digit() || c == '.');
+    if !ok {
+        return Err(CdiError::Resolve(format!("{what} {}: not a driver version", crate::request::shown(v))));
+    }
+    Ok(v.to_string())
 }
 
 #[cfg(test)]
@@ -85,6 +105,7 @@ mod tests {
             mounts: vec![],
             symlinks: vec![Symlink { target: "libcuda.so.550.54.15".into(), link: "/usr/lib64/libcuda.so.1".into() }],
             ld_cache: vec![Entry::x86_64(&b"libcuda.so.1"[..], &b"/usr/lib64/libcuda.so.1"[..])],
+            cuda_compat: Some("550.54.15".into()),
         }
     }
 
@@ -101,7 +122,9 @@ mod tests {
                 "--link",
                 "libcuda.so.550.54.15::/usr/lib64/libcuda.so.1",
                 "--lib",
-                "libcuda.so.1::/usr/lib64/libcuda.so.1"
+                "libcuda.so.1::/usr/lib64/libcuda.so.1",
+                "--cuda-compat",
+                "550.54.15"
             ]
         );
         assert_eq!(h.env, [HOOK_ENV]);
@@ -111,10 +134,11 @@ mod tests {
     fn the_command_line_gives_back_the_same_edits() {
         let e = edits();
         let h = hook(Path::new("/m"), &e).unwrap().unwrap();
-        let (links, libs): (Vec<_>, Vec<_>) = h.args[2..].chunks(2).partition(|c| c[0] == "--link");
-        let links: Vec<String> = links.iter().map(|c| c[1].clone()).collect();
-        let libs: Vec<String> = libs.iter().map(|c| c[1].clone()).collect();
-        assert_eq!(hook_edits(&links, &libs).unwrap(), e);
+        let arg = |flag: &str| -> Vec<String> {
+            h.args[2..].chunks(2).filter(|c| c[0] == flag).map(|c| c[1].clone()).collect()
+        };
+        let compat = arg("--cuda-compat");
+        assert_eq!(hook_edits(&arg("--link"), &arg("--lib"), compat.first().map(String::as_str)).unwrap(), e);
     }
 
     #[test]
@@ -124,9 +148,11 @@ mod tests {
 
     #[test]
     fn malformed_arguments_are_errors_naming_them() {
-        let e = hook_edits(&["libcuda.so.1".into()], &[]).unwrap_err().to_string();
+        let e = hook_edits(&["libcuda.so.1".into()], &[], None).unwrap_err().to_string();
         assert_eq!(e, "cdi: cdi-hook --link libcuda.so.1: expected A::B");
-        assert!(hook_edits(&["a::relative/link".into()], &[]).is_err());
-        assert!(hook_edits(&[], &["a/b::/x".into()]).is_err());
+        assert!(hook_edits(&["a::relative/link".into()], &[], None).is_err());
+        assert!(hook_edits(&[], &["a/b::/x".into()], None).is_err());
+        let e = hook_edits(&[], &[], Some("../550")).unwrap_err().to_string();
+        assert_eq!(e, "cdi: cdi-hook --cuda-compat ../550: not a driver version");
     }
 }

@@ -208,7 +208,9 @@ pub fn generate_spec(settings: &Settings, driver: &dyn Driver) -> Result<Spec, C
     devices.push(device("all".into(), &own("all")?));
 
     let (mounts, hooks) = match &none.edits.driver_files {
-        Some(files) => driver_file_edits(files)?,
+        Some(files) => {
+            driver_file_edits(&crate::driver_files::DriverFiles { cuda_compat: settings.cuda_compat, ..files.clone() })?
+        }
         None => (vec![], vec![]),
     };
     let container_edits = Edits {

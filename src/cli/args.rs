@@ -105,6 +105,9 @@ pub struct CdiHookArgs {
     /// A loader-cache entry to merge into the container's /etc/ld.so.cache: SONAME::PATH
     #[arg(long = "lib", value_name = "SONAME::PATH")]
     pub libs: Vec<String>,
+    /// The host driver's version: the image's CUDA compat libraries go first when newer
+    #[arg(long = "cuda-compat", value_name = "DRIVER_VERSION")]
+    pub cuda_compat: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -66,7 +66,7 @@ pub fn run(cli: Cli) -> Result<String, CliError> {
         Command::Runtime { args } => crate::shim::run(&settings, args)?,
         Command::Cdi(args) => crate::cdi::run(&settings, &cdi_command(args))?,
         Command::CdiHook(args) => {
-            let edits = crate::cdi::hook_edits(&args.links, &args.libs)?;
+            let edits = crate::cdi::hook_edits(&args.links, &args.libs, args.cuda_compat.as_deref())?;
             crate::hook::cdi_hook(&settings, &mut std::io::stdin().lock(), &edits).map(|()| String::new())?
         }
         Command::Setup(args) => crate::setup::run(&settings, &setup_options(args))?,

@@ -26,7 +26,7 @@
 //! Cost, on every container start: one read of the cache, a few `lstat`s and
 //! `readlink`s per candidate, one listing (the firmware dir).
 
-mod elf;
+pub(crate) mod elf;
 mod place;
 pub mod resolve;
 
@@ -112,6 +112,10 @@ pub struct DriverFiles {
     /// Library base names and binaries that the capabilities ask for but the
     /// host lacks; the caller warns.
     pub missing: Vec<String>,
+    /// The image's CUDA compat libraries may go first when newer than this
+    /// driver (set by the caller from `cuda-compat`; `false` from [`discover`]).
+    #[serde(skip)]
+    pub cuda_compat: bool,
 }
 
 /// Libraries per capability (LNC `src/nvc_info.c`, reference §1.2).
@@ -251,6 +255,7 @@ pub fn discover(root: &Path, version: &str, caps: &DriverCapabilities) -> Result
         libraries: Vec::new(),
         files: Vec::new(),
         missing: Vec::new(),
+        cuda_compat: false,
     };
 
     let bases = want.libraries();

@@ -89,6 +89,10 @@ pub struct DriverEdits {
     pub symlinks: Vec<Symlink>,
     /// One x86-64 entry per library (key SONAME, value its link in the container).
     pub ld_cache: Vec<Entry>,
+    /// The host driver's version when the image's CUDA compat libraries may go
+    /// first in the loader cache (`cuda-compat = true`); `None`: never.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cuda_compat: Option<String>,
 }
 
 /// Dev links NVIDIA makes whatever the host has: (base, link name, target is the file
@@ -102,6 +106,8 @@ const FIXED_LINKS: &[(&str, &str, bool)] = &[
 /// The container side of `files`. See the module header.
 pub fn place(files: &DriverFiles, libs: LibraryDir) -> DriverEdits {
     let mut edits = DriverEdits::default();
+    let has_libcuda = files.libraries.iter().any(|l| l.base == "libcuda.so");
+    edits.cuda_compat = (files.cuda_compat && has_libcuda).then(|| files.version.clone());
     for lib in &files.libraries {
         let Some(file_name) = lib.path.file_name().and_then(|n| n.to_str()) else { continue };
         let dir = match &libs {

@@ -161,6 +161,13 @@ pub trait FsOps: Sync {
     /// `None` when there is no entry. Anything but a regular file, or more than
     /// `limit` bytes, is an error.
     fn read_at(&self, dir: &Self::Fd, name: &OsStr, limit: u64) -> io::Result<Option<Vec<u8>>>;
+    /// The names in `dir` (without `.` and `..`), in no particular order; more
+    /// than `limit` is an error (an image dir is hostile input).
+    fn list_dir(&self, dir: &Self::Fd, limit: usize) -> io::Result<Vec<std::ffi::OsString>>;
+    /// The ELF `DT_SONAME` of the regular file `name` in `dir`, opened `O_NOFOLLOW`
+    /// and read with a few positioned reads; `None` for anything but an ELF64
+    /// shared library with a SONAME.
+    fn soname_at(&self, dir: &Self::Fd, name: &OsStr) -> io::Result<Option<Vec<u8>>>;
     /// Read a kernel-owned text file (`/proc/<pid>/cgroup`, `/proc/self/mountinfo`).
     fn read_file(&self, path: &Path) -> io::Result<String>;
     /// One `write` of `data` to an existing file opened `O_WRONLY | O_APPEND |
@@ -516,6 +523,32 @@ impl FsOps for super::LinuxSys {
             return Err(io::Error::other(format!("larger than {limit} bytes")));
         }
         Ok(Some(bytes))
+    }
+
+    fn list_dir(&self, dir: &OwnedFd, limit: usize) -> io::Result<Vec<std::ffi::OsString>> {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let mut listing = nix::dir::Dir::openat(dir, ".", flags, Mode::empty())?;
+        let mut names = Vec::new();
+        for entry in listing.iter() {
+            let name = entry?.file_name().to_bytes().to_vec();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            if names.len() == limit {
+                return Err(io::Error::other(format!("more than {limit} entries")));
+            }
+            names.push(std::ffi::OsString::from(std::ffi::OsStr::from_bytes(&name)));
+        }
+        Ok(names)
+    }
+
+    fn soname_at(&self, dir: &OwnedFd, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        let file = std::fs::File::from(nix::fcntl::openat(dir, name, flags, Mode::empty())?);
+        if !file.metadata()?.is_file() {
+            return Ok(None);
+        }
+        Ok(crate::driver_files::elf::soname(&file).ok().flatten())
     }
 
     fn read_file(&self, path: &Path) -> io::Result<String> {

@@ -500,6 +500,33 @@ impl FsOps for RecordingFs {
         }
     }
 
+    fn list_dir(&self, dir: &FakeFd, limit: usize) -> io::Result<Vec<std::ffi::OsString>> {
+        self.record("list", &dir.0, "")?;
+        let st = self.state.lock().unwrap();
+        let prefix = format!("{}/", dir.0);
+        let names: Vec<std::ffi::OsString> = st
+            .tree
+            .keys()
+            .filter_map(|k| k.strip_prefix(&prefix).filter(|rest| !rest.contains('/')).map(Into::into))
+            .collect();
+        if names.len() > limit {
+            return Err(io::Error::other(format!("more than {limit} entries")));
+        }
+        Ok(names)
+    }
+
+    /// A fake library's "ELF" is its contents: `soname:<SONAME>`.
+    fn soname_at(&self, dir: &FakeFd, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
+        let p = join(&dir.0, name);
+        self.record("soname", &p, "")?;
+        match self.node(&p).map(|n| n.entry) {
+            Some(Entry::File(s)) => Ok(s.strip_prefix("soname:").map(|n| n.as_bytes().to_vec())),
+            Some(Entry::Symlink(_)) => Err(err(libc::ELOOP)),
+            Some(_) => Ok(None),
+            None => Err(err(libc::ENOENT)),
+        }
+    }
+
     fn read_file(&self, path: &Path) -> io::Result<String> {
         let p = path.to_string_lossy();
         self.record("read", &p, "")?;
