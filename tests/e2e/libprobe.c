@@ -11,6 +11,9 @@
  *                             or "cuInit error <dlerror()>"
  *   libprobe cudevices        cuInit(0), then cuDeviceGetCount:
  *                             "cuDeviceGetCount <n>", or "cuInit <code>" if init fails
+ *   libprobe cuversion        dlopen("libcuda.so.1") and cuDriverGetVersion: which libcuda
+ *                             the loader picked ("cuDriverGetVersion 12040"), or
+ *                             "cuDriverGetVersion error <dlerror()>"
  *   libprobe write PATH...    open(PATH, O_WRONLY): "PATH ok" or "PATH <ERRNO name>"
  *                             (EROFS expected for injected read-only files)
  *   libprobe own              dlopen the image's own "libimage.so.1" and call it:
@@ -100,6 +103,22 @@ static int cmd_cudevices(void) {
   return 0;
 }
 
+static int cmd_cuversion(void) {
+  void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  int (*get)(int *) = h ? (int (*)(int *))dlsym(h, "cuDriverGetVersion") : NULL;
+  int v = -1;
+  if (!get) {
+    printf("cuDriverGetVersion error %s\n", dlerror());
+    return 0;
+  }
+  int rc = get(&v);
+  if (rc != 0)
+    printf("cuDriverGetVersion error %d\n", rc);
+  else
+    printf("cuDriverGetVersion %d\n", v);
+  return 0;
+}
+
 static int cmd_write(int n, char **paths) {
   for (int i = 0; i < n; i++) {
     int fd = open(paths[i], O_WRONLY | O_NOCTTY | O_NONBLOCK);
@@ -138,8 +157,9 @@ int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "dlopen") == 0) return cmd_dlopen(argc - 2, argv + 2);
   if (argc == 2 && strcmp(argv[1], "cuinit") == 0) return cmd_cuinit();
   if (argc == 2 && strcmp(argv[1], "cudevices") == 0) return cmd_cudevices();
+  if (argc == 2 && strcmp(argv[1], "cuversion") == 0) return cmd_cuversion();
   if (argc >= 2 && strcmp(argv[1], "write") == 0) return cmd_write(argc - 2, argv + 2);
   if (argc == 2 && strcmp(argv[1], "own") == 0) return cmd_own();
-  fprintf(stderr, "usage: libprobe dlopen NAME... | cuinit | cudevices | write PATH... | own\n");
+  fprintf(stderr, "usage: libprobe dlopen NAME... | cuinit | cudevices | cuversion | write PATH... | own\n");
   return 2;
 }

@@ -106,6 +106,34 @@ pub fn libimage_library() -> PathBuf {
     .clone()
 }
 
+/// CUDA version the compat libcuda of [`install_cuda_compat`] reports (the driver's fake says 12040).
+pub const COMPAT_CUDA_VERSION: i32 = 12080;
+
+/// `target/e2e/libcuda-compat-<hash>`: the fake libcuda (`tests/fake-nvml/c/cuda.c`),
+/// SONAME `libcuda.so.1`, reporting [`COMPAT_CUDA_VERSION`] so a test sees which one loaded.
+pub fn compat_libcuda() -> PathBuf {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let src = super::workspace_root().join("tests/fake-nvml/c/cuda.c");
+        let define = format!("-DFAKE_CUDA_VERSION={COMPAT_CUDA_VERSION}");
+        compiled("libcuda-compat", &src, &["-shared", "-fPIC", "-Wl,-soname,libcuda.so.1", &define])
+    })
+    .clone()
+}
+
+/// What the `cuda-compat-12-8` package puts into an image: `usr/local/cuda -> cuda-12.8`,
+/// and in `compat/` the user-mode driver `libcuda.so.<driver_version>` with its
+/// `libcuda.so.1` and `libcuda.so` links. For a private image copy only.
+pub fn install_cuda_compat(root: &Path, driver_version: &str) {
+    let compat = root.join("usr/local/cuda-12.8/compat");
+    fs::create_dir_all(&compat).expect("mkdir compat");
+    symlink("cuda-12.8", root.join("usr/local/cuda")).expect("link usr/local/cuda");
+    let file = format!("libcuda.so.{driver_version}");
+    fs::copy(compat_libcuda(), compat.join(&file)).expect("copy compat libcuda");
+    symlink(&file, compat.join("libcuda.so.1")).expect("link libcuda.so.1");
+    symlink("libcuda.so.1", compat.join("libcuda.so")).expect("link libcuda.so");
+}
+
 /// The host file behind the first existing candidate path (links resolved).
 fn host_file(candidates: &[&str]) -> PathBuf {
     candidates

@@ -1,0 +1,136 @@
+//! CUDA forward compatibility end to end: a glibc image with the `cuda-compat`
+//! package's layout (`/usr/local/cuda -> cuda-12.8`, `compat/libcuda.so.<X>`
+//! with its links), on a simulated node whose fake driver is 550.54.15. The
+//! compat libcuda is the same fake built to report CUDA 12080 (the driver's
+//! says 12040), so `libprobe cuversion` shows which one the container's loader
+//! picked. A compat driver of a greater major (570) must win; one of a smaller
+//! (535) or the same major (550, newer minor) must not; `cuda-compat = false`
+//! turns it off. Through real runc as the prestart hook and as the shim, and
+//! through podman with mighook's CDI spec (its `cdi-hook --cuda-compat`).
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use support::glibc_image::{COMPAT_CUDA_VERSION, Layout, copy_glibc_image, install_cuda_compat};
+use support::{Bundle, Runtime, SimNode};
+
+#[allow(unused_imports)] // the MIG constants it re-exports
+#[path = "support/engines.rs"]
+mod engines;
+
+/// The fake driver's own CUDA version (tests/fake-nvml/c/cuda.c).
+const DRIVER_CUDA_VERSION: i32 = 12040;
+const SCRIPT: &str = "/usr/bin/libprobe cuversion; /usr/bin/libprobe cuinit; /usr/bin/libprobe dlopen libcuda.so";
+
+/// (compat driver version in the image, CUDA version the container must see).
+fn cases() -> [(&'static str, i32); 3] {
+    [("570.86.10", COMPAT_CUDA_VERSION), ("535.104.05", DRIVER_CUDA_VERSION), ("550.90.07", DRIVER_CUDA_VERSION)]
+}
+
+fn assert_loaded(what: &str, out: &Output, cuda: i32) {
+    assert!(out.status.success(), "{what}: {}", support::runtime::describe(out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let want = format!("cuDriverGetVersion {cuda}\ncuInit 0\nlibcuda.so ok\n");
+    assert_eq!(text, want, "{what}");
+}
+
+fn bundle(image: &Path) -> Bundle {
+    Bundle::new(image, &["NVIDIA_VISIBLE_DEVICES=0:1", "PATH=/usr/bin:/bin"], &["/bin/sh", "-c", SCRIPT])
+}
+
+/// runc, with whichever cgroup mode this machine runs it in.
+fn runc() -> Option<Runtime> {
+    if !support::require_root_and(&["runc", "gcc", "ldconfig"]) {
+        return None;
+    }
+    let mut why = vec![];
+    for rt in [Runtime::RuncV1, Runtime::RuncV2] {
+        match rt.supported() {
+            Ok(()) => return Some(rt),
+            Err(e) => why.push(e),
+        }
+    }
+    support::skip_unsupported(&format!("runc: {}", why.join("; ")));
+    None
+}
+
+#[test]
+fn hook_puts_a_newer_compat_libcuda_first_and_never_an_older_one() {
+    let Some(rt) = runc() else { return };
+    let node = SimNode::with_driver_root("a100x8", Layout::Debian);
+    for (compat, cuda) in cases() {
+        let image = copy_glibc_image(Layout::Rhel);
+        install_cuda_compat(image.path(), compat);
+        let out = rt.run(&bundle(image.path()).with_mighook(&node));
+        assert_loaded(&format!("hook, compat {compat}"), &out, cuda);
+        assert!(image.path().join("usr/local/cuda-12.8/compat/libcuda.so.1").is_symlink(), "the image changed");
+    }
+}
+
+#[test]
+fn shim_puts_a_newer_compat_libcuda_first_and_never_an_older_one() {
+    let Some(rt) = runc() else { return };
+    let node = SimNode::with_driver_root("a100x8", Layout::Rhel);
+    for (compat, cuda) in cases() {
+        let image = copy_glibc_image(Layout::Debian);
+        install_cuda_compat(image.path(), compat);
+        let out = rt.run_shim(&bundle(image.path()), &node.mighook_args());
+        assert_loaded(&format!("shim, compat {compat}"), &out, cuda);
+    }
+}
+
+#[test]
+fn cuda_compat_false_keeps_the_drivers_libcuda() {
+    let Some(rt) = runc() else { return };
+    let node = SimNode::with_driver_root("a100x8", Layout::Debian);
+    let image = copy_glibc_image(Layout::Debian);
+    install_cuda_compat(image.path(), "570.86.10");
+    let config = image.path().with_extension("toml");
+    std::fs::write(&config, "cuda-compat = false\n").unwrap();
+    let mut args = vec!["mighook".to_string()];
+    args.extend(node.mighook_args());
+    args.extend(["--config".into(), config.to_str().unwrap().into(), "prestart".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let b = bundle(image.path()).with_prestart_hook(&support::mighook_bin(), &args, &["PATH=/usr/bin:/bin"]);
+    assert_loaded("hook, cuda-compat = false", &rt.run(&b), DRIVER_CUDA_VERSION);
+    let _ = std::fs::remove_file(&config);
+}
+
+/// A plain tar of `root`, imported into podman as `name`.
+fn import(podman: &engines::Podman, root: &Path, name: &str) {
+    let tar = root.with_extension("tar");
+    engines::ok(Command::new(support::tool("tar")).arg("-C").arg(root).arg("-cf").arg(&tar).arg("."), "tar");
+    engines::ok(podman.cmd().args(["import", "-q"]).arg(&tar).arg(name), "podman import");
+    let _ = std::fs::remove_file(&tar);
+}
+
+/// CDI: mighook's spec carries `--cuda-compat <driver version>` in its hook, which
+/// decides at container create.
+#[test]
+fn podman_cdi_puts_a_newer_compat_libcuda_first_and_never_an_older_one() {
+    if !support::require_root_and(&["podman", "runc", "tar", "gcc", "ldconfig", "mountpoint"]) {
+        return;
+    }
+    let node = SimNode::with_driver_root("a100x8", Layout::Rhel);
+    let cdi = engines::CdiDir::new();
+    engines::ok(
+        Command::new(support::mighook_bin())
+            .args(node.mighook_args())
+            .args(["cdi", "generate", "--output"])
+            .arg(cdi.path().join("nvidia.json")),
+        "mighook cdi generate",
+    );
+    let podman = engines::Podman::new();
+    let no_hooks = podman.no_hooks_dir();
+    for (i, (compat, cuda)) in cases().into_iter().enumerate() {
+        let image = copy_glibc_image(Layout::Debian);
+        install_cuda_compat(image.path(), compat);
+        let name = format!("localhost/mighook-compat-{i}:e2e");
+        import(&podman, image.path(), &name);
+        let args = ["--hooks-dir", no_hooks.to_str().unwrap(), "--device", "nvidia.com/gpu=0:1", &name];
+        let out = podman.run_in_ns(Some(&cdi), "runc", &[&args[..], &["/bin/sh", "-c", SCRIPT]].concat());
+        assert_loaded(&format!("podman CDI, compat {compat}"), &out, cuda);
+    }
+}
