@@ -66,16 +66,23 @@ fn parse_state_pid_optional(text: &str) -> Result<(Option<i32>, PathBuf), HookEr
 /// mounts the loader cache with `libs` merged in, inside the container's root.
 pub fn cdi_hook(settings: &Settings, stdin: &mut dyn Read, edits: &DriverEdits) -> Result<(), HookError> {
     settings.init_log();
+    let (enter, rootfs) = create_container_root(stdin)?;
+    let report = apply::driver_files::inject_placed(&crate::sys::LinuxSys, enter, &rootfs, edits, apply::state_dir()?)
+        .map_err(ApplyError::from)?;
+    crate::log::info(&format!("pid {}: cdi-hook: {}", enter.unwrap_or(0), report.lines.join("; ")));
+    Ok(())
+}
+
+/// For a createContainer hook: the container's root (from the state on `stdin` and
+/// the bundle's config.json), and the pid whose mount namespace to join, `None` when
+/// this process already is in it.
+pub fn create_container_root(stdin: &mut dyn Read) -> Result<(Option<i32>, PathBuf), HookError> {
     let (pid, bundle) = parse_state_pid_optional(&read_limited(stdin, MAX_STATE_BYTES, "OCI state")?)?;
     let rootfs = HookBundle::read(&bundle)?.rootfs()?;
     // A createContainer hook runs in the container's namespaces (OCI runtime spec): runc forks
     // it from the container's init and says `pid` 1 (of the container's pid namespace, while
     // /proc is still the host's: /proc/1/ns/mnt would be the host's init); crun says 0.
-    let enter = pid.filter(|p| !in_mount_ns_of(*p));
-    let report = apply::driver_files::inject_placed(&crate::sys::LinuxSys, enter, &rootfs, edits, apply::state_dir()?)
-        .map_err(ApplyError::from)?;
-    crate::log::info(&format!("pid {}: cdi-hook: {}", pid.unwrap_or(0), report.lines.join("; ")));
-    Ok(())
+    Ok((pid.filter(|p| !in_mount_ns_of(*p)), rootfs))
 }
 
 /// Whether this process already is where the container's files go: either it lives in a pid

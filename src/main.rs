@@ -21,6 +21,17 @@ fn hook_argv(args: Vec<OsString>) -> Vec<OsString> {
     argv
 }
 
+/// Specs that nvidia-ctk generated run this name with a hook subcommand.
+const CDI_HOOK_NAME: &str = "nvidia-cdi-hook";
+/// Older specs (and the device plugin's default) run `nvidia-ctk hook <subcommand>`.
+const CTK_NAME: &str = "nvidia-ctk";
+
+/// `nvidia-cdi-hook ARGS` and `nvidia-ctk hook ARGS` become `mighook nvidia-cdi-hook ARGS`;
+/// any other `nvidia-ctk` command is left for clap to refuse.
+fn cdi_hook_argv(args: Vec<OsString>, skip: usize) -> Vec<OsString> {
+    [OsString::from("mighook"), OsString::from(CDI_HOOK_NAME)].into_iter().chain(args.into_iter().skip(skip)).collect()
+}
+
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
     let name = args.first().and_then(|a| Path::new(a).file_name()).and_then(|n| n.to_str()).unwrap_or("mighook");
@@ -30,6 +41,12 @@ fn main() -> ExitCode {
             .chain(std::iter::once(OsString::from("runtime")))
             .chain(args.into_iter().skip(1))
             .collect(),
+        CDI_HOOK_NAME => cdi_hook_argv(args, 1),
+        CTK_NAME if args.get(1).is_some_and(|a| a == "hook") => cdi_hook_argv(args, 2),
+        CTK_NAME => {
+            eprintln!("mighook: as nvidia-ctk, mighook answers only `nvidia-ctk hook <subcommand>`");
+            return ExitCode::from(2);
+        }
         _ => args,
     };
     let cli = match Cli::try_parse_from(argv) {

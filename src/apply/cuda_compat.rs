@@ -21,9 +21,9 @@
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::ldcache::Entry;
+use crate::ldcache::{Entry, LdCache};
 use crate::sys::FsOps;
 use crate::sys::fs::FileKind;
 
@@ -58,24 +58,18 @@ fn libcuda_version(name: &OsStr) -> Option<&str> {
 /// driver's, when its libcuda is newer than the host driver `host_version`; else
 /// none. Each decision (and why none) is a line in `lines`.
 pub fn compat_entries<S: FsOps>(sys: &S, root: &S::Fd, host_version: &str, lines: &mut Vec<String>) -> Vec<Entry> {
-    let dir = match sys.open_dir_in_root(root, Path::new(COMPAT_DIR)) {
-        Ok(dir) => dir,
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => return vec![],
+    let (dir, path) = match compat_dir(sys, root) {
+        Ok(Some(found)) => found,
+        Ok(None) => return vec![],
         Err(e) => {
             lines.push(format!("cuda compat: cannot open /{COMPAT_DIR} in the container ({e}); not used"));
             return vec![];
         }
     };
-    // The dir as the container's loader will see it (`/usr/local/cuda-12.8/compat`).
-    let in_root = sys.fd_path(root).and_then(|r| {
-        let d = sys.fd_path(&dir)?;
-        d.strip_prefix(&r).map(|p| Path::new("/").join(p)).map_err(|_| std::io::Error::other("outside the root"))
-    });
-    let names = in_root.and_then(|p| Ok((p, sys.list_dir(&dir, MAX_ENTRIES)?)));
-    let (path, mut names) = match names {
-        Ok(found) => found,
+    let mut names = match sys.list_dir(&dir, MAX_ENTRIES) {
+        Ok(names) => names,
         Err(e) => {
-            lines.push(format!("cuda compat: cannot list /{COMPAT_DIR} in the container ({e}); not used"));
+            lines.push(format!("cuda compat: cannot list {} in the container ({e}); not used", path.display()));
             return vec![];
         }
     };
@@ -113,6 +107,28 @@ pub fn compat_entries<S: FsOps>(sys: &S, root: &S::Fd, host_version: &str, lines
         path.display()
     ));
     entries
+}
+
+/// The compat dir opened inside the root, and its path as the container's loader sees
+/// it (`/usr/local/cuda-12.8/compat`); `None` when the image has none.
+fn compat_dir<S: FsOps>(sys: &S, root: &S::Fd) -> std::io::Result<Option<(S::Fd, PathBuf)>> {
+    let dir = match sys.open_dir_in_root(root, Path::new(COMPAT_DIR)) {
+        Ok(dir) => dir,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let (r, d) = (sys.fd_path(root)?, sys.fd_path(&dir)?);
+    let path = d.strip_prefix(&r).map_err(|_| std::io::Error::other("outside the root"))?;
+    Ok(Some((dir, Path::new("/").join(path))))
+}
+
+/// The entries of `cache` (one mighook wrote) that name a library in the image's
+/// compat dir: the ones an earlier `enable-cuda-compat` put first, in their order.
+pub fn chosen_entries<S: FsOps>(sys: &S, root: &S::Fd, cache: &LdCache) -> Vec<Entry> {
+    let Ok(Some((_, path))) = compat_dir(sys, root) else { return vec![] };
+    let mut prefix = path.into_os_string().into_vec();
+    prefix.push(b'/');
+    cache.entries.iter().filter(|e| e.value.starts_with(&prefix)).cloned().collect()
 }
 
 /// What ldconfig would cache for the dir: each regular library by its SONAME

@@ -374,6 +374,11 @@ pub fn merged_cache<S: FsOps>(
     };
     let mut front = match cuda_compat {
         Some(host) => super::cuda_compat::compat_entries(sys, root, host, &mut report.lines),
+        // A cache mighook already wrote (an earlier `enable-cuda-compat` hook) keeps its
+        // compat entries first when more libraries are merged in.
+        None if image.generator.as_deref() == Some(ldcache::GENERATOR) => {
+            super::cuda_compat::chosen_entries(sys, root, &image)
+        }
         None => vec![],
     };
     front.extend_from_slice(injected);
@@ -393,40 +398,54 @@ fn mount_cache<S: FsOps>(
     cache: &[u8],
     made: &mut Vec<Made>,
 ) -> Result<(), InjectError> {
-    let name = format!("ld.so.cache.{}.{}", std::process::id(), unique());
+    mount_copy(sys, root, (cache_dir, cache_dir_path), Path::new("/etc/ld.so.cache"), cache, made)
+}
+
+/// Writes `bytes` to a new file in the host dir `host_dir` (an fd opened on the host,
+/// and its path), bind-mounts it read-only (nosuid, nodev, noexec) over `target` in
+/// the root (its parent resolved inside the root; a symlink or the like at the target
+/// replaced by a file, an earlier mount covered), and unlinks the host file again.
+pub fn mount_copy<S: FsOps>(
+    sys: &S,
+    root: &S::Fd,
+    (host_dir, host_dir_path): (&S::Fd, &Path),
+    target: &Path,
+    bytes: &[u8],
+    made: &mut Vec<Made>,
+) -> Result<(), InjectError> {
+    let (comps, file) = split(target)?;
+    let name = format!("{}.{}.{}", file.to_string_lossy(), std::process::id(), unique());
     let name = OsStr::new(&name);
-    let werr = |source| InjectError::WriteCache { dir: cache_dir_path.to_path_buf(), source };
-    sys.write_new_at(cache_dir, name, cache, 0o644).map_err(werr)?;
+    let werr = |source| InjectError::WriteCache { dir: host_dir_path.to_path_buf(), source };
+    sys.write_new_at(host_dir, name, bytes, 0o644).map_err(werr)?;
     let result = (|| {
         // A bind mount takes its source from the caller's own namespace: open the file
         // by its host path from in here (before pivot_root the host's tree is visible),
         // and check it is the file just written through the host-side fd.
-        let src = sys.open_nofollow(&cache_dir_path.join(name)).map_err(werr)?;
-        let written = sys.open_at_nofollow(cache_dir, name).map_err(werr)?;
+        let src = sys.open_nofollow(&host_dir_path.join(name)).map_err(werr)?;
+        let written = sys.open_at_nofollow(host_dir, name).map_err(werr)?;
         let (a, b) = (sys.fstat(&src).map_err(werr)?, sys.fstat(&written).map_err(werr)?);
         if a.kind != FileKind::Regular || (a.dev, a.ino) != (b.dev, b.ino) {
             return Err(werr(io::Error::other("the file seen from the container's namespace is not the one written")));
         }
-        let target = Path::new("/etc/ld.so.cache");
-        let etc = ensure_parent(sys, root, &[OsStr::new("etc")], made)?;
-        let file = OsStr::new("ld.so.cache");
-        // A cache already mounted by an earlier run is covered by the new one.
-        let st = sys.stat_at(&etc, file).map_err(|source| InjectError::Stat { path: shown(target), source })?;
+        let dir = ensure_parent(sys, root, &comps, made)?;
+        // A copy already mounted by an earlier run is covered by the new one.
+        let st = sys.stat_at(&dir, file).map_err(|source| InjectError::Stat { path: shown(target), source })?;
         if !st.is_some_and(|st| st.mount_root) {
-            mount_point(sys, &etc, file, target, MountKind::Config, made)?;
+            mount_point(sys, &dir, file, target, MountKind::Config, made)?;
         }
         let dst =
-            sys.open_at_nofollow(&etc, file).map_err(|source| InjectError::Stat { path: shown(target), source })?;
+            sys.open_at_nofollow(&dir, file).map_err(|source| InjectError::Stat { path: shown(target), source })?;
         let attrs = MountAttrs { read_only: true, nosuid: true, nodev: true, noexec: true, recursive: false };
         sys.bind_mount_with(&src, &dst, attrs).map_err(|source| InjectError::Mount {
-            host: cache_dir_path.join(name),
+            host: host_dir_path.join(name),
             path: shown(target),
             source,
         })?;
         made.push(Made::Mount(shown(target)));
         Ok(())
     })();
-    let _ = sys.unlink_at(cache_dir, name);
+    let _ = sys.unlink_at(host_dir, name);
     result
 }
 
@@ -498,7 +517,10 @@ pub fn inject_placed<S: FsOps>(
     in_namespace(sys, pid, rootfs, cache_dir, |_| edits.clone())
 }
 
-fn in_namespace<S: FsOps>(
+/// [`inject_placed`] of edits that `place` works out from the root itself (the
+/// NVIDIA CDI hooks: which libraries a folder holds, whether the image's CUDA compat
+/// libraries apply), inside the container's mount namespace.
+pub fn in_namespace<S: FsOps>(
     sys: &S,
     pid: Option<i32>,
     rootfs: &Path,

@@ -220,7 +220,7 @@ fn mountinfo_line(line: &str) -> Option<(u64, &str, &str, &str)> {
 /// namespace has (the runtime's own tmpfs on `/dev` or `/run`) is the
 /// container's. Decided from mountinfo: this thread's namespace against host
 /// init's (`/proc/1`, before `pivot_root` still the host's proc); when in doubt, refused.
-fn on_container_mount<S: FsOps>(sys: &S, root: &S::Fd, dir: &S::Fd, path: &Path) -> Result<(), RootfsError> {
+pub(crate) fn on_container_mount<S: FsOps>(sys: &S, root: &S::Fd, dir: &S::Fd, path: &Path) -> Result<(), RootfsError> {
     let stat = |fd| sys.fstat(fd).map_err(|source| RootfsError::Stat { path: path.display().to_string(), source });
     let dir_mnt = stat(dir)?.mnt_id;
     if dir_mnt == stat(root)?.mnt_id {

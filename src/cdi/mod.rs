@@ -9,6 +9,7 @@
 //! watch the spec dirs and must never read half a file.
 
 pub mod hook;
+pub mod nvidia_hook;
 pub mod spec;
 pub mod yaml;
 

@@ -67,6 +67,62 @@ pub enum Command {
     ProcMask(ProcMaskArgs),
     /// Installer image entrypoint: install mighook onto the host root mounted at DIR (and configure its engine)
     Install(InstallArgs),
+    /// NVIDIA's CDI hooks (argv0 `nvidia-cdi-hook`, or `nvidia-ctk hook`), for specs nvidia-ctk generated
+    #[command(name = "nvidia-cdi-hook", hide = true)]
+    NvidiaCdiHook(NvidiaCdiHookArgs),
+}
+
+// ---------------------------------------------------------------------------
+// NVIDIA's CDI hooks: exactly the flags `nvidia-cdi-hook` takes. Its slice flags also
+// split on commas (urfave/cli), so these do too.
+
+#[derive(Debug, Args)]
+pub struct NvidiaCdiHookArgs {
+    /// Accepted for NVIDIA's hook; mighook's log level comes from its config file
+    #[arg(short = 'd', long)]
+    pub debug: bool,
+    /// Accepted for NVIDIA's hook; mighook's log level comes from its config file
+    #[arg(long)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub hook: NvidiaHookCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NvidiaHookCommand {
+    /// Make symlinks in the container
+    CreateSymlinks {
+        /// TARGET::LINK (LINK absolute)
+        #[arg(long = "link", value_name = "TARGET::LINK", value_delimiter = ',')]
+        links: Vec<String>,
+    },
+    /// Merge the libraries of FOLDERs into the container's loader cache (no ldconfig runs)
+    UpdateLdcache {
+        #[arg(long = "folder", value_name = "DIR", value_delimiter = ',')]
+        folders: Vec<String>,
+        /// Accepted and unused: mighook runs no ldconfig
+        #[arg(long, value_name = "PATH")]
+        ldconfig_path: Option<String>,
+    },
+    /// Set the mode of directories and device nodes under /dev
+    Chmod {
+        #[arg(long, value_name = "MODE")]
+        mode: String,
+        #[arg(long = "path", value_name = "PATH", value_delimiter = ',')]
+        paths: Vec<String>,
+    },
+    /// Put the image's CUDA compat libraries first when newer than the host driver
+    EnableCudaCompat {
+        #[arg(long, value_name = "VERSION")]
+        host_driver_version: Option<String>,
+        /// Accepted and unused (NVIDIA uses it only without a driver version)
+        #[arg(long, value_name = "VERSION")]
+        host_cuda_version: Option<String>,
+        #[arg(long, value_name = "DIR")]
+        cuda_compat_container_root: Option<String>,
+    },
+    /// Make the container's /proc/driver/nvidia/params say ModifyDeviceFiles: 0
+    DisableDeviceNodeModification,
 }
 
 #[derive(Debug, Args)]

@@ -38,6 +38,8 @@ pub enum CliError {
     ProcMaskArgs(String),
     #[error(transparent)]
     Install(#[from] crate::install::InstallError),
+    #[error(transparent)]
+    NvidiaHook(#[from] crate::cdi::nvidia_hook::NvidiaHookError),
 }
 
 pub fn flags(global: &GlobalArgs) -> GlobalFlags {
@@ -54,8 +56,14 @@ pub fn run(cli: Cli) -> Result<String, CliError> {
     let settings = Settings::resolve(&flags(&cli.global), &OwnEnv::from_process())?;
     // The hook and the shim start the log themselves, once the container's bundle has
     // been checked for copies of mighook's own variables.
-    if !matches!(cli.command, Command::Prestart | Command::Runtime { .. } | Command::CdiHook(_) | Command::ProcMask(_))
-    {
+    if !matches!(
+        cli.command,
+        Command::Prestart
+            | Command::Runtime { .. }
+            | Command::CdiHook(_)
+            | Command::ProcMask(_)
+            | Command::NvidiaCdiHook(_)
+    ) {
         settings.init_log();
     }
     Ok(match cli.command {
@@ -77,6 +85,10 @@ pub fn run(cli: Cli) -> Result<String, CliError> {
             crate::hook::proc_mask_hook(&settings, &mut std::io::stdin().lock(), &sel).map(|()| String::new())?
         }
         Command::Install(args) => crate::install::run(&flags(&cli.global), &install_options(args))?,
+        Command::NvidiaCdiHook(args) => {
+            let hook = nvidia_hook(args.hook);
+            crate::cdi::nvidia_hook::run(&settings, &mut std::io::stdin().lock(), &hook).map(|()| String::new())?
+        }
     })
 }
 
@@ -86,6 +98,20 @@ fn system(settings: &Settings, a: args::SystemArgs) -> Result<String, crate::sys
         args::SystemSubcommand::CreateDevCharSymlinks(d) => {
             crate::system::create_dev_char_symlinks(settings, d.dev_root)
         }
+    }
+}
+
+fn nvidia_hook(c: args::NvidiaHookCommand) -> crate::cdi::nvidia_hook::NvidiaHook {
+    use crate::cdi::nvidia_hook::NvidiaHook;
+    use args::NvidiaHookCommand as C;
+    match c {
+        C::CreateSymlinks { links } => NvidiaHook::CreateSymlinks { links },
+        C::UpdateLdcache { folders, ldconfig_path: _ } => NvidiaHook::UpdateLdcache { folders },
+        C::Chmod { mode, paths } => NvidiaHook::Chmod { mode, paths },
+        C::EnableCudaCompat { host_driver_version, host_cuda_version: _, cuda_compat_container_root } => {
+            NvidiaHook::EnableCudaCompat { host_driver_version, compat_root: cuda_compat_container_root }
+        }
+        C::DisableDeviceNodeModification => NvidiaHook::DisableDeviceNodeModification,
     }
 }
 

@@ -31,7 +31,7 @@ use std::cmp::Ordering;
 use thiserror::Error;
 
 pub use read::parse;
-pub use write::serialize;
+pub use write::{GENERATOR, serialize};
 
 /// ELF, libc6, x86-64: the only flags the x86-64 loader accepts.
 pub const FLAG_X8664_LIBC6: i32 = 0x0303;
