@@ -431,18 +431,33 @@ pub fn mount_copy<S: FsOps>(
         let dir = ensure_parent(sys, root, &comps, made)?;
         // A copy already mounted by an earlier run is covered by the new one.
         let st = sys.stat_at(&dir, file).map_err(|source| InjectError::Stat { path: shown(target), source })?;
-        if !st.is_some_and(|st| st.mount_root) {
+        let covering = st.is_some_and(|st| st.mount_root);
+        if !covering {
             mount_point(sys, &dir, file, target, MountKind::Config, made)?;
         }
-        let dst =
-            sys.open_at_nofollow(&dir, file).map_err(|source| InjectError::Stat { path: shown(target), source })?;
         let attrs = MountAttrs { read_only: true, nosuid: true, nodev: true, noexec: true, recursive: false };
-        sys.bind_mount_with(&src, &dst, attrs).map_err(|source| InjectError::Mount {
-            host: host_dir_path.join(name),
-            path: shown(target),
-            source,
-        })?;
-        made.push(Made::Mount(shown(target)));
+        let mount = |made: &mut Vec<Made>| {
+            let dst =
+                sys.open_at_nofollow(&dir, file).map_err(|source| InjectError::Stat { path: shown(target), source })?;
+            sys.bind_mount_with(&src, &dst, attrs).map_err(|source| InjectError::Mount {
+                host: host_dir_path.join(name),
+                path: shown(target),
+                source,
+            })?;
+            made.push(Made::Mount(shown(target)));
+            Ok::<(), InjectError>(())
+        };
+        match mount(made) {
+            // The kernel mounts nothing on a file that is gone: an earlier copy's host file
+            // is unlinked once mounted (a second hook of the same start: enable-cuda-compat,
+            // then update-ldcache). That copy is replaced, not covered.
+            Err(InjectError::Mount { source, .. }) if covering && source.raw_os_error() == Some(libc::ENOENT) => {
+                sys.unmount_at(&dir, file).map_err(|source| InjectError::Replace { path: shown(target), source })?;
+                mount_point(sys, &dir, file, target, MountKind::Config, made)?;
+                mount(made)?;
+            }
+            other => other?,
+        }
         Ok(())
     })();
     let _ = sys.unlink_at(host_dir, name);

@@ -266,6 +266,17 @@ pub fn folder_edits<S: FsOps>(sys: &S, root: &S::Fd, folders: &[PathBuf], lines:
             }
             edits.ld_cache.push(Entry::x86_64(soname, link.into_os_string().into_vec()));
         }
+        // Development links (`libcuda.so`, made by create-symlinks), cached by their own
+        // name as ldconfig caches them; never followed here.
+        for name in &names {
+            let bytes = name.as_bytes();
+            if !bytes.starts_with(b"lib") || !bytes.ends_with(b".so") || edits.ld_cache.iter().any(|e| e.key == bytes) {
+                continue;
+            }
+            if sys.stat_at(&dir, name).ok().flatten().map(|st| st.kind) == Some(FileKind::Symlink) {
+                edits.ld_cache.push(Entry::x86_64(bytes, folder.join(name).into_os_string().into_vec()));
+            }
+        }
     }
     lines.push(format!("{} libraries in {} folders", edits.ld_cache.len(), folders.len()));
     edits
@@ -413,7 +424,8 @@ mod tests {
             .file("/r/usr/lib64/libnvidia-ml.so.550.54.15", "soname:libnvidia-ml.so.1")
             .symlink("/r/usr/lib64/libnvidia-ml.so.1", "libnvidia-ml.so.550.54.15")
             .file("/r/usr/lib64/libnotelf.so", "text")
-            .symlink("/r/usr/lib64/libevil.so.1", "/etc/shadow");
+            .symlink("/r/usr/lib64/libevil.so.1", "/etc/shadow")
+            .symlink("/r/usr/lib64/libcuda.so", "libcuda.so.1");
         let mut lines = vec![];
         let folders = [PathBuf::from("/usr/lib64"), PathBuf::from("/missing")];
         let e = folder_edits(&fs, &root(&fs), &folders, &mut lines);
@@ -424,7 +436,11 @@ mod tests {
             .collect();
         assert_eq!(
             cache,
-            ["libnvidia-ml.so.1 => /usr/lib64/libnvidia-ml.so.1", "libcuda.so.1 => /usr/lib64/libcuda.so.1"]
+            [
+                "libnvidia-ml.so.1 => /usr/lib64/libnvidia-ml.so.1",
+                "libcuda.so.1 => /usr/lib64/libcuda.so.1",
+                "libcuda.so => /usr/lib64/libcuda.so"
+            ]
         );
         assert_eq!(
             e.symlinks,
