@@ -37,7 +37,11 @@ const VERSION: &str = "550.54.15";
 /// The driver root's layout: its libraries land in `/usr/lib64` of the container.
 const DRIVER: Layout = Layout::Rhel;
 const SCRIPT: &str = "/usr/bin/nvidia-smi -L; echo smi=$?; /usr/bin/libprobe cuinit; /usr/bin/libprobe cuversion; \
-     /usr/bin/libprobe dlopen libnvidia-ml.so.1 libcuda.so.1 libcuda.so; /usr/bin/libprobe write /etc/ld.so.cache";
+     /usr/bin/libprobe dlopen libnvidia-ml.so.1 libcuda.so.1 libcuda.so; /usr/bin/libprobe write /etc/ld.so.cache; \
+     cat /etc/nvidia/nvidia-application-profiles-rc.d/10-container.conf; echo";
+
+/// The application profile of a container with GPU 0 (`/dev/nvidia2` on this topology): bit 2.
+const PROFILE: &str = r#"{"profiles":[{"name":"_container_","settings":["EGLVisibleDGPUDevices",0x4]}],"rules":[{"pattern":[],"profile":"_container_"}]}"#;
 
 /// `nvidia-cdi-hook` and `nvidia-ctk` as links to the built mighook, as the package ships them.
 struct HookLinks(tempfile::TempDir);
@@ -78,6 +82,7 @@ fn nvidia_hooks(links: &HookLinks, ctk: bool) -> Vec<Value> {
         hook(links, ctk, &["enable-cuda-compat", &format!("--host-driver-version={VERSION}")]),
         hook(links, ctk, &["update-ldcache", "--folder", &lib]),
         hook(links, ctk, &["disable-device-node-modification"]),
+        hook(links, ctk, &["update-application-profile"]),
         hook(links, ctk, &["chmod", "--mode", "755", "--path", "/dev/dri"]),
     ]
 }
@@ -104,7 +109,7 @@ fn assert_served(what: &str, out: &Output, cuda: i32) {
     let want = format!(
         "GPU 0: NVIDIA A100-SXM4-40GB (UUID: {GPU_0_UUID})\n  MIG 1g.5gb      Device  0: (UUID: {})\n\
          smi=0\ncuInit 0\ncuDriverGetVersion {cuda}\nlibnvidia-ml.so.1 ok\nlibcuda.so.1 ok\nlibcuda.so ok\n\
-         /etc/ld.so.cache EROFS\n",
+         /etc/ld.so.cache EROFS\n{PROFILE}\n",
         support::a100::MIG_0_1_UUID
     );
     assert_eq!(text, want, "{what}");

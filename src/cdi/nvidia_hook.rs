@@ -17,6 +17,10 @@
 //!   with `cuda-compat = false`. A later `update-ldcache` keeps them first.
 //! - `chmod --mode M --path P`: only on a directory or char device under `/dev`,
 //!   never through a symlink (refused) nor on a mount of the host's (skipped).
+//! - `update-application-profile`: the driver's application profile limiting EGL and
+//!   Vulkan to the container's GPUs (`EGLVisibleDGPUDevices`, a bit per `/dev/nvidiaN`
+//!   char device in the container), bind-mounted read-only at
+//!   `/etc/nvidia/nvidia-application-profiles-rc.d/10-container.conf`.
 //! - `disable-device-node-modification`: the host's `/proc/driver/nvidia/params`
 //!   with `ModifyDeviceFiles: 0`, bind-mounted read-only over the container's, so
 //!   the container's NVML never makes device nodes. No-op where the container has
@@ -70,6 +74,7 @@ pub enum NvidiaHook {
     Chmod { mode: String, paths: Vec<String> },
     EnableCudaCompat { host_driver_version: Option<String>, compat_root: Option<String> },
     DisableDeviceNodeModification,
+    UpdateApplicationProfile,
 }
 
 impl NvidiaHook {
@@ -80,6 +85,7 @@ impl NvidiaHook {
             NvidiaHook::Chmod { .. } => "chmod",
             NvidiaHook::EnableCudaCompat { .. } => "enable-cuda-compat",
             NvidiaHook::DisableDeviceNodeModification => "disable-device-node-modification",
+            NvidiaHook::UpdateApplicationProfile => "update-application-profile",
         }
     }
 }
@@ -140,7 +146,7 @@ pub fn run(settings: &Settings, stdin: &mut dyn Read, hook: &NvidiaHook) -> Resu
         NvidiaHook::CreateSymlinks { links } => {
             super::hook_edits(links, &[], None)?;
         }
-        NvidiaHook::DisableDeviceNodeModification => {}
+        NvidiaHook::DisableDeviceNodeModification | NvidiaHook::UpdateApplicationProfile => {}
     }
     let (enter, rootfs) = crate::hook::create_container_root(stdin)?;
     let sys = crate::sys::LinuxSys;
@@ -180,6 +186,12 @@ pub fn run(settings: &Settings, stdin: &mut dyn Read, hook: &NvidiaHook) -> Resu
             let mode = parse_mode(mode)?;
             let paths: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
             in_root(&sys, enter, &rootfs, name, |root| chmod_in_root(&sys, root, mode, &paths))?
+        }
+        NvidiaHook::UpdateApplicationProfile => {
+            let cache_fd = sys
+                .open_dir(state_dir)
+                .map_err(|source| InjectError::WriteCache { dir: state_dir.to_path_buf(), source })?;
+            in_root(&sys, enter, &rootfs, name, |root| application_profile(&sys, root, (&cache_fd, state_dir)))?
         }
         NvidiaHook::DisableDeviceNodeModification => {
             let host = settings.proc_root.join("driver/nvidia/params");
@@ -383,6 +395,53 @@ pub fn mount_params<S: FsOps>(
     Ok(vec!["mounted ModifyDeviceFiles: 0 over /proc/driver/nvidia/params".into()])
 }
 
+/// Where the driver reads application profiles, and the container's own.
+const APPLICATION_PROFILE: &str = "/etc/nvidia/nvidia-application-profiles-rc.d/10-container.conf";
+
+/// The profile that shows EGL and Vulkan only the GPUs whose minors are set in `mask`.
+pub fn application_profile_text(mask: u64) -> String {
+    format!(
+        "{{\"profiles\":[{{\"name\":\"_container_\",\"settings\":[\"EGLVisibleDGPUDevices\",0x{mask:x}]}}],\
+         \"rules\":[{{\"pattern\":[],\"profile\":\"_container_\"}}]}}"
+    )
+}
+
+/// The minors of the container's `/dev/nvidiaN` char devices (0 to 63) as a bit mask.
+fn gpu_minor_mask<S: FsOps>(sys: &S, root: &S::Fd) -> u64 {
+    let Ok(dev) = sys.open_dir_in_root(root, Path::new("dev")) else { return 0 };
+    let Ok(names) = sys.list_dir(&dev, MAX_FOLDER_ENTRIES) else { return 0 };
+    let mut mask = 0u64;
+    for name in names {
+        let Some(n) = name.to_str().and_then(|n| n.strip_prefix("nvidia")) else { continue };
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        match sys.stat_at(&dev, &name) {
+            Ok(Some(st)) if st.kind == FileKind::Char && st.rdev_minor < 64 => mask |= 1 << st.rdev_minor,
+            _ => {}
+        }
+    }
+    mask
+}
+
+/// `update-application-profile`: the profile for the container's GPUs, bind-mounted
+/// read-only (the image's own file, if any, is covered, never written); nothing when
+/// the container has no GPU node.
+pub fn application_profile<S: FsOps>(
+    sys: &S,
+    root: &S::Fd,
+    host_dir: (&S::Fd, &Path),
+) -> Result<Vec<String>, NvidiaHookError> {
+    let mask = gpu_minor_mask(sys, root);
+    if mask == 0 {
+        return Ok(vec!["no /dev/nvidiaN in the container, nothing to do".into()]);
+    }
+    let mut made = Vec::new();
+    let text = application_profile_text(mask);
+    driver_files::mount_copy(sys, root, host_dir, Path::new(APPLICATION_PROFILE), text.as_bytes(), &mut made)?;
+    Ok(vec![format!("mounted {APPLICATION_PROFILE} (EGLVisibleDGPUDevices 0x{mask:x})")])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,6 +528,34 @@ mod tests {
         let e = chmod_in_root(&fs, &r, 0o777, &[PathBuf::from("/etc/passwd")]).unwrap_err().to_string();
         assert!(e.contains("only paths under /dev"), "{e}");
         assert_eq!(fs.describe("/etc/shadow").as_deref(), Some("file \"host secret\""));
+    }
+
+    #[test]
+    fn the_application_profile_names_the_containers_gpu_minors() {
+        let fs = RecordingFs::new()
+            .dir("/run/mighook")
+            .char_dev("/r/dev/nvidia2", 195, 2, 0o666)
+            .char_dev("/r/dev/nvidia5", 195, 5, 0o666)
+            .char_dev("/r/dev/nvidiactl", 195, 255, 0o666)
+            .symlink("/r/dev/nvidia7", "/dev/null")
+            .dir("/r/etc");
+        let host = fs.open_dir(Path::new("/run/mighook")).unwrap();
+        let lines = application_profile(&fs, &root(&fs), (&host, Path::new("/run/mighook"))).unwrap();
+        assert_eq!(
+            lines,
+            ["mounted /etc/nvidia/nvidia-application-profiles-rc.d/10-container.conf (EGLVisibleDGPUDevices 0x24)"]
+        );
+        assert_eq!(
+            application_profile_text(0x24),
+            r#"{"profiles":[{"name":"_container_","settings":["EGLVisibleDGPUDevices",0x24]}],"rules":[{"pattern":[],"profile":"_container_"}]}"#
+        );
+        let at = "/r/etc/nvidia/nvidia-application-profiles-rc.d/10-container.conf";
+        assert!(fs.describe(at).unwrap().ends_with("(mount)"), "{:?}", fs.describe(at));
+        let fs = RecordingFs::new().dir("/run/mighook").dir("/r/dev");
+        let host = fs.open_dir(Path::new("/run/mighook")).unwrap();
+        let lines = application_profile(&fs, &root(&fs), (&host, Path::new("/run/mighook"))).unwrap();
+        assert_eq!(lines, ["no /dev/nvidiaN in the container, nothing to do"]);
+        assert!(fs.changes().is_empty(), "{:?}", fs.changes());
     }
 
     #[test]

@@ -123,6 +123,8 @@ pub enum NvidiaHookCommand {
     },
     /// Make the container's /proc/driver/nvidia/params say ModifyDeviceFiles: 0
     DisableDeviceNodeModification,
+    /// Limit EGL and Vulkan to the container's GPUs (the driver's application profile)
+    UpdateApplicationProfile,
 }
 
 #[derive(Debug, Args)]

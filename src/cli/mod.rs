@@ -112,6 +112,7 @@ fn nvidia_hook(c: args::NvidiaHookCommand) -> crate::cdi::nvidia_hook::NvidiaHoo
             NvidiaHook::EnableCudaCompat { host_driver_version, compat_root: cuda_compat_container_root }
         }
         C::DisableDeviceNodeModification => NvidiaHook::DisableDeviceNodeModification,
+        C::UpdateApplicationProfile => NvidiaHook::UpdateApplicationProfile,
     }
 }
 
