@@ -134,3 +134,27 @@ fn podman_cdi_puts_a_newer_compat_libcuda_first_and_never_an_older_one() {
         assert_loaded(&format!("podman CDI, compat {compat}"), &out, cuda);
     }
 }
+
+/// The image's `/usr/local/cuda` is a link to the absolute path of a host dir that
+/// holds a newer compat libcuda; the same path inside the image holds an older one.
+/// Resolved inside the root, the older one is seen and not used (the driver's loads);
+/// read on the host, the newer one would have put its links first and the image's
+/// file at that path (the same fake, reporting 12080) would have loaded.
+#[test]
+fn a_compat_dir_linked_to_a_host_path_is_read_inside_the_root() {
+    let Some(rt) = runc() else { return };
+    let node = SimNode::with_driver_root("a100x8", Layout::Debian);
+    let host = tempfile::Builder::new().prefix("mighook-e2e-hostcompat").tempdir().unwrap();
+    install_cuda_compat(host.path(), "570.86.10");
+    let before = support::tree(host.path());
+    let image = copy_glibc_image(Layout::Debian);
+    let host_compat = host.path().join("usr/local/cuda-12.8");
+    install_cuda_compat(&image.path().join(host.path().strip_prefix("/").unwrap()), "535.104.05");
+    std::fs::create_dir_all(image.path().join("usr/local")).unwrap();
+    std::os::unix::fs::symlink(&host_compat, image.path().join("usr/local/cuda")).unwrap();
+    let out = rt.run(&bundle(image.path()).with_mighook(&node));
+    assert_loaded("hook, compat dir linked to a host path", &out, DRIVER_CUDA_VERSION);
+    let out = rt.run_shim(&bundle(image.path()), &node.mighook_args());
+    assert_loaded("shim, compat dir linked to a host path", &out, DRIVER_CUDA_VERSION);
+    assert_eq!(support::tree(host.path()), before, "the host dir changed");
+}
