@@ -150,7 +150,7 @@ fn entries_of<S: FsOps>(sys: &S, dir: &S::Fd, path: &Path, names: &[OsString]) -
         match sys.stat_at(dir, name).ok().flatten().map(|st| st.kind) {
             Some(FileKind::Regular) => {
                 let Some(soname) = sys.soname_at(dir, name).ok().flatten() else { continue };
-                if soname.contains(&b'/') || soname.is_empty() {
+                if soname.contains(&b'/') || soname.is_empty() || soname == b"." || soname == b".." {
                     continue;
                 }
                 let value =

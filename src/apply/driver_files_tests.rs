@@ -416,6 +416,23 @@ fn the_cache_mount_replaces_a_symlinked_image_cache_in_the_root() {
     assert_eq!(fs.describe(&at).as_deref(), Some("file \"cache\" (mount)"));
 }
 
+/// A second copy of the same start (enable-cuda-compat, then update-ldcache): the kernel
+/// refuses to mount on the first copy, whose host file is gone (ENOENT); that copy is
+/// unmounted and the new one mounted in its place. Any other error is just an error.
+#[test]
+fn a_cache_copy_the_kernel_cannot_cover_is_replaced() {
+    let at = r("/etc/ld.so.cache");
+    for (errno, replaced) in [(libc::ENOENT, true), (libc::EIO, false)] {
+        let fs = node().dir("/run/mighook").file(&at, "first copy").mounted(&at).fail("bind", "/run/mighook/*", errno);
+        let cache_dir = fs.open_dir(Path::new("/run/mighook")).unwrap();
+        let e = mount_cache(&fs, &root(&fs), &cache_dir, Path::new("/run/mighook"), b"cache", &mut Vec::new());
+        // The fake unmounts only mounts it made: the replacement stops there, an error.
+        assert!(e.is_err());
+        let unmounted = fs.calls().iter().any(|c| *c == format!("umount {at}"));
+        assert_eq!(unmounted, replaced, "errno {errno}: {:?}", fs.calls());
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Mounts that are not the container's own.
 

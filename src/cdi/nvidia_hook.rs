@@ -268,7 +268,9 @@ pub fn folder_edits<S: FsOps>(sys: &S, root: &S::Fd, folders: &[PathBuf], lines:
                 continue;
             }
             let Some(soname) = sys.soname_at(&dir, name).ok().flatten() else { continue };
-            if soname.is_empty() || soname.contains(&b'/') || edits.ld_cache.iter().any(|e| e.key == soname) {
+            // The SONAME names a file in the folder: never a path, `.` or `..` (a hostile library's).
+            let plain = !soname.is_empty() && !soname.contains(&b'/') && soname != b"." && soname != b"..";
+            if !plain || edits.ld_cache.iter().any(|e| e.key == soname) {
                 continue;
             }
             let link = folder.join(OsStr::from_bytes(&soname));
@@ -483,6 +485,7 @@ mod tests {
             .file("/r/usr/lib64/libnvidia-ml.so.550.54.15", "soname:libnvidia-ml.so.1")
             .symlink("/r/usr/lib64/libnvidia-ml.so.1", "libnvidia-ml.so.550.54.15")
             .file("/r/usr/lib64/libnotelf.so", "text")
+            .file("/r/usr/lib64/libdotdot.so.1.0", "soname:..")
             .symlink("/r/usr/lib64/libevil.so.1", "/etc/shadow")
             .symlink("/r/usr/lib64/libcuda.so", "libcuda.so.1");
         let mut lines = vec![];
