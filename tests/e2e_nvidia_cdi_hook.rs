@@ -38,7 +38,8 @@ const VERSION: &str = "550.54.15";
 const DRIVER: Layout = Layout::Rhel;
 const SCRIPT: &str = "/usr/bin/nvidia-smi -L; echo smi=$?; /usr/bin/libprobe cuinit; /usr/bin/libprobe cuversion; \
      /usr/bin/libprobe dlopen libnvidia-ml.so.1 libcuda.so.1 libcuda.so; /usr/bin/libprobe write /etc/ld.so.cache; \
-     cat /etc/nvidia/nvidia-application-profiles-rc.d/10-container.conf; echo";
+     cat /etc/nvidia/nvidia-application-profiles-rc.d/10-container.conf; echo; \
+     for l in libcuda.so libcuda.so.1 libnvidia-ml.so.1; do readlink /usr/lib64/$l; done";
 
 /// The application profile of a container with GPU 0 (`/dev/nvidia2` on this topology): bit 2.
 const PROFILE: &str = r#"{"profiles":[{"name":"_container_","settings":["EGLVisibleDGPUDevices",0x4]}],"rules":[{"pattern":[],"profile":"_container_"}]}"#;
@@ -109,7 +110,8 @@ fn assert_served(what: &str, out: &Output, cuda: i32) {
     let want = format!(
         "GPU 0: NVIDIA A100-SXM4-40GB (UUID: {GPU_0_UUID})\n  MIG 1g.5gb      Device  0: (UUID: {})\n\
          smi=0\ncuInit 0\ncuDriverGetVersion {cuda}\nlibnvidia-ml.so.1 ok\nlibcuda.so.1 ok\nlibcuda.so ok\n\
-         /etc/ld.so.cache EROFS\n{PROFILE}\n",
+         /etc/ld.so.cache EROFS\n{PROFILE}\n\
+         libcuda.so.1\nlibcuda.so.{VERSION}\nlibnvidia-ml.so.{VERSION}\n",
         support::a100::MIG_0_1_UUID
     );
     assert_eq!(text, want, "{what}");
