@@ -205,9 +205,7 @@ pub fn run(settings: &Settings, stdin: &mut dyn Read, hook: &NvidiaHook) -> Resu
             let cache_fd = sys
                 .open_dir(state_dir)
                 .map_err(|source| InjectError::WriteCache { dir: state_dir.to_path_buf(), source })?;
-            in_root(&sys, enter, &rootfs, name, |root| {
-                mount_params(&sys, root, (&cache_fd, state_dir), params.as_bytes())
-            })?
+            in_root(&sys, enter, &rootfs, name, |root| mount_params(&sys, root, (&cache_fd, state_dir), &params))?
         }
     };
     crate::log::info(&format!("nvidia-cdi-hook {name}: {}", lines.join("; ")));
@@ -349,28 +347,14 @@ pub fn chmod_in_root<S: FsOps>(
     Ok(lines)
 }
 
-/// The host's params with the line `ModifyDeviceFiles: 1` made `ModifyDeviceFiles: 0`;
-/// `None` when there is no such line or no such file.
-fn params_without_modification(host: &Path) -> Option<String> {
-    let mut text = String::new();
-    std::fs::File::open(host).ok()?.take(MAX_PARAMS_BYTES).read_to_string(&mut text).ok()?;
-    rewrite_params(&text)
-}
-
-/// [`params_without_modification`] of the text.
-pub fn rewrite_params(text: &str) -> Option<String> {
-    if !text.lines().any(|l| l == "ModifyDeviceFiles: 1") {
-        return None;
-    }
-    let mut out: String = text
-        .lines()
-        .map(|l| if l == "ModifyDeviceFiles: 1" { "ModifyDeviceFiles: 0" } else { l })
-        .collect::<Vec<_>>()
-        .join("\n");
-    if text.ends_with('\n') {
-        out.push('\n');
-    }
-    Some(out)
+/// The host's params with `ModifyDeviceFiles: 1` made `ModifyDeviceFiles: 0` (as the
+/// hook's `/proc/driver/nvidia` mask does, [`crate::proc_driver`]); `None` when there is
+/// nothing to change or no such file.
+fn params_without_modification(host: &Path) -> Option<Vec<u8>> {
+    let mut text = Vec::new();
+    std::fs::File::open(host).ok()?.take(MAX_PARAMS_BYTES).read_to_end(&mut text).ok()?;
+    let changed = crate::proc_driver::params_without_device_file_changes(&text);
+    (changed != text).then_some(changed)
 }
 
 /// Bind-mounts `params` read-only over the container's `/proc/driver/nvidia/params`;
@@ -461,14 +445,14 @@ mod tests {
     }
 
     #[test]
-    fn params_say_modify_device_files_0() {
-        let host = "RegistryDwords: \"\"\nModifyDeviceFiles: 1\nDeviceFileUID: 0\n";
-        assert_eq!(
-            rewrite_params(host).as_deref(),
-            Some("RegistryDwords: \"\"\nModifyDeviceFiles: 0\nDeviceFileUID: 0\n")
-        );
-        assert_eq!(rewrite_params("ModifyDeviceFiles: 0\n"), None);
-        assert_eq!(rewrite_params("XModifyDeviceFiles: 1\n"), None);
+    fn only_host_params_that_allow_modification_are_copied() {
+        let dir = tempfile::tempdir().unwrap();
+        let params = dir.path().join("params");
+        std::fs::write(&params, "ModifyDeviceFiles: 1\nDeviceFileUID: 0\n").unwrap();
+        assert_eq!(params_without_modification(&params).unwrap(), b"ModifyDeviceFiles: 0\nDeviceFileUID: 0\n");
+        std::fs::write(&params, "ModifyDeviceFiles: 0\n").unwrap();
+        assert_eq!(params_without_modification(&params), None);
+        assert_eq!(params_without_modification(&dir.path().join("none")), None);
     }
 
     const R: &str = "/r";
