@@ -375,10 +375,25 @@ pub fn mount_params<S: FsOps>(
         }
         Err(e) => return Err(InjectError::Stat { path: "/proc/driver/nvidia".into(), source: e }.into()),
     }
-    let target = Path::new("/proc/driver/nvidia/params");
-    let mut made = Vec::new();
-    driver_files::mount_copy(sys, root, host_dir, target, params, &mut made)?;
+    mount_copy_or_undo(sys, root, host_dir, Path::new("/proc/driver/nvidia/params"), params)?;
     Ok(vec!["mounted ModifyDeviceFiles: 0 over /proc/driver/nvidia/params".into()])
+}
+
+/// [`driver_files::mount_copy`]; on an error, what it made (dirs, the mount point) is undone.
+fn mount_copy_or_undo<S: FsOps>(
+    sys: &S,
+    root: &S::Fd,
+    host_dir: (&S::Fd, &Path),
+    target: &Path,
+    bytes: &[u8],
+) -> Result<(), InjectError> {
+    let mut made = Vec::new();
+    driver_files::mount_copy(sys, root, host_dir, target, bytes, &mut made).map_err(|error| {
+        match crate::apply::undo::undo_in_root(sys, root, &made) {
+            left if left.is_empty() => error,
+            left => InjectError::Incomplete { error: Box::new(error), left },
+        }
+    })
 }
 
 /// Where the driver reads application profiles, and the container's own.
@@ -422,9 +437,8 @@ pub fn application_profile<S: FsOps>(
     if mask == 0 {
         return Ok(vec!["no /dev/nvidiaN in the container, nothing to do".into()]);
     }
-    let mut made = Vec::new();
     let text = application_profile_text(mask);
-    driver_files::mount_copy(sys, root, host_dir, Path::new(APPLICATION_PROFILE), text.as_bytes(), &mut made)?;
+    mount_copy_or_undo(sys, root, host_dir, Path::new(APPLICATION_PROFILE), text.as_bytes())?;
     Ok(vec![format!("mounted {APPLICATION_PROFILE} (EGLVisibleDGPUDevices 0x{mask:x})")])
 }
 
@@ -538,6 +552,15 @@ mod tests {
         );
         let at = "/r/etc/nvidia/nvidia-application-profiles-rc.d/10-container.conf";
         assert!(fs.describe(at).unwrap().ends_with("(mount)"), "{:?}", fs.describe(at));
+        // A failed mount leaves no dir or mount point behind.
+        let fs = RecordingFs::new().dir("/run/mighook").char_dev("/r/dev/nvidia2", 195, 2, 0o666).dir("/r/etc").fail(
+            "bind",
+            "/run/mighook/*",
+            libc::EIO,
+        );
+        let host = fs.open_dir(Path::new("/run/mighook")).unwrap();
+        assert!(application_profile(&fs, &root(&fs), (&host, Path::new("/run/mighook"))).is_err());
+        assert_eq!(fs.describe("/r/etc/nvidia"), None);
         let fs = RecordingFs::new().dir("/run/mighook").dir("/r/dev");
         let host = fs.open_dir(Path::new("/run/mighook")).unwrap();
         let lines = application_profile(&fs, &root(&fs), (&host, Path::new("/run/mighook"))).unwrap();
