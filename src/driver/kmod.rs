@@ -78,7 +78,6 @@ pub fn listed_in_proc_modules(text: &str, module: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     const MODULES: &str = "nvidia_uvm 1540096 0 - Live 0x0000000000000000 (POE)\n\
         nvidia_modeset 1314816 0 - Live 0x0000000000000000 (POE)\n\
@@ -93,10 +92,16 @@ mod tests {
         assert!(!listed_in_proc_modules("nvidia 1 0 - Live 0x0\n", "nvidia-uvm"));
     }
 
+    /// Written by a child shell: a write fd of this process, inherited by another test
+    /// thread's fork for a moment, would make exec fail with ETXTBSY.
     fn script(dir: &Path, body: &str) -> PathBuf {
         let path = dir.join("modprobe");
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let status = std::process::Command::new("/bin/sh")
+            .args(["-c", "printf '#!/bin/sh\\n%s\\n' \"$1\" > \"$2\" && chmod 755 \"$2\"", "sh", body])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
         path
     }
 
