@@ -741,7 +741,17 @@ fn packaged_config_lists_every_key_with_its_default() {
         |l: &str| l.strip_prefix('#').filter(|r| r.starts_with(|c: char| c.is_ascii_lowercase())).map(str::to_string);
     let uncommented: String = text.lines().filter_map(key_line).map(|l| format!("{l}\n")).collect();
     let keys: Vec<&str> = uncommented.lines().map(|l| l.split(" = ").next().unwrap()).collect();
-    assert_eq!(keys.len(), 12, "{keys:?}");
+    // Every field of `ConfigFile` (src/config.rs), in kebab-case, is one of them.
+    let source = fs::read_to_string(support::workspace_root().join("src/config.rs")).unwrap();
+    let fields = source.split("pub struct ConfigFile {").nth(1).unwrap().split("\n}").next().unwrap();
+    let mut declared: Vec<String> = fields
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("pub ")?.split_once(':').map(|(name, _)| name.replace('_', "-")))
+        .collect();
+    let mut listed: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    declared.sort();
+    listed.sort();
+    assert_eq!(listed, declared, "packaging/config.toml must list every key of ConfigFile");
     let file = mighook::config::ConfigFile::parse(&uncommented).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (with, without) = (dir.path().join("with.toml"), dir.path().join("without.toml"));

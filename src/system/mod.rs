@@ -22,6 +22,7 @@
 pub mod dev_char;
 pub mod nodes;
 
+use crate::driver::Driver;
 use crate::settings::Settings;
 use std::path::PathBuf;
 use thiserror::Error;
@@ -56,10 +57,23 @@ pub fn create_device_nodes(settings: &Settings, dev_root_flag: Option<PathBuf>) 
 /// `mighook system create-dev-char-symlinks`: what was done, one line per link.
 pub fn create_dev_char_symlinks(settings: &Settings, dev_root_flag: Option<PathBuf>) -> Result<String, SystemError> {
     // Only what exists is linked: no module is loaded for a link.
-    let driver = settings.driver().with_modprobe(None);
-    let minors = nodes::gpu_minors(&settings.proc_root)?;
-    let plan = nodes::plan(&driver, &minors)?;
     let root = dev_root(settings, dev_root_flag);
-    let lines = dev_char::ensure(&crate::sys::LinuxSys, &root, &plan.nodes)?;
+    let driver = settings.driver().with_modprobe(None).with_dev_root(&root);
+    let minors = nodes::gpu_minors(&settings.proc_root)?;
+    let mut linked = nodes::plan(&driver, &minors)?.nodes;
+    // IMEX channel nodes are the admin's (create-device-nodes makes none), but a
+    // daemon-reload drops their rules all the same: the ones there get links too.
+    let channels =
+        driver.imex_channels().map_err(|source| SystemError::Driver { context: "IMEX channels".into(), source })?;
+    linked.extend(channels.iter().map(|c| crate::edits::DeviceNode {
+        path: crate::driver::imex::channel_path(c.channel),
+        kind: 'c',
+        major: c.major,
+        minor: c.minor,
+        file_mode: c.mode,
+        uid: c.uid,
+        gid: c.gid,
+    }));
+    let lines = dev_char::ensure(&crate::sys::LinuxSys, &root, &linked)?;
     Ok(lines.iter().map(|l| format!("{l}\n")).collect())
 }
