@@ -51,16 +51,7 @@ const H100_0: [(&str, u32, u32); 4] = [
 // Gates and outcomes.
 
 fn can_run(rt: Runtime) -> bool {
-    if !support::require_root_and(&[rt.binary(), "gcc", "busybox", "unshare", "mountpoint", "timeout"]) {
-        return false;
-    }
-    match rt.supported() {
-        Ok(()) => true,
-        Err(reason) => {
-            support::skip_unsupported(&format!("{} unsupported on this machine: {reason}", rt.name()));
-            false
-        }
-    }
+    support::runtime::can_run(rt, &[])
 }
 
 fn strs(v: &[String]) -> Vec<&str> {

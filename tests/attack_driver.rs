@@ -97,14 +97,7 @@ fn victim_dir() -> tempfile::TempDir {
 }
 
 fn runc() -> Option<Runtime> {
-    if !support::require_root_and(&["runc", "gcc", "busybox", "timeout", "mkfifo"]) {
-        return None;
-    }
-    let rt = [Runtime::RuncV1, Runtime::RuncV2].into_iter().find(|rt| rt.supported().is_ok());
-    if rt.is_none() {
-        support::skip_unsupported("no runc mode is supported on this machine");
-    }
-    rt
+    support::runtime::any_runc(&["runc", "gcc", "busybox", "timeout", "mkfifo"])
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -42,18 +42,7 @@ fn bundle(image: &Path) -> Bundle {
 
 /// runc, with whichever cgroup mode this machine runs it in.
 fn runc() -> Option<Runtime> {
-    if !support::require_root_and(&["runc", "gcc", "ldconfig"]) {
-        return None;
-    }
-    let mut why = vec![];
-    for rt in [Runtime::RuncV1, Runtime::RuncV2] {
-        match rt.supported() {
-            Ok(()) => return Some(rt),
-            Err(e) => why.push(e),
-        }
-    }
-    support::skip_unsupported(&format!("runc: {}", why.join("; ")));
-    None
+    support::runtime::any_runc(&["runc", "gcc", "ldconfig"])
 }
 
 #[test]

@@ -93,17 +93,7 @@ fn host_mode(node: &SimNode, path: &str) -> u32 {
 
 /// Gate for tests that run `rt`; `false` means the test already reported SKIPPED.
 fn can_run(rt: Runtime) -> bool {
-    if !support::require_root_and(&[rt.binary(), "gcc", "busybox", "unshare", "mountpoint", "timeout"]) {
-        return false;
-    }
-    match rt.supported() {
-        Ok(()) => true,
-        Err(reason) => {
-            // A platform limit, detected by trying: reported, never a pass in disguise.
-            support::skip_unsupported(&format!("{} unsupported on this machine: {reason}", rt.name()));
-            false
-        }
-    }
+    support::runtime::can_run(rt, &[])
 }
 
 // ---------------------------------------------------------------------------

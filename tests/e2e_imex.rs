@@ -46,16 +46,7 @@ fn assert_exactly_channel_1(label: &str, p: &ProbeOutput) {
 }
 
 fn can_run(rt: Runtime) -> bool {
-    if !support::require_root_and(&[rt.binary(), "gcc", "busybox", "unshare", "mountpoint", "timeout"]) {
-        return false;
-    }
-    match rt.supported() {
-        Ok(()) => true,
-        Err(reason) => {
-            support::skip_unsupported(&format!("{} unsupported on this machine: {reason}", rt.name()));
-            false
-        }
-    }
+    support::runtime::can_run(rt, &[])
 }
 
 /// A config file for the node: its dev root (where the host's channel nodes are) and runc.

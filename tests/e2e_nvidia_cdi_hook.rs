@@ -171,18 +171,7 @@ fn podman_runs_an_nvidia_generated_spec_through_nvidia_cdi_hook() {
 
 /// runc, in whichever cgroup mode this machine runs it.
 fn runc() -> Option<Runtime> {
-    if !support::require_root_and(&["runc", "gcc", "ldconfig"]) {
-        return None;
-    }
-    let mut why = vec![];
-    for rt in [Runtime::RuncV1, Runtime::RuncV2] {
-        match rt.supported() {
-            Ok(()) => return Some(rt),
-            Err(e) => why.push(e),
-        }
-    }
-    support::skip_unsupported(&format!("runc: {}", why.join("; ")));
-    None
+    support::runtime::any_runc(&["runc", "gcc", "ldconfig"])
 }
 
 /// A host dir the attacks aim at, and what it holds now.

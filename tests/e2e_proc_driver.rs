@@ -37,16 +37,7 @@ fn fake_driver_hook(dir: &Path, fake: &Path) -> PathBuf {
 }
 
 fn can_run(rt: Runtime) -> bool {
-    if !support::require_root_and(&[rt.binary(), "gcc", "busybox", "unshare", "mountpoint", "timeout", "nsenter"]) {
-        return false;
-    }
-    match rt.supported() {
-        Ok(()) => true,
-        Err(reason) => {
-            support::skip_unsupported(&format!("{} unsupported on this machine: {reason}", rt.name()));
-            false
-        }
-    }
+    support::runtime::can_run(rt, &["nsenter"])
 }
 
 const PROBE: [&str; 6] = [

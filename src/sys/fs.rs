@@ -202,6 +202,21 @@ const MOUNT_ATTR_NOSUID: u64 = 0x2;
 const MOUNT_ATTR_NODEV: u64 = 0x4;
 const MOUNT_ATTR_NOEXEC: u64 = 0x8;
 
+impl MountAttrs {
+    /// The `MOUNT_ATTR_*` bits of mount_setattr(2) and fsmount(2).
+    fn bits(self) -> u64 {
+        [
+            (self.read_only, MOUNT_ATTR_RDONLY),
+            (self.nosuid, MOUNT_ATTR_NOSUID),
+            (self.nodev, MOUNT_ATTR_NODEV),
+            (self.noexec, MOUNT_ATTR_NOEXEC),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .fold(0, |acc, (_, bit)| acc | bit)
+    }
+}
+
 /// `struct mount_attr` of `mount_setattr(2)`.
 #[repr(C)]
 struct MountAttr {
@@ -393,15 +408,7 @@ impl FsOps for super::LinuxSys {
         })?;
         // SAFETY: open_tree returned a fresh fd.
         let tree = unsafe { OwnedFd::from_raw_fd(tree as libc::c_int) };
-        let set = [
-            (attrs.read_only, MOUNT_ATTR_RDONLY),
-            (attrs.nosuid, MOUNT_ATTR_NOSUID),
-            (attrs.nodev, MOUNT_ATTR_NODEV),
-            (attrs.noexec, MOUNT_ATTR_NOEXEC),
-        ]
-        .iter()
-        .filter(|(on, _)| *on)
-        .fold(0, |acc, (_, bit)| acc | bit);
+        let set = attrs.bits();
         if set != 0 {
             let attr = MountAttr { attr_set: set, attr_clr: 0, propagation: 0, userns_fd: 0 };
             // SAFETY: valid fd, C string and a mount_attr of the size passed.
@@ -455,15 +462,7 @@ impl FsOps for super::LinuxSys {
                 0,
             )
         })?;
-        let set = [
-            (attrs.read_only, MOUNT_ATTR_RDONLY),
-            (attrs.nosuid, MOUNT_ATTR_NOSUID),
-            (attrs.nodev, MOUNT_ATTR_NODEV),
-            (attrs.noexec, MOUNT_ATTR_NOEXEC),
-        ]
-        .iter()
-        .filter(|(on, _)| *on)
-        .fold(0, |acc, (_, bit)| acc | bit);
+        let set = attrs.bits();
         // SAFETY: valid fd; the result is a new fd we take ownership of.
         let mnt = check(unsafe { libc::syscall(SYS_FSMOUNT, fs.as_raw_fd(), FSMOUNT_CLOEXEC, set as libc::c_uint) })?;
         // SAFETY: fsmount returned a fresh fd.

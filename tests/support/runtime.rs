@@ -266,3 +266,38 @@ pub fn crun_v2_supported() -> Result<(), String> {
         })
         .clone()
 }
+
+/// Gate for a test through `rt`: root, the runtime, what the probe needs and `extra`
+/// (a missing one is a loud skip, a failure on CI); a runtime mode this machine cannot
+/// run (a detected platform limit) is reported SKIPPED, never a pass in disguise.
+pub fn can_run(rt: Runtime, extra: &[&str]) -> bool {
+    let mut tools = vec![rt.binary(), "gcc", "busybox", "unshare", "mountpoint", "timeout"];
+    tools.extend_from_slice(extra);
+    if !super::require_root_and(&tools) {
+        return false;
+    }
+    match rt.supported() {
+        Ok(()) => true,
+        Err(reason) => {
+            super::skip_unsupported(&format!("{} unsupported on this machine: {reason}", rt.name()));
+            false
+        }
+    }
+}
+
+/// runc in whichever cgroup mode this machine runs it (v1 first), with root and `tools`;
+/// `None` after a loud skip.
+pub fn any_runc(tools: &[&str]) -> Option<Runtime> {
+    if !super::require_root_and(tools) {
+        return None;
+    }
+    let mut why = vec![];
+    for rt in [Runtime::RuncV1, Runtime::RuncV2] {
+        match rt.supported() {
+            Ok(()) => return Some(rt),
+            Err(e) => why.push(e),
+        }
+    }
+    super::skip_unsupported(&format!("runc: {}", why.join("; ")));
+    None
+}
