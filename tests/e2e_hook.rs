@@ -19,7 +19,7 @@ use support::{Bundle, ProbeOutput, Runtime, SimNode};
 const TOPOLOGY: &str = "a100x8";
 use support::{ENXIO, EPERM};
 
-use support::a100::MIG_0_1_NODES;
+use support::a100::{MIG_0_1_NODES, MIG_0_1_UUID};
 
 /// Nodes the probe makes itself (it has CAP_MKNOD): other GPUs, modeset, the
 /// MIG config/monitor caps, GI 7/9 of GPU 0, another GPU's caps. All must be denied.
@@ -228,6 +228,24 @@ fn mig_0_1_gets_exactly_its_six_nodes_runc_v2() {
 #[test]
 fn mig_0_1_gets_exactly_its_six_nodes_crun_v2() {
     mig_0_1_gets_exactly_its_six_nodes(Runtime::CrunV2);
+}
+
+/// CDI names in `NVIDIA_VISIBLE_DEVICES`, as NVIDIA's jit-cdi runtime takes them: the device
+/// plugin's kind by MIG UUID and `nvidia.com/gpu` by index both name exactly MIG 0:1.
+#[test]
+fn cdi_names_in_the_device_list_get_exactly_mig_0_1_runc_v1() {
+    let rt = Runtime::RuncV1;
+    if !can_run(rt) {
+        return;
+    }
+    let node = SimNode::new(TOPOLOGY);
+    let args = mig_probe_args();
+    for list in [format!("k8s.device-plugin.nvidia.com/gpu={MIG_0_1_UUID}"), "nvidia.com/gpu=0:1".to_string()] {
+        let env = format!("NVIDIA_VISIBLE_DEVICES={list}");
+        let bundle = Bundle::probe(&[env.as_str()], &strs(&args)).with_mighook(&node);
+        assert_exactly_mig_0_1(rt, &node, &rt.run_probe(&bundle));
+        support::rootfs::assert_pristine(&bundle.rootfs());
+    }
 }
 
 /// A host whose driver limits GPUs to a group (`NVreg_DeviceFileGID=44
