@@ -36,6 +36,7 @@ fuzz_target!(|data: &[u8]| {
         Err(
             RequestError::UnknownForm { entry }
             | RequestError::Malformed { entry, .. }
+            | RequestError::UnservedKind { entry, .. }
             | RequestError::TooManyDevices { entry, .. },
         ) => {
             // Errors show an entry as written, or escaped and cut (`shown`): either way one of the input's.
