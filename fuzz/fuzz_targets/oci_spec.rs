@@ -32,7 +32,15 @@ fuzz_target!(|data: &[u8]| {
 
 /// The edits of a few real requests on an A100 node, picked by `sel`.
 fn edits(sel: u8) -> ContainerEdits {
-    let n = |path: &str, major, minor, mode| DeviceNode { path: path.into(), kind: 'c', major, minor, file_mode: mode, uid: 0, gid: 0 };
+    let n = |path: &str, major, minor, mode| DeviceNode {
+        path: path.into(),
+        kind: 'c',
+        major,
+        minor,
+        file_mode: mode,
+        uid: 0,
+        gid: 0,
+    };
     let mut nodes = vec![n("/dev/nvidiactl", 195, 255, 0o666)];
     if sel & 1 != 0 {
         nodes.extend([n("/dev/nvidia-uvm", 511, 0, 0o666), n("/dev/nvidia-uvm-tools", 511, 1, 0o666)]);
