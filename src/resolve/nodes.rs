@@ -118,20 +118,23 @@ fn uvm_major<D: Driver + ?Sized>(driver: &D) -> Result<u32, ResolveError> {
 
 /// `nvidia-modeset` for `display`: loaded when `/proc/modules` says it is missing
 /// and `load-kmods` is on. Where there is no `/proc/modules` to tell, nothing is checked.
-fn ensure_modeset<D: Driver + ?Sized>(driver: &D) -> Result<(), ResolveError> {
+/// Still missing: `Some(warning)`, and the node is left out, as NVIDIA's toolkit skips a
+/// missing node (only uvm is refused: CUDA cannot run without it, most programs run
+/// without modeset, and every `all` or legacy CUDA image asks for `display`).
+fn modeset_missing<D: Driver + ?Sized>(driver: &D) -> Result<Option<String>, ResolveError> {
     let loaded = |d: &D| d.kernel_module_loaded("nvidia-modeset").map_err(kmod_err("nvidia-modeset"));
     if loaded(driver)? != Some(false) {
-        return Ok(());
+        return Ok(None);
     }
     let why = if driver.load_kernel_module("nvidia-modeset").map_err(kmod_err("nvidia-modeset"))? {
         if loaded(driver)? != Some(false) {
-            return Ok(());
+            return Ok(None);
         }
         "even after loading it"
     } else {
-        "and load-kmods is off (load nvidia-modeset on the host, or set load-kmods = true)"
+        "and load-kmods is off"
     };
-    Err(ResolveError::Node(format!("display needs the nvidia-modeset kernel module, which is not loaded, {why}")))
+    Ok(Some(format!("display: no /dev/nvidia-modeset (the nvidia-modeset kernel module is not loaded, {why})")))
 }
 
 /// Builds the edits for a selection.
@@ -159,8 +162,10 @@ pub fn build<D: Driver + ?Sized>(
         nodes.push(driver_node("/dev/nvidia-uvm-tools".into(), uvm, UVM_TOOLS_MINOR, &DeviceFileParams::DEFAULT));
     }
     if request.capabilities.display() {
-        ensure_modeset(driver)?;
-        nodes.push(driver_node("/dev/nvidia-modeset".into(), NVIDIA_MAJOR, MODESET_MINOR, &params));
+        match modeset_missing(driver)? {
+            None => nodes.push(driver_node("/dev/nvidia-modeset".into(), NVIDIA_MAJOR, MODESET_MINOR, &params)),
+            Some(warning) => sel.warnings.push(warning),
+        }
     }
     for gpu in &sel.gpus {
         nodes.push(driver_node(format!("/dev/nvidia{}", gpu.minor), NVIDIA_MAJOR, gpu.minor, &params));

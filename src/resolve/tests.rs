@@ -401,12 +401,14 @@ fn a_missing_modeset_module_is_loaded_for_display() {
 }
 
 #[test]
-fn without_load_kmods_a_missing_modeset_refuses_display() {
+fn without_load_kmods_a_missing_modeset_is_left_out_with_a_warning() {
     let driver = FakeDriver { load_kmods: false, ..FakeDriver::a100_without_uvm() };
-    let e = plan(&with_caps("2", "display"), &driver).unwrap_err().to_string();
+    let p = plan(&with_caps("2", "utility,display"), &driver).unwrap();
+    assert!(p.edits.device_nodes.iter().all(|n| n.path != "/dev/nvidia-modeset"));
+    assert!(p.edits.device_nodes.iter().any(|n| n.path == "/dev/nvidiactl"));
     assert_eq!(
-        e,
-        "display needs the nvidia-modeset kernel module, which is not loaded, and load-kmods is off (load nvidia-modeset on the host, or set load-kmods = true)"
+        p.selection.warnings,
+        ["display: no /dev/nvidia-modeset (the nvidia-modeset kernel module is not loaded, and load-kmods is off)"]
     );
 }
 
