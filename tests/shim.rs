@@ -371,22 +371,31 @@ fn the_device_plugins_annotation_kind_names_the_device() {
     assert_eq!(devices(&w.spec()), expected_devices_after(&before));
 }
 
-/// An NVIDIA kind mighook cannot give is refused by name, never silently granted nothing.
+/// The device plugin's other NVIDIA kinds (GDS, MOFED) are the engine's: its own spec serves
+/// them. The GPU name next to one still selects exactly its device.
 #[test]
-fn an_nvidia_annotation_kind_mighook_does_not_serve_refuses_the_start() {
+fn an_nvidia_annotation_kind_other_than_gpu_is_left_to_the_engine() {
     let w = World::new();
     w.enable_annotations();
     let mut before = docker_spec(&[]);
-    before["annotations"]["cdi.k8s.io/x"] = json!("k8s.device-plugin.nvidia.com/gds=all");
+    before["annotations"]["cdi.k8s.io/x"] =
+        json!(format!("k8s.device-plugin.nvidia.com/gds=all,k8s.device-plugin.nvidia.com/gpu={MIG_0_1_UUID}"));
+    w.write_spec(&before);
+    ok(&w.shim(&["create", "--bundle", &w.bundle_str(), "c21"]));
+    assert_eq!(devices(&w.spec()), expected_devices_after(&before));
+}
+
+/// A GPU kind's name mighook cannot resolve is refused by name, never silently granted nothing.
+#[test]
+fn a_gpu_annotation_name_mighook_cannot_resolve_refuses_the_start() {
+    let w = World::new();
+    w.enable_annotations();
+    let mut before = docker_spec(&[]);
+    before["annotations"]["cdi.k8s.io/x"] = json!("k8s.device-plugin.nvidia.com/gpu=MIG-not-a-uuid");
     w.write_spec(&before);
     let before = mtime_and_bytes(&w.config_json());
-    let out = w.shim(&["create", "--bundle", &w.bundle_str(), "c21"]);
-    assert_refused(
-        &w,
-        &out,
-        &before,
-        "mighook: k8s.device-plugin.nvidia.com/gds=all: CDI kind k8s.device-plugin.nvidia.com/gds is not one mighook serves",
-    );
+    let out = w.shim(&["create", "--bundle", &w.bundle_str(), "c22"]);
+    assert_refused(&w, &out, &before, "mighook: k8s.device-plugin.nvidia.com/gpu=MIG-not-a-uuid: malformed MIG UUID");
 }
 
 #[test]

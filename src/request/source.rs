@@ -142,14 +142,21 @@ pub struct SpecView {
     pub mount_imex: String,
     /// Channels of IMEX-kind CDI names in the annotations, in order.
     pub annotation_imex: Vec<String>,
+    /// The first NVIDIA kind neither GPU nor IMEX in annotations or `cdi/` mounts
+    /// (GDS, MOFED, gdrcopy of the device plugin), shown: left to the engine, said in the log.
+    pub engine_kind: Option<String>,
 }
 
 /// What one CDI name in an annotation or a `cdi/` mount asks for.
 enum CdiName<'a> {
-    /// A name of an NVIDIA kind that is no IMEX channel: for the device grammar, whole.
+    /// A name of a GPU kind (or a malformed NVIDIA name): for the device grammar, whole,
+    /// so a name mighook cannot resolve is an error naming it.
     Device(&'a str),
     /// The channel of an IMEX kind's name.
     Imex(&'a str),
+    /// Another NVIDIA kind (`k8s.device-plugin.nvidia.com/gds`, `.../mofed`): the device
+    /// plugin's own spec serves it through the engine's CDI handling, as under NVIDIA's toolkit.
+    EngineNvidia(&'a str),
     /// Another vendor's: the engine's own CDI handling serves it.
     Foreign,
 }
@@ -157,10 +164,17 @@ enum CdiName<'a> {
 fn classify(name: &str) -> CdiName<'_> {
     match super::split_cdi_name(name) {
         Some((kind, channel)) if super::IMEX_KINDS.contains(&kind) => CdiName::Imex(channel),
+        Some((kind, _)) if super::GPU_KINDS.contains(&kind) => CdiName::Device(name),
+        Some((kind, _)) if super::is_nvidia_kind(kind) && is_well_formed_kind(kind) => CdiName::EngineNvidia(kind),
         Some((kind, _)) if super::is_nvidia_kind(kind) => CdiName::Device(name),
         // Another vendor's, or no CDI name at all (no `=`): the engine's CDI handling refuses those.
         _ => CdiName::Foreign,
     }
+}
+
+/// `<vendor>/<class>`, both non-empty, one `/`.
+fn is_well_formed_kind(kind: &str) -> bool {
+    kind.split_once('/').is_some_and(|(vendor, class)| !vendor.is_empty() && !class.is_empty() && !class.contains('/'))
 }
 
 /// Appends `item` to a `,`-joined list.
@@ -290,6 +304,9 @@ impl SpecView {
                 match classify(&name) {
                     CdiName::Device(name) => push_joined(&mut self.mount_ids, name),
                     CdiName::Imex(channel) => push_joined(&mut self.mount_imex, channel),
+                    CdiName::EngineNvidia(kind) => {
+                        self.engine_kind.get_or_insert_with(|| super::shown(kind));
+                    }
                     CdiName::Foreign => {}
                 }
             } else {
@@ -315,6 +332,9 @@ impl SpecView {
                 match classify(name) {
                     CdiName::Device(name) => self.annotation_ids.push(name.to_string()),
                     CdiName::Imex(channel) => self.annotation_imex.push(channel.to_string()),
+                    CdiName::EngineNvidia(kind) => {
+                        self.engine_kind.get_or_insert_with(|| super::shown(kind));
+                    }
                     // Other vendors' CDI devices are the runtime's own business.
                     CdiName::Foreign => {}
                 }
@@ -408,6 +428,9 @@ pub fn from_view(mut view: SpecView, policy: &SourcePolicy) -> SpecRequest {
         driver_capabilities.or_else(|| image.legacy_capabilities()),
     );
     let mut notes = Vec::new();
+    if let Some(kind) = &view.engine_kind {
+        notes.push(format!("CDI devices of kind {kind}: not mighook's, left to the engine's own CDI handling"));
+    }
     let imex_channels = imex_from(view.annotation_imex, view.mount_imex, view.imex_env, privileged, policy, &mut notes);
     let mut visible_devices = None;
     let mut origin = Origin::Nothing;
@@ -556,19 +579,33 @@ mod tests {
             "cdi.k8s.io/other": "k8s.device-plugin.nvidia.com/gds=all,noequals",
         });
         let r = from_spec(&s, &policy());
-        let devices =
-            "k8s.device-plugin.nvidia.com/gpu=MIG-x,management.nvidia.com/gpu=all,k8s.device-plugin.nvidia.com/gds=all";
+        let devices = "k8s.device-plugin.nvidia.com/gpu=MIG-x,management.nvidia.com/gpu=all";
         assert_eq!(r.visible_devices.as_deref(), Some(devices));
         assert_eq!(r.imex_channels.as_deref(), Some("3"));
     }
 
     #[test]
-    fn an_unserved_nvidia_kind_in_an_annotation_is_a_request_error() {
+    fn other_nvidia_kinds_in_an_annotation_are_left_to_the_engine_with_a_note() {
         let mut s = spec(&[]);
-        s["annotations"] = json!({"cdi.k8s.io/x": "k8s.device-plugin.nvidia.com/gds=all"});
+        s["annotations"] =
+            json!({"cdi.k8s.io/x": "k8s.device-plugin.nvidia.com/gpu=0,k8s.device-plugin.nvidia.com/gds=all"});
+        let r = from_spec(&s, &policy());
+        assert_eq!(r.visible_devices.as_deref(), Some("k8s.device-plugin.nvidia.com/gpu=0"));
+        assert_eq!(
+            r.notes,
+            [
+                "CDI devices of kind k8s.device-plugin.nvidia.com/gds: not mighook's, left to the engine's own CDI handling"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_gpu_kind_name_mighook_cannot_resolve_in_an_annotation_is_a_request_error() {
+        let mut s = spec(&[]);
+        s["annotations"] = json!({"cdi.k8s.io/x": "k8s.device-plugin.nvidia.com/gpu=bogus"});
         let r = from_spec(&s, &policy());
         let e = crate::request::Request::parse(&r.raw(), &Default::default()).unwrap_err().to_string();
-        assert!(e.starts_with("k8s.device-plugin.nvidia.com/gds=all: CDI kind k8s.device-plugin.nvidia.com/gds is not one mighook serves"), "{e}");
+        assert_eq!(e, "k8s.device-plugin.nvidia.com/gpu=bogus: not a GPU index, UUID, PCI bus id or MIG device");
     }
 
     #[test]
