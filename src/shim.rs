@@ -168,6 +168,7 @@ fn add_proc_mask_hook(
     }
     let exe = std::env::current_exe()
         .map_err(|e| ShimError::Exec { path: "/proc/self/exe".into(), reason: e.to_string() })?;
+    let exe = installed_path(exe);
     let mut args = vec!["mighook".to_string()];
     if let Some(config) = &settings.config_path {
         args.extend(["--config".to_string(), config.display().to_string()]);
@@ -177,6 +178,16 @@ fn add_proc_mask_hook(
     let hook = serde_json::json!({ "path": exe, "args": args, "env": [format!("PATH={DEFAULT_PATH}")], "timeout": 30 });
     spec::add_prestart_hook(spec, hook)?;
     Ok(true)
+}
+
+/// This binary's path for a hook entry. An upgrade that renamed a new binary over
+/// this one shows it as `<path> (deleted)`; the hook runs later, so `<path>`, the
+/// installed one, is what it must name.
+fn installed_path(exe: PathBuf) -> PathBuf {
+    match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
+        Some(installed) => PathBuf::from(installed),
+        None => exe,
+    }
 }
 
 /// What [`prepare_driver_files`] did.
@@ -294,6 +305,14 @@ fn shim(settings: &Settings, inv: &argv::Invocation, args: &[OsString]) -> Resul
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_hook_names_the_installed_binary_even_mid_upgrade() {
+        let installed = |p: &str| installed_path(PathBuf::from(p));
+        assert_eq!(installed("/usr/local/bin/mighook (deleted)"), PathBuf::from("/usr/local/bin/mighook"));
+        assert_eq!(installed("/usr/local/bin/mighook"), PathBuf::from("/usr/local/bin/mighook"));
+        assert_eq!(installed("/opt/a (deleted)/mighook"), PathBuf::from("/opt/a (deleted)/mighook"));
+    }
 
     fn exe(dir: &Path, name: &str) -> PathBuf {
         let p = dir.join(name);
