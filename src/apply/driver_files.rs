@@ -353,22 +353,28 @@ pub fn merged_cache<S: FsOps>(
     cuda_compat: Option<&str>,
     report: &mut InjectReport,
 ) -> Result<Vec<u8>, InjectError> {
+    // Only a cache mighook mounted earlier in this start (a mount root over the image's
+    // file) is taken as its own: the image could write mighook's generator tag into its own.
+    let mut mounted_by_us = false;
     let image = match sys.open_dir_in_root(root, Path::new("etc")) {
-        Ok(etc) => match sys.read_at(&etc, OsStr::new("ld.so.cache"), MAX_IMAGE_CACHE_BYTES) {
-            Ok(Some(bytes)) => match ldcache::parse(&bytes) {
-                Ok(cache) => cache,
+        Ok(etc) => {
+            mounted_by_us = matches!(sys.stat_at(&etc, OsStr::new("ld.so.cache")), Ok(Some(st)) if st.mount_root);
+            match sys.read_at(&etc, OsStr::new("ld.so.cache"), MAX_IMAGE_CACHE_BYTES) {
+                Ok(Some(bytes)) => match ldcache::parse(&bytes) {
+                    Ok(cache) => cache,
+                    Err(e) => {
+                        report.lines.push(format!("the image's /etc/ld.so.cache is not usable ({e}); replaced"));
+                        LdCache::default()
+                    }
+                },
+                Ok(None) => LdCache::default(),
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => LdCache::default(),
                 Err(e) => {
-                    report.lines.push(format!("the image's /etc/ld.so.cache is not usable ({e}); replaced"));
+                    report.lines.push(format!("the image's /etc/ld.so.cache is not readable ({e}); replaced"));
                     LdCache::default()
                 }
-            },
-            Ok(None) => LdCache::default(),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => LdCache::default(),
-            Err(e) => {
-                report.lines.push(format!("the image's /etc/ld.so.cache is not readable ({e}); replaced"));
-                LdCache::default()
             }
-        },
+        }
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => LdCache::default(),
         Err(source) => return Err(InjectError::ReadCache { source }),
     };
@@ -376,7 +382,7 @@ pub fn merged_cache<S: FsOps>(
         Some(host) => super::cuda_compat::compat_entries(sys, root, host, &mut report.lines),
         // A cache mighook already wrote (an earlier `enable-cuda-compat` hook) keeps its
         // compat entries first when more libraries are merged in.
-        None if image.generator.as_deref() == Some(ldcache::GENERATOR) => {
+        None if mounted_by_us && image.generator.as_deref() == Some(ldcache::GENERATOR) => {
             super::cuda_compat::chosen_entries(sys, root, &image)
         }
         None => vec![],
