@@ -216,7 +216,7 @@ fn prepare_driver_files(
             source,
         }))
     })?;
-    let edits = crate::driver_files::place(files, driver_files::library_dir(&sys, &root));
+    let mut edits = crate::driver_files::place(files, driver_files::library_dir(&sys, &root));
     let targets: Vec<&Path> = edits
         .mounts
         .iter()
@@ -224,8 +224,21 @@ fn prepare_driver_files(
         .chain(edits.symlinks.iter().map(|l| l.link.as_path()))
         .chain([Path::new("/etc/ld.so.cache")])
         .collect();
-    driver_files::outside_spec_mounts(&sys, &root, &targets, &spec::bind_destinations(spec))?;
+    let binds = spec::bind_destinations(spec);
+    driver_files::outside_spec_mounts(&sys, &root, &targets, &binds)?;
     let mut report = InjectReport::default();
+    // The compat dir is read now, from the image; a volume the runtime mounts over it
+    // (or over where its links lead) later would hold other files than the cache names.
+    let compat_file = Path::new("/").join(crate::apply::cuda_compat::COMPAT_DIR).join("libcuda.so");
+    if edits.cuda_compat.is_some()
+        && matches!(
+            driver_files::outside_spec_mounts(&sys, &root, &[compat_file.as_path()], &binds),
+            Err(InjectError::UnderSpecMount { .. })
+        )
+    {
+        report.lines.push("CUDA forward compatibility: /usr/local/cuda/compat is under a volume; not used".into());
+        edits.cuda_compat = None;
+    }
     let cache = bundle.join(CACHE_FILE);
     let merged = driver_files::merged_cache(&sys, &root, &edits.ld_cache, edits.cuda_compat.as_deref(), &mut report)?;
     crate::atomic_file::replace(&cache, &merged, 0o644)

@@ -70,6 +70,24 @@ fn shim_puts_a_newer_compat_libcuda_first_and_never_an_older_one() {
     }
 }
 
+/// The shim reads the compat dir before runc mounts volumes: a volume where the image's
+/// `/usr/local/cuda` leads would hold other files, so its compat library is not put first.
+#[test]
+fn shim_leaves_a_compat_dir_under_a_volume_alone() {
+    let Some(rt) = runc() else { return };
+    let node = SimNode::with_driver_root("a100x8", Layout::Rhel);
+    let image = copy_glibc_image(Layout::Debian);
+    install_cuda_compat(image.path(), "570.86.10");
+    let volume = tempfile::tempdir().unwrap();
+    install_cuda_compat(volume.path(), "570.86.10");
+    let source = volume.path().join("usr/local/cuda-12.8");
+    let b = bundle(image.path()).edit(|c| {
+        let mount = serde_json::json!({"destination": "/usr/local/cuda-12.8", "type": "bind", "source": source, "options": ["rbind", "ro"]});
+        c["mounts"].as_array_mut().unwrap().push(mount);
+    });
+    assert_loaded("shim, compat dir under a volume", &rt.run_shim(&b, &node.mighook_args()), DRIVER_CUDA_VERSION);
+}
+
 #[test]
 fn cuda_compat_false_keeps_the_drivers_libcuda() {
     let Some(rt) = runc() else { return };
