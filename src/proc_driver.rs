@@ -80,9 +80,9 @@ impl ProcSelection {
     pub fn from_args(gpus: &[String], migs: &[String], mig_admin: bool) -> Result<Self, String> {
         let mut sel = ProcSelection { mig_admin, ..Default::default() };
         for gpu in gpus {
-            let ok = !gpu.is_empty()
-                && gpu.len() <= 16
-                && gpu.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+            let ok = gpu.len() <= 16
+                && gpu.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+                && crate::request::PciBusId::parse(gpu).is_some();
             if !ok {
                 return Err(format!("--gpu {gpu:?} is not a PCI bus id"));
             }
@@ -262,6 +262,8 @@ mod tests {
     fn hook_arguments_that_could_be_paths_are_refused() {
         let e = ProcSelection::from_args(&["../../etc".into()], &[], false).unwrap_err();
         assert_eq!(e, "--gpu \"../../etc\" is not a PCI bus id");
+        let e = ProcSelection::from_args(&["..".into()], &[], false).unwrap_err();
+        assert_eq!(e, "--gpu \"..\" is not a PCI bus id");
         let e = ProcSelection::from_args(&[], &["2:8".into()], false).unwrap_err();
         assert_eq!(e, "--mig \"2:8\" is not <gpu minor>:<gi>:<ci>");
     }
