@@ -105,6 +105,30 @@ fn cuda_compat_false_keeps_the_drivers_libcuda() {
     let _ = std::fs::remove_file(&config);
 }
 
+/// An image's own ld.so.cache carrying mighook's generator tag is not taken for one mighook
+/// mounted earlier in the start: with `cuda-compat = false` its compat entry stays behind the driver's.
+#[test]
+fn a_forged_generator_tag_in_the_image_cache_does_not_put_compat_first() {
+    let Some(rt) = runc() else { return };
+    let node = SimNode::with_driver_root("a100x8", Layout::Debian);
+    let image = copy_glibc_image(Layout::Debian);
+    install_cuda_compat(image.path(), "570.86.10");
+    let cache_path = image.path().join("etc/ld.so.cache");
+    let mut cache = std::fs::read(&cache_path).map(|b| mighook::ldcache::parse(&b).unwrap()).unwrap_or_default();
+    cache.entries.push(mighook::ldcache::Entry::x86_64("libcuda.so.1", "/usr/local/cuda-12.8/compat/libcuda.so.1"));
+    cache.generator = Some(mighook::ldcache::GENERATOR.to_vec());
+    std::fs::write(&cache_path, mighook::ldcache::serialize(&cache)).unwrap();
+    let config = image.path().with_extension("toml");
+    std::fs::write(&config, "cuda-compat = false\n").unwrap();
+    let mut args = vec!["mighook".to_string()];
+    args.extend(node.mighook_args());
+    args.extend(["--config".into(), config.to_str().unwrap().into(), "prestart".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let b = bundle(image.path()).with_prestart_hook(&support::mighook_bin(), &args, &["PATH=/usr/bin:/bin"]);
+    assert_loaded("hook, forged cache tag, cuda-compat = false", &rt.run(&b), DRIVER_CUDA_VERSION);
+    let _ = std::fs::remove_file(&config);
+}
+
 /// A plain tar of `root`, imported into podman as `name`.
 fn import(podman: &engines::Podman, root: &Path, name: &str) {
     let tar = root.with_extension("tar");
