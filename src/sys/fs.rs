@@ -120,6 +120,8 @@ pub trait FsOps: Sync {
     fn open_at_nofollow(&self, dir: &Self::Fd, name: &OsStr) -> io::Result<Self::Fd>;
     /// `statx` of an open fd.
     fn fstat(&self, fd: &Self::Fd) -> io::Result<FileStat>;
+    /// The type of the file system `fd` is on (`fstatfs` `f_type`, e.g. `PROC_SUPER_MAGIC`).
+    fn fs_magic(&self, fd: &Self::Fd) -> io::Result<i64>;
     /// `statx(dir, name, AT_SYMLINK_NOFOLLOW)`; `None` when there is no entry.
     fn stat_at(&self, dir: &Self::Fd, name: &OsStr) -> io::Result<Option<FileStat>>;
     /// `mkdirat(dir, name, mode)`.
@@ -374,6 +376,10 @@ impl FsOps for super::LinuxSys {
 
     fn fstat(&self, fd: &OwnedFd) -> io::Result<FileStat> {
         statx_at(fd.as_raw_fd(), &CString::default(), libc::AT_EMPTY_PATH)
+    }
+
+    fn fs_magic(&self, fd: &OwnedFd) -> io::Result<i64> {
+        fs_magic_of(fd)
     }
 
     fn stat_at(&self, dir: &OwnedFd, name: &OsStr) -> io::Result<Option<FileStat>> {
