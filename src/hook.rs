@@ -126,11 +126,7 @@ pub fn prestart(settings: &Settings, stdin: &mut dyn Read) -> Result<(), HookErr
     let proc = mask.as_ref().map(|mask| apply::ProcTarget { mask, host_dir: &host_proc });
     let report = apply::apply_masked(&crate::sys::LinuxSys, &target, &plan.edits, &settings.dev_root, proc)?;
     if mask.is_some() && !report.proc_driver.masked {
-        crate::log::debug(&format!(
-            "pid {}: the container's /proc has no {}: nothing to mask",
-            state.pid,
-            crate::proc_driver::PROC_DRIVER_NVIDIA
-        ));
+        log_unmasked(state.pid, &report.proc_driver);
     }
     crate::log::info(&format!("pid {}: applied {report}", state.pid));
     Ok(())
@@ -159,13 +155,21 @@ pub fn proc_mask_hook(
     let (report, _) = apply::proc_driver::mask(&crate::sys::LinuxSys, state.pid, &rootfs, &host_proc, &mask)?;
     match report.masked {
         true => crate::log::info(&format!("pid {}: {}", state.pid, report.lines.join("; "))),
-        false => crate::log::debug(&format!(
-            "pid {}: the container's /proc has no {}: nothing to mask",
-            state.pid,
+        false => log_unmasked(state.pid, &report),
+    }
+    Ok(())
+}
+
+/// Why the container's `/proc/driver/nvidia` was not masked: a warning when its
+/// `/proc` is not (yet) a procfs, a debug line when there is simply nothing to mask.
+fn log_unmasked(pid: i32, report: &apply::proc_driver::ProcMaskReport) {
+    match &report.warning {
+        Some(warning) => crate::log::warn(&format!("pid {pid}: {warning}")),
+        None => crate::log::debug(&format!(
+            "pid {pid}: the container's /proc has no {}: nothing to mask",
             crate::proc_driver::PROC_DRIVER_NVIDIA
         )),
     }
-    Ok(())
 }
 
 /// What the container's `/proc/driver/nvidia` shows ([`crate::proc_driver`]); `None`

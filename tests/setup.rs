@@ -583,6 +583,44 @@ fn undo_refuses_when_the_file_was_edited_since_and_changes_nothing() {
 }
 
 #[test]
+fn undo_leaves_a_link_the_admin_pointed_elsewhere() {
+    let h = Host::new();
+    h.setup_ok("docker", &[]);
+    let theirs = h.bin("nvidia-container-runtime");
+    fs::remove_file(&theirs).unwrap();
+    std::os::unix::fs::symlink("/usr/bin/nvidia-container-runtime.real", &theirs).unwrap();
+    let out = h.setup_ok("docker", &["--undo"]);
+    assert_eq!(fs::read_link(&theirs).unwrap(), Path::new("/usr/bin/nvidia-container-runtime.real"));
+    assert!(
+        out.contains(&format!(
+            "left link {}: it now points at /usr/bin/nvidia-container-runtime.real, not mighook",
+            theirs.display()
+        )),
+        "{out}"
+    );
+    assert!(fs::symlink_metadata(h.bin("nvidia-container-runtime-hook")).is_err(), "setup's own link goes");
+}
+
+#[test]
+fn undo_run_again_after_a_partial_restore_completes() {
+    let h = Host::new();
+    h.put(CONFIG_TOML, DEBIAN_CONFIG);
+    h.setup_ok("containerd", &["--set-as-default"]);
+    // An undo that put config.toml back and then failed: the file holds its backup, the rest is undone.
+    let (backup, _) = h.backups(CONFIG_TOML).pop().unwrap();
+    fs::copy(&backup, h.at(CONFIG_TOML)).unwrap();
+    let out = h.setup_ok("containerd", &["--undo"]);
+    assert!(
+        out.contains(&format!("{}: already restored from {}", h.at(CONFIG_TOML).display(), backup.display())),
+        "{out}"
+    );
+    assert!(out.ends_with("containerd: setup undone; restart containerd to drop the nvidia runtime\n"), "{out}");
+    assert_eq!(h.text(CONFIG_TOML), DEBIAN_CONFIG);
+    assert!(!h.at(DROPIN).exists());
+    assert!(h.backups(CONFIG_TOML).is_empty(), "the backup is deleted once everything is undone");
+}
+
+#[test]
 fn undo_without_a_setup_says_so() {
     let h = Host::new();
     let out = h.setup_ok("crio", &["--undo"]);

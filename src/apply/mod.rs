@@ -289,7 +289,10 @@ mod tests {
 
     #[test]
     fn a_failed_cgroup_step_detaches_the_proc_mask_too() {
-        let fs = fake().dir("/b/rootfs/proc/driver/nvidia/gpus/0000:0f:00.0").dir("/host/nvidia/gpus/0000:07:00.0");
+        let fs = fake()
+            .dir("/b/rootfs/proc/driver/nvidia/gpus/0000:0f:00.0")
+            .fs_magic("/b/rootfs/proc", libc::PROC_SUPER_MAGIC)
+            .dir("/host/nvidia/gpus/0000:07:00.0");
         let before = fs.snapshot();
         let mask = proc_mask();
         let proc = ProcTarget { mask: &mask, host_dir: Path::new("/host/nvidia") };
@@ -313,7 +316,10 @@ mod tests {
 
     #[test]
     fn a_successful_start_reports_the_proc_mask() {
-        let fs = fake().dir("/b/rootfs/proc/driver/nvidia").dir("/host/nvidia/gpus/0000:07:00.0");
+        let fs = fake()
+            .dir("/b/rootfs/proc/driver/nvidia")
+            .fs_magic("/b/rootfs/proc", libc::PROC_SUPER_MAGIC)
+            .dir("/host/nvidia/gpus/0000:07:00.0");
         let mask = proc_mask();
         let proc = ProcTarget { mask: &mask, host_dir: Path::new("/host/nvidia") };
         let target = Target { pid: 42, rootfs: "/b/rootfs".into() };

@@ -4,7 +4,9 @@
 //! `prepareRootfs`, before `pivot_root`), so from the container's mount namespace
 //! the container's procfs is at `<rootfs>/proc`. Its `driver/nvidia` exists when
 //! the host has an NVIDIA driver loaded; where it does not, nothing is done (a
-//! debug line says so). Otherwise a tmpfs (0555, nodev, nosuid, noexec) goes over
+//! debug line says so). A `<rootfs>/proc` that is not a procfs mount (a runtime
+//! that mounts it after the prestart hooks) is left alone with a warning: the
+//! mask would end up under that mount. Otherwise a tmpfs (0555, nodev, nosuid, noexec) goes over
 //! it, the plan's files are written into it, and the plan's host entries are
 //! bind-mounted read-only (nodev, nosuid, noexec) onto mount points made in it.
 //! The host sources are opened and checked before anything is mounted. On any
@@ -37,11 +39,13 @@ pub enum ProcMaskError {
 }
 
 /// What was done, for the hook's log; `masked` is false when the container has no
-/// `/proc/driver/nvidia` to mask.
+/// `/proc/driver/nvidia` to mask, and `warning` then says why when that is not
+/// what a container with a procfs would show (the host has the driver).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcMaskReport {
     pub masked: bool,
     pub lines: Vec<String>,
+    pub warning: Option<String>,
 }
 
 const RO: MountAttrs = MountAttrs { read_only: true, nosuid: true, nodev: true, noexec: true, recursive: false };
@@ -61,6 +65,29 @@ pub fn mask_in_root<S: FsOps>(
         let path = path.to_string();
         move |source| ProcMaskError::Inspect { path, source }
     };
+    // The callers come here only when the host has the driver, so a procfs at the
+    // container's /proc shows driver/nvidia; anything else there is a runtime that
+    // mounts /proc after the prestart hooks: the mask would be hidden, so it is not
+    // applied, and the start goes on with a warning rather than silently.
+    let unmasked = |why: String| {
+        let warning = format!("the container's /proc/driver/nvidia was not masked: {why}");
+        Ok(ProcMaskReport { warning: Some(warning), ..ProcMaskReport::default() })
+    };
+    let proc = match sys.open_dir_in_root(root, Path::new("proc")) {
+        Ok(dir) => dir,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            return unmasked("it has no /proc at prestart (the runtime mounts it later)".into());
+        }
+        Err(e) => return Err(inspect("/proc")(e)),
+    };
+    match sys.fs_magic(&proc).map_err(inspect("/proc"))? {
+        libc::PROC_SUPER_MAGIC => {}
+        magic => {
+            return unmasked(format!(
+                "its /proc is not a procfs mount at prestart (file system type {magic:#x}; the runtime mounts it later)"
+            ));
+        }
+    }
     let proc_driver = match sys.open_dir_in_root(root, Path::new("proc/driver")) {
         Ok(dir) => dir,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(ProcMaskReport::default()),
@@ -90,7 +117,7 @@ pub fn mask_in_root<S: FsOps>(
     match fill(sys, root, mask, &sources, &mut lines) {
         Ok(()) => {
             made.push(Made::Mount(PROC_DRIVER_NVIDIA.into()));
-            Ok(ProcMaskReport { masked: true, lines })
+            Ok(ProcMaskReport { masked: true, lines, warning: None })
         }
         Err(e) => {
             // Detaching the tmpfs takes the files and mounts made in it along.
@@ -194,6 +221,7 @@ mod tests {
     fn fake() -> RecordingFs {
         RecordingFs::new()
             .file("/r/proc/driver/nvidia/params", "ModifyDeviceFiles: 1\n")
+            .fs_magic("/r/proc", libc::PROC_SUPER_MAGIC)
             .dir("/r/proc/driver/nvidia/gpus/0000:07:00.0")
             .dir("/r/proc/driver/nvidia/gpus/0000:0f:00.0")
             .file("/host/gpus/0000:07:00.0/information", "Device Minor: 2\n")
@@ -247,7 +275,7 @@ mod tests {
 
     #[test]
     fn no_proc_driver_nvidia_in_the_container_does_nothing() {
-        let fs = RecordingFs::new().dir("/r/proc/driver").dir("/host");
+        let fs = RecordingFs::new().dir("/r/proc/driver").fs_magic("/r/proc", libc::PROC_SUPER_MAGIC).dir("/host");
         let (report, made) = run(&fs);
         assert_eq!(report.unwrap(), ProcMaskReport::default());
         assert!(made.is_empty());
@@ -255,8 +283,35 @@ mod tests {
     }
 
     #[test]
+    fn a_proc_that_is_not_procfs_yet_is_left_alone_with_a_warning() {
+        let fs = fake().fs_magic("/r/proc", 0xef53);
+        let before = fs.snapshot();
+        let (report, made) = run(&fs);
+        let report = report.unwrap();
+        assert!(!report.masked);
+        let warning = report.warning.unwrap();
+        assert!(warning.starts_with("the container's /proc/driver/nvidia was not masked: "), "{warning}");
+        assert!(warning.contains("its /proc is not a procfs mount at prestart (file system type 0xef53;"), "{warning}");
+        assert!(made.is_empty());
+        assert!(fs.changes().is_empty(), "{:?}", fs.changes());
+        assert_eq!(fs.snapshot(), before);
+    }
+
+    #[test]
+    fn no_proc_at_all_is_a_warning_too() {
+        let fs = RecordingFs::new().dir("/r/etc").dir("/host");
+        let (report, made) = run(&fs);
+        let warning = report.unwrap().warning.unwrap();
+        assert!(warning.ends_with("it has no /proc at prestart (the runtime mounts it later)"), "{warning}");
+        assert!(made.is_empty());
+    }
+
+    #[test]
     fn a_missing_host_source_fails_before_any_mount() {
-        let fs = RecordingFs::new().dir("/r/proc/driver/nvidia/gpus").dir("/host/gpus/0000:07:00.0");
+        let fs = RecordingFs::new()
+            .dir("/r/proc/driver/nvidia/gpus")
+            .fs_magic("/r/proc", libc::PROC_SUPER_MAGIC)
+            .dir("/host/gpus/0000:07:00.0");
         let e = run(&fs).0.unwrap_err().to_string();
         assert!(e.starts_with("host /host/capabilities/gpu2/mig/gi8/ci0/access: "), "{e}");
         assert!(fs.changes().is_empty(), "{:?}", fs.changes());

@@ -1200,6 +1200,9 @@ pub(crate) mod kernel_tests {
         fn fstat(&self, fd: &Self::Fd) -> io::Result<FileStat> {
             LinuxSys.fstat(fd)
         }
+        fn fs_magic(&self, fd: &Self::Fd) -> io::Result<i64> {
+            LinuxSys.fs_magic(fd)
+        }
         fn stat_at(&self, dir: &Self::Fd, name: &OsStr) -> io::Result<Option<FileStat>> {
             LinuxSys.stat_at(dir, name)
         }

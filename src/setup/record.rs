@@ -6,7 +6,11 @@
 //! backup by renaming it over the file, so the file is back byte for byte, and
 //! removes what setup created. A file that no longer holds what setup wrote
 //! was edited since: undo then changes nothing at all and names it, because
-//! restoring the backup would drop that edit. A later setup run that changes
+//! restoring the backup would drop that edit. The backup is put back as a
+//! hard link renamed over the file and deleted only once everything else is
+//! undone, so an undo that failed halfway can run again: a file that already
+//! holds its backup counts as restored. A link is removed only while it still
+//! points where setup made it point. A later setup run that changes
 //! a recorded file again keeps the first backup: undo returns to the state
 //! before mighook. The CDI spec setup wrote is mighook's own generated file
 //! (the refresh units rewrite it), so it is removed whatever it holds now.
@@ -24,8 +28,34 @@ pub const RECORD_DIR: &str = "/var/lib/mighook/setup";
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     pub files: Vec<FileRecord>,
-    /// Links setup made (absolute paths).
-    pub links: Vec<PathBuf>,
+    /// Links setup made.
+    pub links: Vec<LinkRecord>,
+}
+
+/// A link setup made: its absolute path and the target it gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "LinkOnDisk")]
+pub struct LinkRecord {
+    pub path: PathBuf,
+    /// `None`: a record from before targets were kept; such a link is left alone.
+    pub target: Option<PathBuf>,
+}
+
+/// A link as records hold it: `{path, target}`, or a bare path (older records).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum LinkOnDisk {
+    Made { path: PathBuf, target: Option<PathBuf> },
+    Path(PathBuf),
+}
+
+impl From<LinkOnDisk> for LinkRecord {
+    fn from(l: LinkOnDisk) -> Self {
+        match l {
+            LinkOnDisk::Made { path, target } => LinkRecord { path, target },
+            LinkOnDisk::Path(path) => LinkRecord { path, target: None },
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,8 +80,9 @@ impl Record {
             }
         }
         for l in done.links {
-            if !self.links.contains(&l) {
-                self.links.push(l);
+            match self.links.iter_mut().find(|old| old.path == l.path) {
+                Some(old) => old.target = l.target,
+                None => self.links.push(l),
             }
         }
     }
@@ -99,6 +130,11 @@ enum Action {
     Remove(PathBuf),
     /// Already as it was (the file is gone and setup had created it).
     Gone(PathBuf),
+    /// Already holds its backup (an earlier undo got this far); the backup is deleted at the end.
+    Restored {
+        path: PathBuf,
+        backup: PathBuf,
+    },
 }
 
 /// Checks every recorded file first: one that was edited since, or whose backup is gone, refuses the whole undo.
@@ -122,9 +158,13 @@ fn plan(record: &Record, engine: &str) -> Result<Vec<Action>, SetupError> {
                 path(Path::new("/"), engine).display()
             ))
         };
-        match (&f.backup, now) {
+        let holds_backup = |b: &Path| now.as_deref().is_some_and(|now| fs::read(b).is_ok_and(|b| b == now));
+        match (&f.backup, &now) {
             (None, None) => actions.push(Action::Gone(f.path.clone())),
             (Some(_), None) => return Err(by_hand("was removed")),
+            (Some(b), Some(_)) if edited && holds_backup(b) => {
+                actions.push(Action::Restored { path: f.path.clone(), backup: b.clone() })
+            }
             _ if edited => return Err(by_hand("was changed")),
             (None, Some(_)) => actions.push(Action::Remove(f.path.clone())),
             (Some(b), Some(_)) if !b.is_file() => {
@@ -140,9 +180,31 @@ fn plan(record: &Record, engine: &str) -> Result<Vec<Action>, SetupError> {
     Ok(actions)
 }
 
-/// A link setup made, still pointing at what it made it point at.
-fn still_ours(link: &Path) -> bool {
-    fs::symlink_metadata(link).is_ok_and(|m| m.file_type().is_symlink())
+/// Whether `link` is still the link setup made: a symlink to the recorded target.
+/// `Err`: what is there instead, for the report (`None`: nothing is).
+fn still_ours(link: &LinkRecord) -> Result<(), Option<String>> {
+    let Some(target) = &link.target else {
+        return Err(Some("the record (from an older mighook) has no target to check".into()));
+    };
+    match fs::read_link(&link.path) {
+        Ok(now) if now == *target => Ok(()),
+        Ok(now) => Err(Some(format!("it now points at {}, not {}", now.display(), target.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(None),
+        Err(_) => Err(Some("it is no longer a symlink".into())),
+    }
+}
+
+/// `backup` put back at `path`: hard-linked next to it, renamed over it; the
+/// backup itself stays until the whole undo is done.
+fn put_back(path: &Path, backup: &Path) -> io::Result<()> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let staged = path.with_file_name(format!("{name}.mighook-undo"));
+    match fs::remove_file(&staged) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    fs::hard_link(backup, &staged)?;
+    fs::rename(&staged, path)
 }
 
 /// Puts back what the record at `record_path` says setup changed, then deletes the record.
@@ -158,7 +220,7 @@ pub fn undo(root: &Path, engine: &str, dry_run: bool) -> Result<String, SetupErr
         match a {
             Action::Restore { path, backup } => {
                 if !dry_run {
-                    fs::rename(backup, path).map_err(|e| write_err(path, e))?;
+                    put_back(path, backup).map_err(|e| write_err(path, e))?;
                 }
                 let _ =
                     writeln!(out, "{} {} from {}", verb("restored", "would restore"), path.display(), backup.display());
@@ -172,13 +234,33 @@ pub fn undo(root: &Path, engine: &str, dry_run: bool) -> Result<String, SetupErr
             Action::Gone(path) => {
                 let _ = writeln!(out, "{}: already gone", path.display());
             }
+            Action::Restored { path, backup } => {
+                let _ = writeln!(out, "{}: already restored from {}", path.display(), backup.display());
+            }
         }
     }
-    for link in record.links.iter().filter(|l| still_ours(l)) {
-        if !dry_run {
-            fs::remove_file(link).map_err(|e| write_err(link, e))?;
+    for link in &record.links {
+        match still_ours(link) {
+            Ok(()) => {
+                if !dry_run {
+                    fs::remove_file(&link.path).map_err(|e| write_err(&link.path, e))?;
+                }
+                let _ = writeln!(out, "{} link {}", verb("removed", "would remove"), link.path.display());
+            }
+            Err(None) => {}
+            Err(Some(why)) => {
+                let _ = writeln!(out, "left link {}: {why}", link.path.display());
+            }
         }
-        let _ = writeln!(out, "{} link {}", verb("removed", "would remove"), link.display());
+    }
+    // The backups go last: until here a rerun finds each restored file equal to its backup.
+    for a in &actions {
+        if let (Action::Restore { backup, .. } | Action::Restored { backup, .. }, false) = (a, dry_run) {
+            match fs::remove_file(backup) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(write_err(backup, e)),
+                _ => {}
+            }
+        }
     }
     if dry_run {
         let _ = writeln!(out, "dry run: nothing changed");
@@ -200,7 +282,9 @@ pub fn of_steps(steps: &[Step], backups: &[(PathBuf, PathBuf)], cdi_spec: &Path)
                 written: new.clone(),
                 generated: path == cdi_spec,
             }),
-            Step::Link { path, .. } => record.links.push(path.clone()),
+            Step::Link { path, target } => {
+                record.links.push(LinkRecord { path: path.clone(), target: Some(target.clone()) })
+            }
             _ => {}
         }
     }
@@ -226,10 +310,11 @@ mod tests {
             written: w.into(),
             generated: false,
         };
-        r.merge(Record { files: vec![f(Some("/etc/x.b1"), "one")], links: vec!["/l".into()] });
-        r.merge(Record { files: vec![f(Some("/etc/x.b2"), "two")], links: vec!["/l".into()] });
+        let l = |t: &str| LinkRecord { path: "/l".into(), target: Some(t.into()) };
+        r.merge(Record { files: vec![f(Some("/etc/x.b1"), "one")], links: vec![l("mighook")] });
+        r.merge(Record { files: vec![f(Some("/etc/x.b2"), "two")], links: vec![l("mighook")] });
         assert_eq!(r.files, vec![f(Some("/etc/x.b1"), "two")]);
-        assert_eq!(r.links, vec![PathBuf::from("/l")]);
+        assert_eq!(r.links, vec![l("mighook")]);
     }
 
     #[test]
@@ -259,5 +344,12 @@ mod tests {
             links: vec![],
         };
         assert_eq!(plan(&record, "crio").unwrap(), vec![Action::Remove(spec)]);
+    }
+
+    #[test]
+    fn an_older_record_of_bare_link_paths_still_loads() {
+        let r: Record =
+            serde_json::from_str(r#"{"files": [], "links": ["/usr/bin/nvidia-container-runtime"]}"#).unwrap();
+        assert_eq!(r.links, vec![LinkRecord { path: "/usr/bin/nvidia-container-runtime".into(), target: None }]);
     }
 }

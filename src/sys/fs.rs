@@ -120,6 +120,8 @@ pub trait FsOps: Sync {
     fn open_at_nofollow(&self, dir: &Self::Fd, name: &OsStr) -> io::Result<Self::Fd>;
     /// `statx` of an open fd.
     fn fstat(&self, fd: &Self::Fd) -> io::Result<FileStat>;
+    /// The type of the file system `fd` is on (`fstatfs` `f_type`, e.g. `PROC_SUPER_MAGIC`).
+    fn fs_magic(&self, fd: &Self::Fd) -> io::Result<i64>;
     /// `statx(dir, name, AT_SYMLINK_NOFOLLOW)`; `None` when there is no entry.
     fn stat_at(&self, dir: &Self::Fd, name: &OsStr) -> io::Result<Option<FileStat>>;
     /// `mkdirat(dir, name, mode)`.
@@ -281,10 +283,71 @@ fn statx_at(dir: libc::c_int, name: &CString, flags: libc::c_int) -> io::Result<
     })
 }
 
+/// This process's procfs, opened once (before any thread joins a container's
+/// mount namespace: [`FsOps::enter_mount_ns`] opens it first), where `/proc`
+/// may be the container's procfs in another pid namespace or not procfs at all.
+fn host_proc() -> io::Result<&'static OwnedFd> {
+    static HOST_PROC: std::sync::OnceLock<Result<OwnedFd, i32>> = std::sync::OnceLock::new();
+    let opened = HOST_PROC.get_or_init(|| {
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let fd = nix::fcntl::open("/proc", flags, Mode::empty()).map_err(|e| e as i32)?;
+        match fs_magic_of(&fd) {
+            Ok(libc::PROC_SUPER_MAGIC) => Ok(fd),
+            Ok(_) => Err(libc::ENOTSUP),
+            Err(e) => Err(e.raw_os_error().unwrap_or(libc::EIO)),
+        }
+    });
+    opened.as_ref().map_err(|&errno| {
+        let e = io::Error::from_raw_os_error(errno);
+        io::Error::new(e.kind(), format!("no procfs at /proc to reopen a checked file through: {e}"))
+    })
+}
+
+/// The file system type (`f_type`, e.g. `PROC_SUPER_MAGIC`) `fd` is on.
+fn fs_magic_of(fd: &OwnedFd) -> io::Result<i64> {
+    // SAFETY: a zeroed plain-data struct for the kernel to fill.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid fd and a valid out-pointer.
+    if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st.f_type as i64)
+}
+
+/// `name` in `dir` opened for reading when it is a regular file; `None` when it
+/// is anything else. It is first opened `O_PATH`, which runs no driver's or
+/// FIFO's open (a device node or FIFO the container swapped in is never opened
+/// for real), then checked, and that exact inode is reopened through
+/// `<host procfs>/thread-self/fd/N`: the host's procfs resolves `thread-self`
+/// for the calling thread even from inside a container's mount namespace,
+/// where `/proc` may be another pid namespace's. Without a host procfs it
+/// fails rather than open by name.
+fn open_regular_at(dir: &OwnedFd, name: &OsStr) -> io::Result<Option<std::fs::File>> {
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let path = nix::fcntl::openat2(dir, name, how)?;
+    let st = statx_at(path.as_raw_fd(), &CString::default(), libc::AT_EMPTY_PATH)?;
+    if st.kind != FileKind::Regular {
+        return Ok(None);
+    }
+    let link = format!("thread-self/fd/{}", path.as_raw_fd());
+    let flags = OFlag::O_RDONLY | OFlag::O_NOCTTY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let file = std::fs::File::from(nix::fcntl::openat(host_proc()?, link.as_str(), flags, Mode::empty())?);
+    // The magic link names the inode itself; checked again all the same.
+    let again = statx_at(file.as_raw_fd(), &CString::default(), libc::AT_EMPTY_PATH)?;
+    if again.kind != FileKind::Regular || (again.dev, again.ino) != (st.dev, st.ino) {
+        return Err(io::Error::other("changed while being opened"));
+    }
+    Ok(Some(file))
+}
+
 impl FsOps for super::LinuxSys {
     type Fd = OwnedFd;
 
     fn enter_mount_ns(&self, pid: i32) -> io::Result<()> {
+        // The host's procfs, for `open_regular_at` after the switch.
+        let _ = host_proc();
         let ns = std::fs::File::open(format!("/proc/{pid}/ns/mnt"))?;
         // setns(CLONE_NEWNS) is refused while fs info (root, cwd) is shared with other threads.
         nix::sched::unshare(CloneFlags::CLONE_FS)?;
@@ -313,6 +376,10 @@ impl FsOps for super::LinuxSys {
 
     fn fstat(&self, fd: &OwnedFd) -> io::Result<FileStat> {
         statx_at(fd.as_raw_fd(), &CString::default(), libc::AT_EMPTY_PATH)
+    }
+
+    fn fs_magic(&self, fd: &OwnedFd) -> io::Result<i64> {
+        fs_magic_of(fd)
     }
 
     fn stat_at(&self, dir: &OwnedFd, name: &OsStr) -> io::Result<Option<FileStat>> {
@@ -506,16 +573,12 @@ impl FsOps for super::LinuxSys {
 
     fn read_at(&self, dir: &OwnedFd, name: &OsStr, limit: u64) -> io::Result<Option<Vec<u8>>> {
         use std::io::Read;
-        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-        let fd = match nix::fcntl::openat(dir, name, flags, Mode::empty()) {
-            Ok(fd) => fd,
-            Err(nix::errno::Errno::ENOENT) => return Ok(None),
-            Err(e) => return Err(e.into()),
+        let mut file = match open_regular_at(dir, name) {
+            Ok(Some(file)) => file,
+            Ok(None) => return Err(io::Error::other("not a regular file")),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+            Err(e) => return Err(e),
         };
-        let mut file = std::fs::File::from(fd);
-        if !file.metadata()?.is_file() {
-            return Err(io::Error::other("not a regular file"));
-        }
         let mut bytes = Vec::new();
         file.by_ref().take(limit + 1).read_to_end(&mut bytes)?;
         if bytes.len() as u64 > limit {
@@ -542,11 +605,7 @@ impl FsOps for super::LinuxSys {
     }
 
     fn soname_at(&self, dir: &OwnedFd, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
-        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-        let file = std::fs::File::from(nix::fcntl::openat(dir, name, flags, Mode::empty())?);
-        if !file.metadata()?.is_file() {
-            return Ok(None);
-        }
+        let Some(file) = open_regular_at(dir, name)? else { return Ok(None) };
         Ok(crate::driver_files::elf::soname(&file).ok().flatten())
     }
 
@@ -607,5 +666,104 @@ mod linux_tests {
         let (at, e) = LinuxSys.append_each(&missing, &[b"c 195:0 rw\n"]).unwrap_err();
         assert_eq!((at, e.raw_os_error()), (0, Some(libc::ELOOP)));
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "");
+    }
+}
+
+#[cfg(test)]
+mod regular_file_tests {
+    use super::*;
+    use crate::sys::LinuxSys;
+    use std::time::Duration;
+
+    /// A thread blocked opening `fifo` for writing; it reports when the open returns.
+    fn blocked_writer(
+        fifo: &Path,
+    ) -> (std::thread::JoinHandle<io::Result<std::fs::File>>, std::sync::mpsc::Receiver<()>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = fifo.to_path_buf();
+        let writer = std::thread::spawn(move || {
+            let opened = std::fs::OpenOptions::new().write(true).open(&path);
+            let _ = tx.send(());
+            opened
+        });
+        // Time for the writer to reach its blocking open.
+        std::thread::sleep(Duration::from_millis(200));
+        (writer, rx)
+    }
+
+    #[test]
+    fn a_fifo_named_like_a_library_is_never_opened() {
+        let t = tempfile::tempdir().unwrap();
+        let fifo = t.path().join("libx.so.1");
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o644)).unwrap();
+        let (writer, released) = blocked_writer(&fifo);
+        let dir = LinuxSys.open_dir(t.path()).unwrap();
+        assert_eq!(LinuxSys.soname_at(&dir, OsStr::new("libx.so.1")).unwrap(), None);
+        let e = LinuxSys.read_at(&dir, OsStr::new("libx.so.1"), 4096).unwrap_err();
+        assert_eq!(e.to_string(), "not a regular file");
+        let still_blocked = released.recv_timeout(Duration::from_millis(300)).is_err();
+        // Release the writer either way: a reader of our own.
+        use std::os::unix::fs::OpenOptionsExt;
+        let _reader = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&fifo).unwrap();
+        writer.join().unwrap().unwrap();
+        assert!(still_blocked, "the FIFO was opened for reading: its blocked writer went on");
+    }
+
+    #[test]
+    fn a_symlink_named_like_a_library_is_not_followed() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("real"), "bytes").unwrap();
+        std::os::unix::fs::symlink("real", t.path().join("libx.so.1")).unwrap();
+        let dir = LinuxSys.open_dir(t.path()).unwrap();
+        assert_eq!(LinuxSys.soname_at(&dir, OsStr::new("libx.so.1")).unwrap(), None);
+        assert!(LinuxSys.read_at(&dir, OsStr::new("libx.so.1"), 4096).is_err());
+        assert_eq!(LinuxSys.read_at(&dir, OsStr::new("real"), 4096).unwrap().unwrap(), b"bytes");
+        assert_eq!(LinuxSys.read_at(&dir, OsStr::new("missing"), 4096).unwrap(), None);
+    }
+
+    #[test]
+    fn a_regular_file_reads_from_a_mount_namespace_whose_proc_is_another_pid_namespaces() {
+        if !crate::sys::fake::fs::root_or_skip(
+            "a_regular_file_reads_from_a_mount_namespace_whose_proc_is_another_pid_namespaces",
+        ) {
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("ld.so.cache"), "cache bytes").unwrap();
+        // A mount namespace whose /proc is a new pid namespace's procfs, as after pivot_root.
+        struct Killed(std::process::Child);
+        impl Drop for Killed {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let child = Killed(
+            std::process::Command::new("unshare")
+                .args(["--mount", "--pid", "--fork", "--kill-child", "--mount-proc", "sleep", "30"])
+                .spawn()
+                .expect("unshare (util-linux)"),
+        );
+        let pid = child.0.id() as i32;
+        // Wait for --mount-proc: pid 1 of the procfs in its namespace is the sleep.
+        let their_init = format!("/proc/{pid}/root/proc/1/comm");
+        for _ in 0..100 {
+            if std::fs::read_to_string(&their_init).is_ok_and(|c| c == "sleep\n") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let read = std::thread::scope(|s| {
+            s.spawn(|| {
+                LinuxSys.enter_mount_ns(pid)?;
+                assert!(std::fs::read_link("/proc/thread-self").is_err(), "this thread is not in that pid namespace");
+                let dir = LinuxSys.open_dir(t.path())?;
+                LinuxSys.read_at(&dir, OsStr::new("ld.so.cache"), 4096)
+            })
+            .join()
+            .unwrap()
+        });
+        drop(child);
+        assert_eq!(read.unwrap().unwrap(), b"cache bytes");
     }
 }

@@ -50,6 +50,8 @@ struct State {
     covered: BTreeMap<String, Vec<Option<Node>>>,
     /// The entries under a mount point that a tmpfs mounted there hides, brought back by its unmount.
     hidden: BTreeMap<String, Vec<Vec<(String, Node)>>>,
+    /// File system types set with [`RecordingFs::fs_magic`], by path.
+    fs_magic: BTreeMap<String, i64>,
 }
 
 /// Recording in-memory [`FsOps`].
@@ -139,6 +141,12 @@ impl RecordingFs {
         self.update(path, |n| n.mount_root = true).expect("mounted: no such entry");
         self
     }
+    /// Put `path` and everything under it on a file system of type `magic`
+    /// (`fstatfs` `f_type`); elsewhere it is ext4's.
+    pub fn fs_magic(self, path: &str, magic: i64) -> Self {
+        self.state.lock().unwrap().fs_magic.insert(path.into(), magic);
+        self
+    }
     /// Put `path` and everything under it on mount `id` (a mount other than the root's).
     pub fn on_mount(self, path: &str, id: u64) -> Self {
         let mut st = self.state.lock().unwrap();
@@ -166,8 +174,8 @@ impl RecordingFs {
 
     /// Only the calls that change something.
     pub fn changes(&self) -> Vec<String> {
-        const READS: [&str; 9] =
-            ["open", "open-in-root", "open-nofollow", "fstat", "stat", "read", "readlink", "list", "soname"];
+        const READS: [&str; 10] =
+            ["open", "open-in-root", "open-nofollow", "fstat", "statfs", "stat", "read", "readlink", "list", "soname"];
         self.calls().into_iter().filter(|c| !READS.contains(&c.split(' ').next().unwrap())).collect()
     }
 
@@ -336,6 +344,15 @@ impl FsOps for RecordingFs {
     fn fstat(&self, fd: &FakeFd) -> io::Result<FileStat> {
         self.record("fstat", &fd.0, "")?;
         self.node(&fd.0).map(|n| Self::stat_of(&n)).ok_or_else(|| err(libc::EBADF))
+    }
+
+    fn fs_magic(&self, fd: &FakeFd) -> io::Result<i64> {
+        const EXT4_SUPER_MAGIC: i64 = 0xef53;
+        self.record("statfs", &fd.0, "")?;
+        self.node(&fd.0).ok_or_else(|| err(libc::EBADF))?;
+        let st = self.state.lock().unwrap();
+        let on = |p: &String| *p == fd.0 || fd.0.starts_with(&format!("{p}/"));
+        Ok(st.fs_magic.iter().filter(|(p, _)| on(p)).max_by_key(|(p, _)| p.len()).map_or(EXT4_SUPER_MAGIC, |(_, &m)| m))
     }
 
     fn stat_at(&self, dir: &FakeFd, name: &OsStr) -> io::Result<Option<FileStat>> {
