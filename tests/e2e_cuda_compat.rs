@@ -88,21 +88,27 @@ fn shim_leaves_a_compat_dir_under_a_volume_alone() {
     assert_loaded("shim, compat dir under a volume", &rt.run_shim(&b, &node.mighook_args()), DRIVER_CUDA_VERSION);
 }
 
+/// The image under runc with mighook as its prestart hook, configured `cuda-compat = false`.
+fn run_hook_with_compat_off(rt: Runtime, node: &SimNode, image: &Path) -> Output {
+    let config = image.with_extension("toml");
+    std::fs::write(&config, "cuda-compat = false\n").unwrap();
+    let mut args = vec!["mighook".to_string()];
+    args.extend(node.mighook_args());
+    args.extend(["--config".into(), config.to_str().unwrap().into(), "prestart".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let b = bundle(image).with_prestart_hook(&support::mighook_bin(), &args, &["PATH=/usr/bin:/bin"]);
+    let out = rt.run(&b);
+    let _ = std::fs::remove_file(&config);
+    out
+}
+
 #[test]
 fn cuda_compat_false_keeps_the_drivers_libcuda() {
     let Some(rt) = runc() else { return };
     let node = SimNode::with_driver_root("a100x8", Layout::Debian);
     let image = copy_glibc_image(Layout::Debian);
     install_cuda_compat(image.path(), "570.86.10");
-    let config = image.path().with_extension("toml");
-    std::fs::write(&config, "cuda-compat = false\n").unwrap();
-    let mut args = vec!["mighook".to_string()];
-    args.extend(node.mighook_args());
-    args.extend(["--config".into(), config.to_str().unwrap().into(), "prestart".into()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let b = bundle(image.path()).with_prestart_hook(&support::mighook_bin(), &args, &["PATH=/usr/bin:/bin"]);
-    assert_loaded("hook, cuda-compat = false", &rt.run(&b), DRIVER_CUDA_VERSION);
-    let _ = std::fs::remove_file(&config);
+    assert_loaded("hook, cuda-compat = false", &run_hook_with_compat_off(rt, &node, image.path()), DRIVER_CUDA_VERSION);
 }
 
 /// An image's own ld.so.cache carrying mighook's generator tag is not taken for one mighook
@@ -118,15 +124,8 @@ fn a_forged_generator_tag_in_the_image_cache_does_not_put_compat_first() {
     cache.entries.push(mighook::ldcache::Entry::x86_64("libcuda.so.1", "/usr/local/cuda-12.8/compat/libcuda.so.1"));
     cache.generator = Some(mighook::ldcache::GENERATOR.to_vec());
     std::fs::write(&cache_path, mighook::ldcache::serialize(&cache)).unwrap();
-    let config = image.path().with_extension("toml");
-    std::fs::write(&config, "cuda-compat = false\n").unwrap();
-    let mut args = vec!["mighook".to_string()];
-    args.extend(node.mighook_args());
-    args.extend(["--config".into(), config.to_str().unwrap().into(), "prestart".into()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let b = bundle(image.path()).with_prestart_hook(&support::mighook_bin(), &args, &["PATH=/usr/bin:/bin"]);
-    assert_loaded("hook, forged cache tag, cuda-compat = false", &rt.run(&b), DRIVER_CUDA_VERSION);
-    let _ = std::fs::remove_file(&config);
+    let out = run_hook_with_compat_off(rt, &node, image.path());
+    assert_loaded("hook, forged cache tag, cuda-compat = false", &out, DRIVER_CUDA_VERSION);
 }
 
 /// A plain tar of `root`, imported into podman as `name`.

@@ -204,6 +204,23 @@ const MOUNT_ATTR_NOSUID: u64 = 0x2;
 const MOUNT_ATTR_NODEV: u64 = 0x4;
 const MOUNT_ATTR_NOEXEC: u64 = 0x8;
 
+/// Attaches the detached mount `mount` (open_tree, fsmount) onto `dst`.
+fn move_mount_onto(mount: &OwnedFd, dst: &OwnedFd) -> io::Result<()> {
+    let empty = CString::default();
+    // SAFETY: valid fds and C strings.
+    check(unsafe {
+        libc::syscall(
+            SYS_MOVE_MOUNT,
+            mount.as_raw_fd(),
+            empty.as_ptr(),
+            dst.as_raw_fd(),
+            empty.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    })?;
+    Ok(())
+}
+
 impl MountAttrs {
     /// The `MOUNT_ATTR_*` bits of mount_setattr(2) and fsmount(2).
     fn bits(self) -> u64 {
@@ -490,18 +507,7 @@ impl FsOps for super::LinuxSys {
                 )
             })?;
         }
-        // SAFETY: valid fds and C strings.
-        check(unsafe {
-            libc::syscall(
-                SYS_MOVE_MOUNT,
-                tree.as_raw_fd(),
-                empty.as_ptr(),
-                dst.as_raw_fd(),
-                empty.as_ptr(),
-                MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
-            )
-        })?;
-        Ok(())
+        move_mount_onto(&tree, dst)
     }
 
     fn mount_tmpfs(&self, dst: &OwnedFd, mode: u32, attrs: MountAttrs) -> io::Result<()> {
@@ -534,19 +540,7 @@ impl FsOps for super::LinuxSys {
         let mnt = check(unsafe { libc::syscall(SYS_FSMOUNT, fs.as_raw_fd(), FSMOUNT_CLOEXEC, set as libc::c_uint) })?;
         // SAFETY: fsmount returned a fresh fd.
         let mnt = unsafe { OwnedFd::from_raw_fd(mnt as libc::c_int) };
-        let empty = CString::default();
-        // SAFETY: valid fds and C strings.
-        check(unsafe {
-            libc::syscall(
-                SYS_MOVE_MOUNT,
-                mnt.as_raw_fd(),
-                empty.as_ptr(),
-                dst.as_raw_fd(),
-                empty.as_ptr(),
-                MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
-            )
-        })?;
-        Ok(())
+        move_mount_onto(&mnt, dst)
     }
 
     fn symlink_at(&self, dir: &OwnedFd, name: &OsStr, target: &OsStr) -> io::Result<()> {
