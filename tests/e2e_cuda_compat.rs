@@ -128,14 +128,6 @@ fn a_forged_generator_tag_in_the_image_cache_does_not_put_compat_first() {
     assert_loaded("hook, forged cache tag, cuda-compat = false", &out, DRIVER_CUDA_VERSION);
 }
 
-/// A plain tar of `root`, imported into podman as `name`.
-fn import(podman: &engines::Podman, root: &Path, name: &str) {
-    let tar = root.with_extension("tar");
-    engines::ok(Command::new(support::tool("tar")).arg("-C").arg(root).arg("-cf").arg(&tar).arg("."), "tar");
-    engines::ok(podman.cmd().args(["import", "-q"]).arg(&tar).arg(name), "podman import");
-    let _ = std::fs::remove_file(&tar);
-}
-
 /// CDI: mighook's spec carries `--cuda-compat <driver version>` in its hook, which
 /// decides at container create.
 #[test]
@@ -158,7 +150,7 @@ fn podman_cdi_puts_a_newer_compat_libcuda_first_and_never_an_older_one() {
         let image = copy_glibc_image(Layout::Debian);
         install_cuda_compat(image.path(), compat);
         let name = format!("localhost/mighook-compat-{i}:e2e");
-        import(&podman, image.path(), &name);
+        podman.import_dir(image.path(), &name);
         let args = ["--hooks-dir", no_hooks.to_str().unwrap(), "--device", "nvidia.com/gpu=0:1", &name];
         let out = podman.run_in_ns(Some(&cdi), "runc", &[&args[..], &["/bin/sh", "-c", SCRIPT]].concat());
         assert_loaded(&format!("podman CDI, compat {compat}"), &out, cuda);

@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::process::{Command, Output};
 
 use engines::{CdiDir, Containerd, Dockerd, MIG_0_1_UUID, MighookInstall, Podman};
-use support::{Layout, Runtime, SimNode};
+use support::{Layout, SimNode};
 
 const TOPOLOGY: &str = "a100x8";
 const GPU_0_UUID: &str = "GPU-066d0ced-a3fb-eefb-a347-82895e8fb78c";
@@ -123,18 +123,6 @@ fn generate_spec(node: &SimNode, dir: &CdiDir, file: &str) {
     );
 }
 
-/// The podman runtimes this machine can run: runc, and crun where a v1 `devices`
-/// hierarchy lets it run with the cgroup2 mount dropped (as tests/support/runtime.rs does).
-fn podman_runtimes() -> Vec<&'static str> {
-    let mut out = vec!["runc"];
-    match Runtime::CrunV1.supported() {
-        Ok(()) if support::find_tool("crun").is_some() => out.push("crun"),
-        Ok(()) => support::skip("podman with crun: crun is not installed"),
-        Err(why) => support::skip_unsupported(&format!("podman with crun: {why}")),
-    }
-    out
-}
-
 /// CDI: `--device nvidia.com/gpu=0:1` (and by UUID) with a JSON spec under runc and crun,
 /// then the same spec as YAML; mounts from the spec, links and loader cache from its hook.
 #[test]
@@ -159,7 +147,7 @@ fn podman_cdi_serves_nvidia_smi_and_libcuda_in_a_plain_image() {
 
     let json = CdiDir::new();
     generate_spec(&node, &json, "nvidia.json");
-    for runtime in podman_runtimes() {
+    for runtime in engines::Podman::runtimes() {
         for device in ["nvidia.com/gpu=0:1".to_string(), format!("nvidia.com/gpu={MIG_0_1_UUID}")] {
             let out = run(&json, runtime, Some(&device));
             assert_served(&format!("podman {runtime} --device {device}"), &out, lib);
@@ -186,7 +174,7 @@ fn podman_hooks_dir_serves_nvidia_smi_and_libcuda_in_a_plain_image() {
     let lib = IMAGE.lib_dir();
     let argv = argv(lib);
     let hooks_dir = hooks.path().to_str().unwrap();
-    for runtime in podman_runtimes() {
+    for runtime in engines::Podman::runtimes() {
         let run = |env: &[&str]| {
             let base = ["--hooks-dir", hooks_dir];
             podman.run_in_ns(None, runtime, &[&base[..], env, &[image.as_str()], &strs(&argv)].concat())

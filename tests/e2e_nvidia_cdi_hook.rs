@@ -117,25 +117,6 @@ fn assert_served(what: &str, out: &Output, cuda: i32) {
     assert_eq!(text, want, "{what}");
 }
 
-/// podman's runtimes here: runc, and crun where this machine can run it.
-fn podman_runtimes() -> Vec<&'static str> {
-    let mut out = vec!["runc"];
-    match Runtime::CrunV1.supported() {
-        Ok(()) if support::find_tool("crun").is_some() => out.push("crun"),
-        Ok(()) => support::skip("podman with crun: crun is not installed"),
-        Err(why) => support::skip_unsupported(&format!("podman with crun: {why}")),
-    }
-    out
-}
-
-/// A plain tar of `root`, imported into podman as `name`.
-fn import(podman: &engines::Podman, root: &Path, name: &str) {
-    let tar = root.with_extension("tar");
-    engines::ok(Command::new(support::tool("tar")).arg("-C").arg(root).arg("-cf").arg(&tar).arg("."), "tar");
-    engines::ok(podman.cmd().args(["import", "-q"]).arg(&tar).arg(name), "podman import");
-    let _ = std::fs::remove_file(&tar);
-}
-
 #[test]
 fn podman_runs_an_nvidia_generated_spec_through_nvidia_cdi_hook() {
     if !support::require_root_and(&["podman", "runc", "tar", "gcc", "ldconfig", "mountpoint", "unshare"]) {
@@ -149,13 +130,13 @@ fn podman_runs_an_nvidia_generated_spec_through_nvidia_cdi_hook() {
     let compat_image = copy_glibc_image(Layout::Debian);
     install_cuda_compat(compat_image.path(), "570.86.10");
     let compat = "localhost/mighook-nvhook-compat:e2e";
-    import(&podman, compat_image.path(), compat);
+    podman.import_dir(compat_image.path(), compat);
     let no_hooks = podman.no_hooks_dir();
     for ctk in [false, true] {
         let cdi = engines::CdiDir::new();
         write_nvidia_spec(&node, &cdi, &links, ctk);
         let how = if ctk { "nvidia-ctk hook" } else { "nvidia-cdi-hook" };
-        for runtime in podman_runtimes() {
+        for runtime in engines::Podman::runtimes() {
             for (image, cuda) in [(plain.as_str(), 12040), (compat, COMPAT_CUDA_VERSION)] {
                 let args = ["--hooks-dir", no_hooks.to_str().unwrap(), "--device", "nvidia.com/gpu=0:1", image];
                 let out = podman.run_in_ns(Some(&cdi), runtime, &[&args[..], &["/bin/sh", "-c", SCRIPT]].concat());

@@ -460,6 +460,26 @@ impl Podman {
         name
     }
 
+    /// `podman import` of a plain tar of the directory `root` as `name`.
+    pub fn import_dir(&self, root: &Path, name: &str) {
+        let tar = root.with_extension("tar");
+        ok(Command::new(support::tool("tar")).arg("-C").arg(root).arg("-cf").arg(&tar).arg("."), "tar");
+        ok(self.cmd().args(["import", "-q"]).arg(&tar).arg(name), "podman import");
+        let _ = std::fs::remove_file(&tar);
+    }
+
+    /// The runtimes podman can use on this machine: runc, and crun where a v1 `devices`
+    /// hierarchy lets it run with the cgroup2 mount dropped (as tests/support/runtime.rs does).
+    pub fn runtimes() -> Vec<&'static str> {
+        let mut out = vec!["runc"];
+        match support::Runtime::CrunV1.supported() {
+            Ok(()) if support::find_tool("crun").is_some() => out.push("crun"),
+            Ok(()) => support::skip("podman with crun: crun is not installed"),
+            Err(why) => support::skip_unsupported(&format!("podman with crun: {why}")),
+        }
+        out
+    }
+
     /// An empty hooks dir: `--hooks-dir` replaces the default dirs, so no installed hook interferes.
     pub fn no_hooks_dir(&self) -> PathBuf {
         self.dir.path().join("no-hooks")
