@@ -122,7 +122,7 @@ pub fn prestart(settings: &Settings, stdin: &mut dyn Read) -> Result<(), HookErr
     }
     let target = Target { pid: state.pid, rootfs: rootfs? };
     let host_proc = settings.proc_root.join("driver/nvidia");
-    let mask = proc_mask(&plan.selection, &host_proc, state.pid);
+    let mask = proc_mask(&crate::proc_driver::ProcSelection::of(&plan.selection), &host_proc, state.pid);
     let proc = mask.as_ref().map(|mask| apply::ProcTarget { mask, host_dir: &host_proc });
     let report = apply::apply_masked(&crate::sys::LinuxSys, &target, &plan.edits, &settings.dev_root, proc)?;
     if mask.is_some() && !report.proc_driver.masked {
@@ -144,14 +144,7 @@ pub fn proc_mask_hook(
     let state = parse_state(&read_limited(stdin, MAX_STATE_BYTES, "OCI state")?)?;
     let rootfs = HookBundle::read(&state.bundle)?.rootfs()?;
     let host_proc = settings.proc_root.join("driver/nvidia");
-    if !host_proc.is_dir() {
-        crate::log::debug(&format!("pid {}: no {} on the host: nothing to mask", state.pid, host_proc.display()));
-        return Ok(());
-    }
-    let mask = crate::proc_driver::plan(sel, |rel| crate::proc_driver::read_host(&host_proc, rel));
-    for line in &mask.skipped {
-        crate::log::warn(&format!("pid {}: {line}", state.pid));
-    }
+    let Some(mask) = proc_mask(sel, &host_proc, state.pid) else { return Ok(()) };
     let (report, _) = apply::proc_driver::mask(&crate::sys::LinuxSys, state.pid, &rootfs, &host_proc, &mask)?;
     match report.masked {
         true => crate::log::info(&format!("pid {}: {}", state.pid, report.lines.join("; "))),
@@ -175,7 +168,7 @@ fn log_unmasked(pid: i32, report: &apply::proc_driver::ProcMaskReport) {
 /// What the container's `/proc/driver/nvidia` shows ([`crate::proc_driver`]); `None`
 /// when the host has no `/proc/driver/nvidia` (no driver loaded), so there is nothing to show.
 fn proc_mask(
-    sel: &crate::resolve::Selection,
+    sel: &crate::proc_driver::ProcSelection,
     host_proc: &std::path::Path,
     pid: i32,
 ) -> Option<crate::proc_driver::ProcMask> {
@@ -183,8 +176,7 @@ fn proc_mask(
         crate::log::debug(&format!("pid {pid}: no {} on the host: nothing to mask", host_proc.display()));
         return None;
     }
-    let sel = crate::proc_driver::ProcSelection::of(sel);
-    let mask = crate::proc_driver::plan(&sel, |rel| crate::proc_driver::read_host(host_proc, rel));
+    let mask = crate::proc_driver::plan(sel, |rel| crate::proc_driver::read_host(host_proc, rel));
     for line in &mask.skipped {
         crate::log::warn(&format!("pid {pid}: {line}"));
     }
